@@ -1,0 +1,71 @@
+"""The one console: results on stdout, status on stderr.
+
+Rich is imported only when something is actually drawn, so ``--help`` and
+quiet cron runs never pay for it. ``vots-ops ... --format json | jq`` works
+because nothing but the result ever reaches stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import cached_property
+from typing import Any
+
+
+class Console:
+    """Thin wrapper over two Rich consoles; pass it around via ``ctx.obj``."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+
+    @cached_property
+    def out(self) -> Any:
+        from rich.console import Console as RichConsole
+
+        return RichConsole(file=sys.stdout, highlight=False, soft_wrap=True)
+
+    @cached_property
+    def err(self) -> Any:
+        from rich.console import Console as RichConsole
+
+        return RichConsole(file=sys.stderr, highlight=False, soft_wrap=True)
+
+    def _status(self, style: str, label: str, message: str) -> None:
+        if self.quiet:
+            return
+        from rich.markup import escape
+
+        self.err.print(f"[{style}]{label}[/] {escape(message)}")
+
+    def info(self, message: str) -> None:
+        self._status("cyan", "•", message)
+
+    def success(self, message: str) -> None:
+        self._status("green", "✓", message)
+
+    def warning(self, message: str) -> None:
+        self._status("yellow", "warning:", message)
+
+    def error(self, message: str) -> None:
+        """Errors print even with ``--quiet``: cron must mail problems."""
+        if sys.stderr.isatty():
+            from rich.markup import escape
+
+            self.err.print(f"[bold red]error:[/] {escape(message)}")
+        else:
+            sys.stderr.write(f"error: {message}\n")
+            sys.stderr.flush()
+
+    def print(self, renderable: Any) -> None:
+        """A result (table, text) to stdout."""
+        self.out.print(renderable)
+
+    def text(self, text: str) -> None:
+        """Plain text to stdout, byte for byte (diffs, generated files)."""
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    def json(self, data: Any) -> None:
+        sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+        sys.stdout.flush()

@@ -1,0 +1,83 @@
+"""Atomic writes and unified diffs, so a failed run never leaves half a config."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from ops.errors import OutputError
+
+
+def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write ``text`` to ``path`` via a temp file in the same directory + rename."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(exc, OSError):
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise
+
+
+def write_all(root: Path, files: Mapping[str, str]) -> list[Path]:
+    """Write every rendered file under ``root``; check writability of all targets first.
+
+    Checking first means a permission problem on the third file does not leave
+    the first two updated and the rest stale.
+    """
+    root = Path(root)
+    targets = [root / rel for rel in files]
+    for target in targets:
+        parent = target.parent
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir():
+            raise OutputError(f"cannot write {target}: {parent} is not a directory")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise OutputError(f"cannot write {target}: no write permission on {parent}")
+        if target.exists() and (target.is_dir() or not os.access(target, os.W_OK)):
+            raise OutputError(f"cannot write {target}: not a writable file")
+    for target, text in zip(targets, files.values(), strict=True):
+        atomic_write(target, text)
+    return targets
+
+
+def diff_all(root: Path, files: Mapping[str, str]) -> str:
+    """Unified diff from what is on disk under ``root`` to what would be written."""
+    chunks: list[str] = []
+    for rel, new in files.items():
+        target = Path(root) / rel
+        try:
+            old = target.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            old = ""
+        except OSError as exc:
+            raise OutputError(f"cannot read {target}: {exc.strerror or exc}") from exc
+        if old == new:
+            continue
+        chunks.extend(
+            difflib.unified_diff(
+                old.splitlines(keepends=True),
+                new.splitlines(keepends=True),
+                fromfile=f"a/{rel}",
+                tofile=f"b/{rel}",
+            )
+        )
+    return "".join(chunks)

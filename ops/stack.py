@@ -1,0 +1,564 @@
+"""stack.yaml -> a validated ``Stack``: what should run on the VM.
+
+Every value that later reaches nginx or YAML text is either a name matched by
+a strict pattern here or free text that the renderer quotes; nothing else can
+get through, so a service name can never smuggle in configuration.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from ops.errors import SpecError
+from ops.spec import LineMap, format_loc, load_yaml, read_text, validate
+
+MiB = 1024**2
+GiB = 1024**3
+_UNITS = {"k": 1024, "m": MiB, "g": GiB, "t": 1024**4}
+
+# --------------------------------------------------------------------------- scalars
+
+_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)([kKmMgGtT])$")
+_CPU_RE = re.compile(r"^(\d+)m$")
+_DUR_RE = re.compile(r"^(\d+)(ms|s|m|h|d)$")
+_RATE_RE = re.compile(r"^(\d+)r/(s|m)$")
+NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/-]*$")
+_HOST_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_ABS_RE = re.compile(r"^/[A-Za-z0-9._/@+-]*$")
+_REL_RE = re.compile(r"^(?!/)[A-Za-z0-9._/@+-]+$")
+_IMAGE_RE = re.compile(
+    r"^(?:[a-z0-9.-]+(?::\d+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
+)
+_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_HEADER_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
+_SECRETISH = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.I)
+_IP_RE = re.compile(r"^(\d{1,3}\.){3}\d{1,3}$")
+CAPABILITIES = frozenset(
+    "AUDIT_WRITE CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL MKNOD NET_ADMIN "
+    "NET_BIND_SERVICE NET_RAW SETFCAP SETGID SETPCAP SETUID SYS_CHROOT SYS_NICE "
+    "SYS_PTRACE SYS_RESOURCE".split()
+)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def parse_size(value: Any) -> int:
+    """``512M``/``2G``/``1.5G`` -> bytes (binary units, like Docker)."""
+    text = str(value) if isinstance(value, str) else None
+    m = _SIZE_RE.match(text) if text else None
+    if not m:
+        raise ValueError(f"expected a size like 512M or 1.5G (got {value!r})")
+    n = int(Decimal(m.group(1)) * _UNITS[m.group(2).lower()])
+    if n <= 0:
+        raise ValueError(f"size must be greater than zero (got {value!r})")
+    return n
+
+
+def parse_cpus(value: Any) -> int:
+    """CPUs as a number (``0.5``) or millicores (``500m``) -> millicores."""
+    if isinstance(value, str) and (m := _CPU_RE.match(value)):
+        milli = int(m.group(1))
+    elif _is_num(value):
+        try:
+            d = Decimal(str(value))
+        except InvalidOperation:
+            raise ValueError(f"expected CPUs like 0.5 or 500m (got {value!r})") from None
+        if d * 1000 != int(d * 1000):
+            raise ValueError(f"CPUs have at most 3 decimals (got {value!r})")
+        milli = int(d * 1000)
+    else:
+        raise ValueError(f"expected CPUs like 0.5 or 500m (got {value!r})")
+    if milli <= 0:
+        raise ValueError(f"CPUs must be greater than zero (got {value!r})")
+    return milli
+
+
+def parse_duration(value: Any) -> str:
+    if not isinstance(value, str) or not _DUR_RE.match(value) or int(value[:-1].rstrip("m")) == 0:
+        raise ValueError(f"expected a duration like 5s, 1m or 500ms (got {value!r})")
+    return value
+
+
+def duration_seconds(value: str) -> float:
+    m = _DUR_RE.match(value)
+    assert m
+    n, unit = int(m.group(1)), m.group(2)
+    return n * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+
+
+def _pattern(regex: re.Pattern[str], what: str) -> Any:
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or not regex.match(value):
+            raise ValueError(f"expected {what} (got {value!r})")
+        return value
+
+    return BeforeValidator(check)
+
+
+def _rate(value: Any) -> str:
+    if not isinstance(value, str) or not (m := _RATE_RE.match(value)) or int(m.group(1)) == 0:
+        raise ValueError(f"expected a rate like 20r/s or 300r/m (got {value!r})")
+    return value
+
+
+def _cap(value: Any) -> str:
+    if not isinstance(value, str) or value.upper() not in CAPABILITIES:
+        raise ValueError(f"unknown capability {value!r}; one of {', '.join(sorted(CAPABILITIES))}")
+    return value.upper()
+
+
+def _free_text(value: Any) -> str:
+    """Free text may hold almost anything, but never control characters."""
+    if _is_num(value):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string (got {value!r})")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError("control characters (newlines, tabs, ...) are not allowed")
+    return value
+
+
+def _header_value(value: Any) -> str:
+    value = _free_text(value)
+    if "$" in value:
+        raise ValueError("'$' is not allowed in a header value (nginx would expand it)")
+    return value
+
+
+Size = Annotated[int, BeforeValidator(parse_size)]
+Cpus = Annotated[int, BeforeValidator(parse_cpus)]
+Duration = Annotated[str, BeforeValidator(parse_duration)]
+Rate = Annotated[str, BeforeValidator(_rate)]
+Name = Annotated[str, _pattern(NAME_RE, "a lowercase name like 'agent' ([a-z][a-z0-9_-]*)")]
+UrlPath = Annotated[str, _pattern(_PATH_RE, "a URL path like /api/v1/ (letters, digits, ._~/-)")]
+Hostname = Annotated[str, _pattern(_HOST_RE, "a host name like vots.example.com")]
+AbsPath = Annotated[str, _pattern(_ABS_RE, "an absolute path like /etc/ssl/vots/key.pem")]
+RelPath = Annotated[str, _pattern(_REL_RE, "a relative path like services/agent")]
+Image = Annotated[str, _pattern(_IMAGE_RE, "an image reference like vots/agent:1.2")]
+EnvName = Annotated[str, _pattern(_ENV_RE, "an environment variable name like LOG_LEVEL")]
+HeaderName = Annotated[str, _pattern(_HEADER_RE, "a header name like X-Frame-Options")]
+Cap = Annotated[str, BeforeValidator(_cap)]
+FreeText = Annotated[str, BeforeValidator(_free_text)]
+HeaderValue = Annotated[str, BeforeValidator(_header_value)]
+IPv4 = Annotated[str, _pattern(_IP_RE, "an IPv4 address like 127.0.0.1")]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Language = Literal["python", "go", "rust", "node", "datastore", "static"]
+
+
+def _argv(value: Any) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise ValueError("expected a non-empty list of arguments, e.g. [redis-cli, ping]")
+    return [_free_text(v) for v in value]
+
+
+Argv = Annotated[list[str], BeforeValidator(_argv)]
+
+# --------------------------------------------------------------------------- models
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CpuRange(_Model):
+    min: Cpus | None = None
+    max: Cpus | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CpuRange:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min is larger than max")
+        return self
+
+
+class MemoryRange(_Model):
+    min: Size | None = None
+    max: Size | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MemoryRange:
+        if self.min is not None and self.min < 6 * MiB:
+            raise ValueError("min must be at least 6M (Docker's smallest memory limit)")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min is larger than max")
+        return self
+
+
+class Resources(_Model):
+    """Per-replica bounds; the planner picks values inside them."""
+
+    cpu_weight: int = Field(1, ge=1, le=1000)
+    memory_weight: int | None = Field(None, ge=1, le=1000)
+    cpu: CpuRange = CpuRange()
+    memory: MemoryRange = MemoryRange()
+    pids: int | None = Field(None, ge=16, le=4_194_304)
+
+
+class Route(_Model):
+    path: UrlPath
+    rate_limit: Rate | None = None
+    burst: int | None = Field(None, ge=0, le=100_000)
+    cache: Duration | None = None
+    immutable: bool = False
+    max_body: Size | None = None
+    timeout: Duration | None = None
+
+
+class Health(_Model):
+    path: UrlPath | None = None
+    command: Argv | None = None
+    interval: Duration = "15s"
+    timeout: Duration = "5s"
+    retries: int = Field(3, ge=1, le=100)
+    start_period: Duration = "20s"
+
+    @model_validator(mode="after")
+    def _one(self) -> Health:
+        if (self.path is None) == (self.command is None):
+            raise ValueError("give exactly one of 'path' (HTTP check) or 'command'")
+        return self
+
+
+def _health(value: Any) -> Any:
+    if isinstance(value, str):
+        return {"path": value}
+    if isinstance(value, list):
+        return {"command": value}
+    return value
+
+
+class Service(_Model):
+    image: Image | None = None
+    build: RelPath | None = None
+    language: Language = "python"
+    port: Port | None = None
+    replicas: int = Field(1, ge=1, le=64)
+    internal: bool | None = None
+    resources: Resources = Resources()
+    health: Annotated[Health | None, BeforeValidator(_health)] = None
+    metrics: UrlPath | None = None
+    routes: list[Route] = []
+    depends_on: list[Name] = []
+    environment: dict[EnvName, FreeText] = {}
+    secrets: list[Name] = []
+    volumes: dict[Name, AbsPath] = {}
+    tmpfs: list[AbsPath] = []
+    read_only: bool | None = None
+    cap_add: list[Cap] = []
+    command: Argv | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Service:
+        if self.image is None and self.build is None:
+            raise ValueError("give 'image' or 'build' (or both)")
+        if self.port is None and (self.routes or self.metrics or (self.health and self.health.path)):
+            raise ValueError("'port' is required when the service has routes, metrics or an HTTP health path")
+        return self
+
+
+class HostSpec(_Model):
+    cpus: Literal["auto"] | Cpus = "auto"
+    memory: Literal["auto"] | Size = "auto"
+    # CPU is compressible: limits may add up to this many times the usable CPUs
+    # (reservations never do). Memory limits are never overcommitted.
+    cpu_overcommit: float = Field(1.0, ge=1.0, le=8.0)
+    reserve: Reserve = Field(default_factory=lambda: Reserve())
+
+
+class Reserve(_Model):
+    cpus: Cpus = 500
+    memory: Size = GiB
+
+
+class Tls(_Model):
+    certificate: AbsPath
+    key: AbsPath
+
+
+class Edge(_Model):
+    """nginx in front of everything; the only service published on all interfaces."""
+
+    image: Image = "vots/edge:latest"
+    build: RelPath | None = "services/edge"
+    replicas: int = Field(1, ge=1, le=16)
+    resources: Resources | None = None
+    bind: IPv4 = "0.0.0.0"
+    http_port: Port = 80
+    https_port: Port = 443
+    client_max_body: Size = 10 * MiB
+    headers: dict[HeaderName, HeaderValue] = {}
+    worker_connections: int = Field(4096, ge=64, le=65536)
+
+
+class Monitor(_Model):
+    enabled: bool = True
+    image: Image | None = None
+    resources: Resources | None = None
+
+
+def _monitor(value: Any) -> Any:
+    if isinstance(value, bool):
+        return {"enabled": value}
+    return value
+
+
+MonitorField = Annotated[Monitor, BeforeValidator(_monitor)]
+
+
+class Monitoring(_Model):
+    prometheus: MonitorField = Monitor()
+    node_exporter: MonitorField = Monitor()
+    cadvisor: MonitorField = Monitor()
+    scrape_interval: Duration = "15s"
+    retention: Duration = "15d"
+    bind: IPv4 = "127.0.0.1"
+    port: Port = 9090
+
+
+class SecretSpec(_Model):
+    file: Annotated[str, _pattern(re.compile(r"^[A-Za-z0-9._/@+-]+$"), "a file path like ./secrets/mongo_password")]
+
+
+class Stack(_Model):
+    project: Name = "vots"
+    host: HostSpec = HostSpec()
+    domain: Hostname
+    tls: Tls
+    edge: Edge = Edge()
+    services: dict[Name, Service]
+    secrets: dict[Name, SecretSpec] = {}
+    monitoring: Monitoring = Monitoring()
+
+
+HostSpec.model_rebuild()
+
+# --------------------------------------------------------------------------- workloads
+
+_LANG_DEFAULTS: dict[str, dict[str, Any]] = {
+    # cpu min (millicores), memory min, pids, read_only, tmpfs, cap_add
+    "python": {"cpu": 250, "mem": 256 * MiB, "pids": 512, "ro": True, "tmpfs": ["/tmp"], "caps": []},
+    "go": {"cpu": 100, "mem": 64 * MiB, "pids": 512, "ro": True, "tmpfs": ["/tmp"], "caps": []},
+    "rust": {"cpu": 100, "mem": 64 * MiB, "pids": 512, "ro": True, "tmpfs": ["/tmp"], "caps": []},
+    "node": {"cpu": 250, "mem": 256 * MiB, "pids": 1024, "ro": False, "tmpfs": ["/tmp"], "caps": []},
+    "static": {"cpu": 50, "mem": 32 * MiB, "pids": 128, "ro": True, "tmpfs": ["/tmp"], "caps": []},
+    # Official datastore images start as root and drop to their own user (gosu).
+    "datastore": {
+        "cpu": 250,
+        "mem": 256 * MiB,
+        "pids": 2048,
+        "ro": False,
+        "tmpfs": ["/tmp"],
+        "caps": ["CHOWN", "SETGID", "SETUID", "DAC_OVERRIDE", "FOWNER"],
+    },
+}
+
+_BUILTIN: dict[str, dict[str, Any]] = {
+    "edge": {"cpu": 250, "mem": 64 * MiB, "max_mem": 512 * MiB, "weight": 2, "pids": 1024, "caps": ["CHOWN", "SETGID", "SETUID", "NET_BIND_SERVICE"]},
+    "prometheus": {"image": "prom/prometheus:v2.53.2", "cpu": 250, "mem": 512 * MiB, "max_mem": 4 * GiB, "weight": 2, "pids": 512, "caps": []},
+    "node-exporter": {"image": "prom/node-exporter:v1.8.2", "cpu": 50, "mem": 32 * MiB, "max_cpu": 500, "max_mem": 128 * MiB, "weight": 1, "pids": 128, "caps": []},
+    "cadvisor": {"image": "gcr.io/cadvisor/cadvisor:v0.49.1", "cpu": 100, "mem": 128 * MiB, "max_cpu": 1000, "max_mem": 512 * MiB, "weight": 1, "pids": 256, "caps": ["DAC_READ_SEARCH"]},
+}
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One service as the planner and templates see it, defaults resolved.
+
+    ``kind`` is ``app``/``datastore`` for stack services and ``edge``,
+    ``prometheus``, ``node-exporter``, ``cadvisor`` for the built-ins.
+    """
+
+    name: str
+    kind: str
+    image: str | None
+    build: str | None
+    replicas: int
+    cpu_min: int
+    cpu_max: int | None
+    cpu_weight: int
+    mem_min: int
+    mem_max: int | None
+    mem_weight: int
+    pids: int
+    read_only: bool
+    tmpfs: tuple[str, ...]
+    cap_add: tuple[str, ...]
+    internal: bool
+    port: int | None = None
+    spec: Service | None = None
+    yaml_loc: tuple[str, ...] = field(default=())
+
+
+def _workload(name: str, svc: Service) -> Workload:
+    d = _LANG_DEFAULTS[svc.language]
+    r = svc.resources
+    return Workload(
+        name=name,
+        kind="datastore" if svc.language == "datastore" else "app",
+        image=svc.image,
+        build=svc.build,
+        replicas=svc.replicas,
+        cpu_min=r.cpu.min if r.cpu.min is not None else d["cpu"],
+        cpu_max=r.cpu.max,
+        cpu_weight=r.cpu_weight,
+        mem_min=r.memory.min if r.memory.min is not None else d["mem"],
+        mem_max=r.memory.max,
+        mem_weight=r.memory_weight or r.cpu_weight,
+        pids=r.pids or d["pids"],
+        read_only=d["ro"] if svc.read_only is None else svc.read_only,
+        tmpfs=tuple(dict.fromkeys([*d["tmpfs"], *svc.tmpfs])),
+        cap_add=tuple(dict.fromkeys([*(svc.cap_add or d["caps"])])),
+        internal=(svc.language == "datastore") if svc.internal is None else svc.internal,
+        port=svc.port,
+        spec=svc,
+        yaml_loc=("services", name),
+    )
+
+
+def _builtin(name: str, kind: str, image: str | None, build: str | None, res: Resources | None, replicas: int = 1, loc: tuple[str, ...] = ()) -> Workload:
+    d = _BUILTIN[kind]
+    r = res or Resources()
+    return Workload(
+        name=name,
+        kind=kind,
+        image=image or d.get("image"),
+        build=build,
+        replicas=replicas,
+        cpu_min=r.cpu.min if r.cpu.min is not None else d["cpu"],
+        cpu_max=r.cpu.max if r.cpu.max is not None else d.get("max_cpu"),
+        cpu_weight=r.cpu_weight if res else d.get("weight", 1),
+        mem_min=r.memory.min if r.memory.min is not None else d["mem"],
+        mem_max=r.memory.max if r.memory.max is not None else d.get("max_mem"),
+        mem_weight=(r.memory_weight or r.cpu_weight) if res else d.get("weight", 1),
+        pids=r.pids or d["pids"],
+        read_only=True,
+        tmpfs=("/tmp",),
+        cap_add=tuple(d["caps"]),
+        internal=kind in ("node-exporter", "cadvisor"),
+        yaml_loc=loc,
+    )
+
+
+BUILTIN_NAMES = {"edge": "nginx", "prometheus": "prometheus", "node-exporter": "node-exporter", "cadvisor": "cadvisor"}
+
+
+def workloads(stack: Stack) -> list[Workload]:
+    """Every container group to run, stack services first, sorted for determinism."""
+    out = [_workload(n, s) for n, s in sorted(stack.services.items())]
+    e = stack.edge
+    out.append(_builtin("nginx", "edge", e.image, e.build, e.resources, e.replicas, ("edge",)))
+    m = stack.monitoring
+    for key, kind in (("prometheus", "prometheus"), ("node_exporter", "node-exporter"), ("cadvisor", "cadvisor")):
+        mon: Monitor = getattr(m, key)
+        if mon.enabled:
+            out.append(_builtin(kind, kind, mon.image, None, mon.resources, 1, ("monitoring", key)))
+    return out
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True)
+class LoadedStack:
+    """A validated stack plus where it came from, for error lines and build paths."""
+
+    stack: Stack
+    path: Path
+    lines: LineMap
+
+    def error(self, message: str, loc: tuple[str | int, ...]) -> SpecError:
+        return SpecError(message, path=str(self.path), line=self.lines.line(loc), key=format_loc(loc))
+
+
+def _cross_check(loaded: LoadedStack) -> None:
+    stack = loaded.stack
+    names = set(stack.services)
+    for builtin in BUILTIN_NAMES.values():
+        if builtin in names:
+            raise loaded.error(f"'{builtin}' is reserved for the built-in {builtin} service", ("services", builtin))
+    routes: dict[str, tuple[str, int]] = {}
+    for name, svc in sorted(stack.services.items(), key=lambda kv: loaded.lines.line(("services", kv[0])) or 0):
+        for i, dep in enumerate(svc.depends_on):
+            if dep not in names:
+                raise loaded.error(_unknown(dep, names, "service"), ("services", name, "depends_on", i))
+            if dep == name:
+                raise loaded.error("a service cannot depend on itself", ("services", name, "depends_on", i))
+        for i, secret in enumerate(svc.secrets):
+            if secret not in stack.secrets:
+                raise loaded.error(_unknown(secret, set(stack.secrets), "secret"), ("services", name, "secrets", i))
+        for key in svc.environment:
+            if _SECRETISH.search(key) and not key.endswith("_FILE"):
+                raise loaded.error(
+                    "looks like a secret; declare it under 'secrets:' and pass its path as "
+                    f"{key}_FILE=/run/secrets/<name> instead of an inline value",
+                    ("services", name, "environment", key),
+                )
+        internal = (svc.language == "datastore") if svc.internal is None else svc.internal
+        if internal and svc.routes:
+            raise loaded.error(
+                "an internal service cannot have routes (nginx cannot reach it); set internal: false",
+                ("services", name, "routes"),
+            )
+        for i, route in enumerate(svc.routes):
+            if route.path in routes:
+                other, j = routes[route.path]
+                raise loaded.error(
+                    f"route {route.path} is already served by services.{other}.routes[{j}]",
+                    ("services", name, "routes", i, "path"),
+                )
+            routes[route.path] = (name, i)
+    _check_cycles(loaded)
+
+
+def _check_cycles(loaded: LoadedStack) -> None:
+    graph = {n: list(s.depends_on) for n, s in loaded.stack.services.items()}
+    state: dict[str, int] = {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for dep in graph[node]:
+            if state.get(dep) == 1:
+                cycle = " -> ".join([*trail[trail.index(dep) :], dep]) if dep in trail else dep
+                raise loaded.error(f"dependency cycle: {cycle}", ("services", node, "depends_on"))
+            if dep not in state:
+                visit(dep, [*trail, dep])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+
+
+def _unknown(value: str, known: set[str], what: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(value, sorted(known), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"no {what} named '{value}'{hint}"
+
+
+def parse_stack(text: str, path: str | Path = "stack.yaml") -> LoadedStack:
+    """Validate stack text; raises SpecError with file, line and key path."""
+    path = Path(path)
+    data, lines = load_yaml(text, str(path))
+    if not isinstance(data, dict):
+        raise SpecError("expected a mapping at the top level", path=str(path), line=1)
+    stack = validate(Stack, data, lines, str(path))
+    loaded = LoadedStack(stack=stack, path=path, lines=lines)
+    _cross_check(loaded)
+    return loaded
+
+
+def load_stack(path: str | Path) -> LoadedStack:
+    """Read and validate a stack.yaml from disk."""
+    return parse_stack(read_text(Path(path)), path)
