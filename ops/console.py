@@ -7,7 +7,6 @@ because nothing but the result ever reaches stdout.
 
 from __future__ import annotations
 
-import json
 import sys
 from functools import cached_property
 from typing import Any
@@ -67,5 +66,7 @@ class Console:
         sys.stdout.flush()
 
     def json(self, data: Any) -> None:
+        import json
+
         sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
         sys.stdout.flush()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import tempfile
@@ -27,10 +28,8 @@ def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException as exc:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         if isinstance(exc, OSError):
             raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
         raise
@@ -66,7 +65,7 @@ def diff_all(root: Path, files: Mapping[str, str]) -> str:
         target = Path(root) / rel
         try:
             old = target.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             old = ""
         except OSError as exc:
             raise OutputError(f"cannot read {target}: {exc.strerror or exc}") from exc

@@ -159,7 +159,8 @@ def validate(model: type[M], data: Any, lines: LineMap, path: str) -> M:
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
         err = min(errors, key=lambda e: lines.line(e["loc"]) or 0)
-        loc = tuple(p for p in err["loc"] if isinstance(p, int | str))
+        # pydantic marks a bad dict key with a trailing "[key]" element.
+        loc = tuple(p for p in err["loc"] if isinstance(p, int | str) and p != "[key]")
         raise SpecError(
             _message(err, model),
             path=path,

@@ -13,7 +13,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from ops.errors import SpecError
 from ops.spec import LineMap, format_loc, load_yaml, read_text, validate
@@ -30,7 +30,9 @@ _DUR_RE = re.compile(r"^(\d+)(ms|s|m|h|d)$")
 _RATE_RE = re.compile(r"^(\d+)r/(s|m)$")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _PATH_RE = re.compile(r"^/[A-Za-z0-9._~/-]*$")
-_HOST_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_HOST_RE = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
 _ABS_RE = re.compile(r"^/[A-Za-z0-9._/@+-]*$")
 _REL_RE = re.compile(r"^(?!/)[A-Za-z0-9._/@+-]+$")
 _IMAGE_RE = re.compile(
@@ -42,9 +44,27 @@ _HEADER_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
 _SECRETISH = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.I)
 _IP_RE = re.compile(r"^(\d{1,3}\.){3}\d{1,3}$")
 CAPABILITIES = frozenset(
-    "AUDIT_WRITE CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL MKNOD NET_ADMIN "
-    "NET_BIND_SERVICE NET_RAW SETFCAP SETGID SETPCAP SETUID SYS_CHROOT SYS_NICE "
-    "SYS_PTRACE SYS_RESOURCE".split()
+    [
+        "AUDIT_WRITE",
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "DAC_READ_SEARCH",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "MKNOD",
+        "NET_ADMIN",
+        "NET_BIND_SERVICE",
+        "NET_RAW",
+        "SETFCAP",
+        "SETGID",
+        "SETPCAP",
+        "SETUID",
+        "SYS_CHROOT",
+        "SYS_NICE",
+        "SYS_PTRACE",
+        "SYS_RESOURCE",
+    ]
 )
 
 
@@ -55,7 +75,7 @@ def _is_num(v: Any) -> bool:
 def parse_size(value: Any) -> int:
     """``512M``/``2G``/``1.5G`` -> bytes (binary units, like Docker)."""
     text = str(value) if isinstance(value, str) else None
-    m = _SIZE_RE.match(text) if text else None
+    m = _SIZE_RE.fullmatch(text) if text else None
     if not m:
         raise ValueError(f"expected a size like 512M or 1.5G (got {value!r})")
     n = int(Decimal(m.group(1)) * _UNITS[m.group(2).lower()])
@@ -66,7 +86,7 @@ def parse_size(value: Any) -> int:
 
 def parse_cpus(value: Any) -> int:
     """CPUs as a number (``0.5``) or millicores (``500m``) -> millicores."""
-    if isinstance(value, str) and (m := _CPU_RE.match(value)):
+    if isinstance(value, str) and (m := _CPU_RE.fullmatch(value)):
         milli = int(m.group(1))
     elif _is_num(value):
         try:
@@ -84,13 +104,17 @@ def parse_cpus(value: Any) -> int:
 
 
 def parse_duration(value: Any) -> str:
-    if not isinstance(value, str) or not _DUR_RE.match(value) or int(value[:-1].rstrip("m")) == 0:
+    if (
+        not isinstance(value, str)
+        or not _DUR_RE.fullmatch(value)
+        or int(value[:-1].rstrip("m")) == 0
+    ):
         raise ValueError(f"expected a duration like 5s, 1m or 500ms (got {value!r})")
     return value
 
 
 def duration_seconds(value: str) -> float:
-    m = _DUR_RE.match(value)
+    m = _DUR_RE.fullmatch(value)
     assert m
     n, unit = int(m.group(1)), m.group(2)
     return n * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
@@ -98,7 +122,7 @@ def duration_seconds(value: str) -> float:
 
 def _pattern(regex: re.Pattern[str], what: str) -> Any:
     def check(value: Any) -> str:
-        if not isinstance(value, str) or not regex.match(value):
+        if not isinstance(value, str) or not regex.fullmatch(value):
             raise ValueError(f"expected {what} (got {value!r})")
         return value
 
@@ -106,7 +130,7 @@ def _pattern(regex: re.Pattern[str], what: str) -> Any:
 
 
 def _rate(value: Any) -> str:
-    if not isinstance(value, str) or not (m := _RATE_RE.match(value)) or int(m.group(1)) == 0:
+    if not isinstance(value, str) or not (m := _RATE_RE.fullmatch(value)) or int(m.group(1)) == 0:
         raise ValueError(f"expected a rate like 20r/s or 300r/m (got {value!r})")
     return value
 
@@ -261,8 +285,12 @@ class Service(_Model):
     def _consistent(self) -> Service:
         if self.image is None and self.build is None:
             raise ValueError("give 'image' or 'build' (or both)")
-        if self.port is None and (self.routes or self.metrics or (self.health and self.health.path)):
-            raise ValueError("'port' is required when the service has routes, metrics or an HTTP health path")
+        if self.port is None and (
+            self.routes or self.metrics or (self.health and self.health.path)
+        ):
+            raise ValueError(
+                "'port' is required when the service has routes, metrics or an HTTP health path"
+            )
         return self
 
 
@@ -326,7 +354,10 @@ class Monitoring(_Model):
 
 
 class SecretSpec(_Model):
-    file: Annotated[str, _pattern(re.compile(r"^[A-Za-z0-9._/@+-]+$"), "a file path like ./secrets/mongo_password")]
+    file: Annotated[
+        str,
+        _pattern(re.compile(r"^[A-Za-z0-9._/@+-]+$"), "a file path like ./secrets/mongo_password"),
+    ]
 
 
 class Stack(_Model):
@@ -346,10 +377,24 @@ HostSpec.model_rebuild()
 
 _LANG_DEFAULTS: dict[str, dict[str, Any]] = {
     # cpu min (millicores), memory min, pids, read_only, tmpfs, cap_add
-    "python": {"cpu": 250, "mem": 256 * MiB, "pids": 512, "ro": True, "tmpfs": ["/tmp"], "caps": []},
+    "python": {
+        "cpu": 250,
+        "mem": 256 * MiB,
+        "pids": 512,
+        "ro": True,
+        "tmpfs": ["/tmp"],
+        "caps": [],
+    },
     "go": {"cpu": 100, "mem": 64 * MiB, "pids": 512, "ro": True, "tmpfs": ["/tmp"], "caps": []},
     "rust": {"cpu": 100, "mem": 64 * MiB, "pids": 512, "ro": True, "tmpfs": ["/tmp"], "caps": []},
-    "node": {"cpu": 250, "mem": 256 * MiB, "pids": 1024, "ro": False, "tmpfs": ["/tmp"], "caps": []},
+    "node": {
+        "cpu": 250,
+        "mem": 256 * MiB,
+        "pids": 1024,
+        "ro": False,
+        "tmpfs": ["/tmp"],
+        "caps": [],
+    },
     "static": {"cpu": 50, "mem": 32 * MiB, "pids": 128, "ro": True, "tmpfs": ["/tmp"], "caps": []},
     # Official datastore images start as root and drop to their own user (gosu).
     "datastore": {
@@ -363,10 +408,43 @@ _LANG_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 _BUILTIN: dict[str, dict[str, Any]] = {
-    "edge": {"cpu": 250, "mem": 64 * MiB, "max_mem": 512 * MiB, "weight": 2, "pids": 1024, "caps": ["CHOWN", "SETGID", "SETUID", "NET_BIND_SERVICE"]},
-    "prometheus": {"image": "prom/prometheus:v2.53.2", "cpu": 250, "mem": 512 * MiB, "max_mem": 4 * GiB, "weight": 2, "pids": 512, "caps": []},
-    "node-exporter": {"image": "prom/node-exporter:v1.8.2", "cpu": 50, "mem": 32 * MiB, "max_cpu": 500, "max_mem": 128 * MiB, "weight": 1, "pids": 128, "caps": []},
-    "cadvisor": {"image": "gcr.io/cadvisor/cadvisor:v0.49.1", "cpu": 100, "mem": 128 * MiB, "max_cpu": 1000, "max_mem": 512 * MiB, "weight": 1, "pids": 256, "caps": ["DAC_READ_SEARCH"]},
+    "edge": {
+        "cpu": 250,
+        "mem": 64 * MiB,
+        "max_mem": 512 * MiB,
+        "weight": 2,
+        "pids": 1024,
+        "caps": ["CHOWN", "SETGID", "SETUID", "NET_BIND_SERVICE"],
+    },
+    "prometheus": {
+        "image": "prom/prometheus:v2.53.2",
+        "cpu": 250,
+        "mem": 512 * MiB,
+        "max_mem": 4 * GiB,
+        "weight": 2,
+        "pids": 512,
+        "caps": [],
+    },
+    "node-exporter": {
+        "image": "prom/node-exporter:v1.8.2",
+        "cpu": 50,
+        "mem": 32 * MiB,
+        "max_cpu": 500,
+        "max_mem": 128 * MiB,
+        "weight": 1,
+        "pids": 128,
+        "caps": [],
+    },
+    "cadvisor": {
+        "image": "gcr.io/cadvisor/cadvisor:v0.49.1",
+        "cpu": 100,
+        "mem": 128 * MiB,
+        "max_cpu": 1000,
+        "max_mem": 512 * MiB,
+        "weight": 1,
+        "pids": 256,
+        "caps": ["DAC_READ_SEARCH"],
+    },
 }
 
 
@@ -425,7 +503,15 @@ def _workload(name: str, svc: Service) -> Workload:
     )
 
 
-def _builtin(name: str, kind: str, image: str | None, build: str | None, res: Resources | None, replicas: int = 1, loc: tuple[str, ...] = ()) -> Workload:
+def _builtin(
+    name: str,
+    kind: str,
+    image: str | None,
+    build: str | None,
+    res: Resources | None,
+    replicas: int = 1,
+    loc: tuple[str, ...] = (),
+) -> Workload:
     d = _BUILTIN[kind]
     r = res or Resources()
     return Workload(
@@ -449,7 +535,12 @@ def _builtin(name: str, kind: str, image: str | None, build: str | None, res: Re
     )
 
 
-BUILTIN_NAMES = {"edge": "nginx", "prometheus": "prometheus", "node-exporter": "node-exporter", "cadvisor": "cadvisor"}
+BUILTIN_NAMES = {
+    "edge": "nginx",
+    "prometheus": "prometheus",
+    "node-exporter": "node-exporter",
+    "cadvisor": "cadvisor",
+}
 
 
 def workloads(stack: Stack) -> list[Workload]:
@@ -458,7 +549,11 @@ def workloads(stack: Stack) -> list[Workload]:
     e = stack.edge
     out.append(_builtin("nginx", "edge", e.image, e.build, e.resources, e.replicas, ("edge",)))
     m = stack.monitoring
-    for key, kind in (("prometheus", "prometheus"), ("node_exporter", "node-exporter"), ("cadvisor", "cadvisor")):
+    for key, kind in (
+        ("prometheus", "prometheus"),
+        ("node_exporter", "node-exporter"),
+        ("cadvisor", "cadvisor"),
+    ):
         mon: Monitor = getattr(m, key)
         if mon.enabled:
             out.append(_builtin(kind, kind, mon.image, None, mon.resources, 1, ("monitoring", key)))
@@ -477,7 +572,9 @@ class LoadedStack:
     lines: LineMap
 
     def error(self, message: str, loc: tuple[str | int, ...]) -> SpecError:
-        return SpecError(message, path=str(self.path), line=self.lines.line(loc), key=format_loc(loc))
+        return SpecError(
+            message, path=str(self.path), line=self.lines.line(loc), key=format_loc(loc)
+        )
 
 
 def _cross_check(loaded: LoadedStack) -> None:
@@ -485,17 +582,27 @@ def _cross_check(loaded: LoadedStack) -> None:
     names = set(stack.services)
     for builtin in BUILTIN_NAMES.values():
         if builtin in names:
-            raise loaded.error(f"'{builtin}' is reserved for the built-in {builtin} service", ("services", builtin))
+            raise loaded.error(
+                f"'{builtin}' is reserved for the built-in {builtin} service", ("services", builtin)
+            )
     routes: dict[str, tuple[str, int]] = {}
-    for name, svc in sorted(stack.services.items(), key=lambda kv: loaded.lines.line(("services", kv[0])) or 0):
+    for name, svc in sorted(
+        stack.services.items(), key=lambda kv: loaded.lines.line(("services", kv[0])) or 0
+    ):
         for i, dep in enumerate(svc.depends_on):
             if dep not in names:
-                raise loaded.error(_unknown(dep, names, "service"), ("services", name, "depends_on", i))
+                raise loaded.error(
+                    _unknown(dep, names, "service"), ("services", name, "depends_on", i)
+                )
             if dep == name:
-                raise loaded.error("a service cannot depend on itself", ("services", name, "depends_on", i))
+                raise loaded.error(
+                    "a service cannot depend on itself", ("services", name, "depends_on", i)
+                )
         for i, secret in enumerate(svc.secrets):
             if secret not in stack.secrets:
-                raise loaded.error(_unknown(secret, set(stack.secrets), "secret"), ("services", name, "secrets", i))
+                raise loaded.error(
+                    _unknown(secret, set(stack.secrets), "secret"), ("services", name, "secrets", i)
+                )
         for key in svc.environment:
             if _SECRETISH.search(key) and not key.endswith("_FILE"):
                 raise loaded.error(
@@ -545,6 +652,21 @@ def _unknown(value: str, known: set[str], what: str) -> str:
     close = difflib.get_close_matches(value, sorted(known), n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     return f"no {what} named '{value}'{hint}"
+
+
+def missing_build_contexts(loaded: LoadedStack) -> list[str]:
+    """``key: path`` for each build context that does not exist next to the stack file.
+
+    A warning rather than an error: CI may render before the sources are checked out.
+    """
+    base = loaded.path.resolve().parent
+    out = []
+    for w in workloads(loaded.stack):
+        if w.build and not (base / w.build).is_dir():
+            out.append(
+                f"{'.'.join(w.yaml_loc)}.build: {w.build} does not exist next to {loaded.path.name}"
+            )
+    return out
 
 
 def parse_stack(text: str, path: str | Path = "stack.yaml") -> LoadedStack:

@@ -22,7 +22,13 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "-V", "--version", prog_name="vots-ops")
-@click.option("-q", "--quiet", is_flag=True, envvar="VOTS_OPS_QUIET", help="Print nothing on success (env VOTS_OPS_QUIET).")
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    envvar="VOTS_OPS_QUIET",
+    help="Print nothing on success (env VOTS_OPS_QUIET).",
+)
 @click.pass_context
 def cli(ctx: click.Context, quiet: bool) -> None:
     """Operations suite for the VOTS // DYSTOLABS stack.
@@ -63,7 +69,10 @@ def main(argv: list[str] | None = None) -> None:
         console.error(str(exc))
         sys.exit(exc.exit_code)
     except BaseException:
-        if os.environ.get("VOTS_OPS_DEBUG") and sys.exc_info()[0] not in (SystemExit, KeyboardInterrupt):
+        if os.environ.get("VOTS_OPS_DEBUG") and sys.exc_info()[0] not in (
+            SystemExit,
+            KeyboardInterrupt,
+        ):
             from rich.console import Console as RichConsole
 
             RichConsole(stderr=True).print_exception(show_locals=True)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ops.cli.options import format_option, stack_option
 from ops.console import Console
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 @click.command()
@@ -15,19 +18,29 @@ from ops.console import Console
 @click.option(
     "--out",
     "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False),
     default=None,
     help="Write the files under DIR instead of next to the stack file.",
 )
-@click.option("--check", is_flag=True, help="Write nothing; exit 1 with a unified diff if the files on disk drift.")
-@click.option("--dry-run", is_flag=True, help="Show the diff that a run would apply, without writing.")
-@click.option("--verify", is_flag=True, help="Also check the output with nginx -t, promtool and docker-compose config.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Write nothing; exit 1 with a unified diff if the files on disk drift.",
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Show the diff that a run would apply, without writing."
+)
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Also check the output with nginx -t, promtool and docker-compose config.",
+)
 @format_option("table", "json")
 @click.pass_obj
 def plan(
     console: Console,
     stack_path: str,
-    out_dir: Path | None,
+    out_dir: str | None,
     check: bool,
     dry_run: bool,
     verify: bool,
@@ -39,17 +52,20 @@ def plan(
     limits that fill the host without overcommitting it, and renders the files
     from the Jinja2 templates. Every write is atomic.
     """
+    from pathlib import Path
+
     from ops.errors import DriftError, ToolFailed
     from ops.files import diff_all, write_all
     from ops.plan import fit, render_files
-    from ops.plan.report import plan_json, plan_table
-    from ops.stack import load_stack
+    from ops.stack import load_stack, missing_build_contexts
 
     if check and dry_run:
         raise click.UsageError("--check and --dry-run cannot be combined")
     loaded = load_stack(stack_path)
     fitted = fit(loaded)
-    out = out_dir if out_dir is not None else Path(stack_path).resolve().parent
+    for problem in missing_build_contexts(loaded):
+        console.warning(problem)
+    out = Path(out_dir) if out_dir is not None else Path(stack_path).resolve().parent
     files = render_files(loaded, fitted, out)
     diff = diff_all(out, files)
     changed = sorted({line[6:].rstrip() for line in diff.splitlines() if line.startswith("+++ b/")})
@@ -60,12 +76,19 @@ def plan(
         failed = [r for r in verify_plan(loaded, fitted) if not r.ok]
         if failed:
             first = failed[0]
-            raise ToolFailed(f"{first.name} rejected the rendered files: {first.output.splitlines()[-1] if first.output else ''}")
-        console.success("nginx -t, promtool, compose schema and docker-compose config accept the files")
+            raise ToolFailed(
+                f"{first.name} rejected the rendered files: {first.output.splitlines()[-1] if first.output else ''}"
+            )
+        console.success(
+            "nginx -t, promtool, compose schema and docker-compose config accept the files"
+        )
 
     if check:
         if diff:
-            raise DriftError(f"{len(changed)} file(s) differ from {stack_path}; run `vots-ops plan` to update", diff)
+            raise DriftError(
+                f"{len(changed)} file(s) differ from {stack_path}; run `vots-ops plan` to update",
+                diff,
+            )
         _print(console, fitted, fmt, out, files, changed, "unchanged")
         console.success(f"{len(files)} files match {stack_path}")
         return
@@ -78,10 +101,20 @@ def plan(
     if changed:
         write_all(out, {name: files[name] for name in changed})
     _print(console, fitted, fmt, out, files, changed, "written")
-    console.success(f"wrote {len(changed)} file(s) to {out} ({len(files) - len(changed)} unchanged)")
+    console.success(
+        f"wrote {len(changed)} file(s) to {out} ({len(files) - len(changed)} unchanged)"
+    )
 
 
-def _print(console: Console, fitted: object, fmt: str, out: Path, files: dict[str, str], changed: list[str], verb: str) -> None:
+def _print(
+    console: Console,
+    fitted: object,
+    fmt: str,
+    out: Path,
+    files: dict[str, str],
+    changed: list[str],
+    verb: str,
+) -> None:
     from ops.plan.report import plan_json, plan_table
 
     status = {name: (verb if name in changed else "unchanged") for name in files}

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from ops.errors import CapacityError
-from ops.stack import MiB, LoadedStack, Stack, Workload, workloads
+from ops.stack import LoadedStack, MiB, Stack, Workload, workloads
 
 CPU_QUANTUM = 10  # millicores: limits are rounded down to 0.01 CPU
 MEM_QUANTUM = MiB  # limits are rounded down to whole MiB
@@ -125,7 +125,9 @@ def water_fill(capacity: int, groups: Sequence[tuple[int, int, int, int]]) -> li
     def total(lam: Fraction) -> Fraction:
         return sum((r * a for (r, *_), a in zip(groups, amounts(lam), strict=True)), Fraction(0))
 
-    points = sorted({Fraction(lo, w) for _, w, lo, _ in groups} | {Fraction(hi, w) for _, w, _, hi in groups})
+    points = sorted(
+        {Fraction(lo, w) for _, w, lo, _ in groups} | {Fraction(hi, w) for _, w, _, hi in groups}
+    )
     if total(points[-1]) <= capacity:
         return amounts(points[-1])
     prev = Fraction(0)
@@ -160,11 +162,27 @@ def fit(loaded: LoadedStack, detected: tuple[int, int] | None = None) -> Plan:
     _check_fits(loaded, host, items)
     cpu = water_fill(
         int(host.usable_cpus * host.cpu_overcommit),
-        [(w.replicas, w.cpu_weight, w.cpu_min, min(w.cpu_max or host.usable_cpus, host.usable_cpus)) for w in items],
+        [
+            (
+                w.replicas,
+                w.cpu_weight,
+                w.cpu_min,
+                min(w.cpu_max or host.usable_cpus, host.usable_cpus),
+            )
+            for w in items
+        ],
     )
     mem = water_fill(
         host.usable_memory,
-        [(w.replicas, w.mem_weight, w.mem_min, min(w.mem_max or host.usable_memory, host.usable_memory)) for w in items],
+        [
+            (
+                w.replicas,
+                w.mem_weight,
+                w.mem_min,
+                min(w.mem_max or host.usable_memory, host.usable_memory),
+            )
+            for w in items
+        ],
     )
     allocations = tuple(
         Allocation(
@@ -200,7 +218,7 @@ def _check_fits(loaded: LoadedStack, host: HostCapacity, items: list[Workload]) 
             f"the services' minimums need {need_cpu / 1000:g} CPUs but the host offers "
             f"{host.usable_cpus / 1000:g} after its reserve; lower replicas or cpu.min, or use a bigger VM",
             path=path,
-            line=loaded.lines.line(("host",)) or loaded.lines.line(("services",)),
+            line=loaded.lines.line(("host", "cpus")),
             key="host.cpus",
         )
     if need_mem > host.usable_memory:
@@ -208,7 +226,7 @@ def _check_fits(loaded: LoadedStack, host: HostCapacity, items: list[Workload]) 
             f"the services' minimums need {_fmt_mem(need_mem)} but the host offers "
             f"{_fmt_mem(host.usable_memory)} after its reserve; lower replicas or memory.min, or use a bigger VM",
             path=path,
-            line=loaded.lines.line(("host",)) or loaded.lines.line(("services",)),
+            line=loaded.lines.line(("host", "memory")),
             key="host.memory",
         )
 

@@ -27,7 +27,7 @@ OUTPUTS = (
     "prometheus/prometheus.yml",
     "prometheus/alerts.yml",
 )
-_UNSAFE = set(';{}"\'$`\\\n\r\t')
+_UNSAFE = set(";{}\"'$`\\\n\r\t")
 
 
 class Quoted(str):
@@ -48,7 +48,9 @@ def _guard(value: Any) -> Any:
         return value
     bad = _UNSAFE.intersection(value)
     if bad:
-        raise RenderError(f"refusing to render {value!r} unquoted (contains {''.join(sorted(bad))!r})")
+        raise RenderError(
+            f"refusing to render {value!r} unquoted (contains {''.join(sorted(bad))!r})"
+        )
     return value
 
 
@@ -156,7 +158,9 @@ def _healthcheck(w: Workload) -> dict[str, Any] | None:
     }
 
 
-def _context(loaded: LoadedStack, plan: Plan, out_dir: Path, runtime: NginxRuntime) -> dict[str, Any]:
+def _context(
+    loaded: LoadedStack, plan: Plan, out_dir: Path, runtime: NginxRuntime
+) -> dict[str, Any]:
     stack = loaded.stack
     base = loaded.path.resolve().parent
     alloc = plan.by_name()
@@ -197,7 +201,8 @@ def _context(loaded: LoadedStack, plan: Plan, out_dir: Path, runtime: NginxRunti
             entry["secrets"] = sorted(svc.secrets)
             entry["command"] = svc.command
             entry["depends_on"] = {
-                dep: "service_healthy" if health[dep] else "service_started" for dep in sorted(svc.depends_on)
+                dep: "service_healthy" if health[dep] else "service_started"
+                for dep in sorted(svc.depends_on)
             }
         services.append(entry)
 
@@ -207,7 +212,9 @@ def _context(loaded: LoadedStack, plan: Plan, out_dir: Path, runtime: NginxRunti
     for w in routed:
         assert w.spec is not None
         servers = list(runtime.upstreams.get(w.name, [f"{w.name}:{w.port}"]))
-        upstreams.append({"name": w.name, "servers": servers, "keepalive": max(16, 16 * w.replicas)})
+        upstreams.append(
+            {"name": w.name, "servers": servers, "keepalive": max(16, 16 * w.replicas)}
+        )
         for i, r in enumerate(w.spec.routes):
             rate_per_s = None
             if r.rate_limit:
@@ -222,7 +229,9 @@ def _context(loaded: LoadedStack, plan: Plan, out_dir: Path, runtime: NginxRunti
                     "burst": r.burst if r.burst is not None else max(1, int((rate_per_s or 0) * 2)),
                     "cache": r.cache,
                     "immutable": r.immutable,
-                    "max_body": _compose_mem(r.max_body).lower().rstrip("b") if r.max_body else None,
+                    "max_body": _compose_mem(r.max_body).lower().rstrip("b")
+                    if r.max_body
+                    else None,
                     "timeout": r.timeout,
                 }
             )
@@ -244,7 +253,10 @@ def _context(loaded: LoadedStack, plan: Plan, out_dir: Path, runtime: NginxRunti
         for w in items
         if w.spec is not None and w.spec.metrics
     ]
-    secrets = {name: _rel(base / s.file, out_dir) if not s.file.startswith("/") else s.file for name, s in sorted(stack.secrets.items())}
+    secrets = {
+        name: _rel(base / s.file, out_dir) if not s.file.startswith("/") else s.file
+        for name, s in sorted(stack.secrets.items())
+    }
     mon = stack.monitoring
     return {
         "stack": stack,
@@ -306,4 +318,12 @@ def plan_stack(
     return PlanResult(plan=plan, files=render_files(loaded, plan, out, runtime))
 
 
-__all__ = ["OUTPUTS", "NginxRuntime", "PlanResult", "Quoted", "format_bytes", "plan_stack", "render_files"]
+__all__ = [
+    "OUTPUTS",
+    "NginxRuntime",
+    "PlanResult",
+    "Quoted",
+    "format_bytes",
+    "plan_stack",
+    "render_files",
+]

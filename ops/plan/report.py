@@ -68,7 +68,9 @@ def plan_table(plan: Plan) -> Any:
     )
     table = Table(title=title, title_justify="left", show_footer=True)
     table.add_column("service", footer="total")
-    table.add_column("replicas", justify="right", footer=str(sum(a.replicas for a in plan.allocations)))
+    table.add_column(
+        "replicas", justify="right", footer=str(sum(a.replicas for a in plan.allocations))
+    )
     table.add_column("CPU res", justify="right", footer=format_cpus(plan.total_cpu_reservation))
     table.add_column("CPU limit", justify="right", footer=format_cpus(plan.total_cpu_limit))
     table.add_column("mem res", justify="right", footer=format_bytes(plan.total_mem_reservation))

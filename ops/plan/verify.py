@@ -71,7 +71,9 @@ def local_runtime(
         (workdir / sub).mkdir(parents=True, exist_ok=True)
     if upstreams is None:
         upstreams = {
-            w.name: [f"127.0.0.1:{w.port}"] for w in workloads(loaded.stack) if w.spec is not None and w.spec.routes
+            w.name: [f"127.0.0.1:{w.port}"]
+            for w in workloads(loaded.stack)
+            if w.spec is not None and w.spec.routes
         }
     https_port = https_port or free_port()
     user = None
@@ -126,17 +128,47 @@ def verify_plan(
         results: list[CheckResult] = []
         if "nginx" in checks:
             conf = workdir / "nginx" / "nginx.conf"
-            results.append(_result("nginx", [which("nginx"), "-t", "-p", str(workdir), "-c", str(conf), "-e", runtime.error_log]))
+            results.append(
+                _result(
+                    "nginx",
+                    [
+                        which("nginx"),
+                        "-t",
+                        "-p",
+                        str(workdir),
+                        "-c",
+                        str(conf),
+                        "-e",
+                        runtime.error_log,
+                    ],
+                )
+            )
         if "promtool" in checks:
             prom = workdir / "prometheus"
-            results.append(_result("promtool", [which("promtool"), "check", "config", str(prom / "prometheus.yml")]))
-            results.append(_result("promtool", [which("promtool"), "check", "rules", str(prom / "alerts.yml")]))
+            results.append(
+                _result(
+                    "promtool", [which("promtool"), "check", "config", str(prom / "prometheus.yml")]
+                )
+            )
+            results.append(
+                _result("promtool", [which("promtool"), "check", "rules", str(prom / "alerts.yml")])
+            )
         if "compose-schema" in checks:
             results.append(_compose_schema(workdir / "docker-compose.yml"))
         if "docker-compose" in checks:
             _placeholder_secrets(loaded, workdir)
             results.append(
-                _result("docker-compose", [which("docker-compose"), "-f", str(workdir / "docker-compose.yml"), "config", "-q"], cwd=workdir)
+                _result(
+                    "docker-compose",
+                    [
+                        which("docker-compose"),
+                        "-f",
+                        str(workdir / "docker-compose.yml"),
+                        "config",
+                        "-q",
+                    ],
+                    cwd=workdir,
+                )
             )
         return results
     finally:
