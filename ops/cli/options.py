@@ -29,3 +29,21 @@ def stack_option(f: Any) -> Any:
         envvar="VOTS_OPS_STACK",
         help="The stack description to read (env VOTS_OPS_STACK).",
     )(f)
+
+
+def _set_quiet(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    if value and ctx.obj is not None:
+        ctx.obj.quiet = True
+    return value
+
+
+def quiet_option(f: Any) -> Any:
+    """``--quiet`` on the command too, so ``vots-ops plan --quiet`` works like ``vots-ops -q plan``."""
+    return click.option(
+        "-q",
+        "--quiet",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_quiet,
+        help="Print nothing on success; errors still go to stderr.",
+    )(f)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ops.cli.options import format_option, stack_option
+from ops.cli.options import format_option, quiet_option, stack_option
 from ops.console import Console
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     help="Also check the output with nginx -t, promtool and docker-compose config.",
 )
 @format_option("table", "json")
+@quiet_option
 @click.pass_obj
 def plan(
     console: Console,
@@ -54,13 +55,15 @@ def plan(
     """
     from pathlib import Path
 
-    from ops.errors import DriftError, ToolFailed
+    from ops.errors import DriftError, SpecError, ToolFailed
     from ops.files import diff_all, write_all
     from ops.plan import fit, render_files
     from ops.stack import load_stack, missing_build_contexts
 
     if check and dry_run:
         raise click.UsageError("--check and --dry-run cannot be combined")
+    if not Path(stack_path).exists():
+        raise SpecError("file not found (pass --stack PATH or set VOTS_OPS_STACK)", path=stack_path)
     loaded = load_stack(stack_path)
     fitted = fit(loaded)
     for problem in missing_build_contexts(loaded):

@@ -140,7 +140,10 @@ def test_bad_stack_is_one_line_exit_2_and_nothing_written(
 def test_missing_stack_file(tmp_path: Path) -> None:
     proc = vots("plan", "--stack", "nope.yaml", cwd=tmp_path)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "error: nope.yaml: file not found"
+    assert (
+        proc.stderr.strip()
+        == "error: nope.yaml: file not found (pass --stack PATH or set VOTS_OPS_STACK)"
+    )
 
 
 def test_unwritable_output_is_exit_2_and_nothing_half_written(workdir: Path) -> None:
