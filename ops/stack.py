@@ -200,6 +200,11 @@ class CpuRange(_Model):
 
     @model_validator(mode="after")
     def _ordered(self) -> CpuRange:
+        for value in (self.min, self.max):
+            if value is not None and value < 10:
+                raise ValueError(
+                    "CPU bounds must be at least 0.01 (10m), the smallest limit Docker applies"
+                )
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError("min is larger than max")
         return self
@@ -317,7 +322,7 @@ class Edge(_Model):
     """nginx in front of everything; the only service published on all interfaces."""
 
     image: Image = "vots/edge:latest"
-    build: RelPath | None = "services/edge"
+    build: RelPath | None = None
     replicas: int = Field(1, ge=1, le=16)
     resources: Resources | None = None
     bind: IPv4 = "0.0.0.0"

@@ -107,6 +107,18 @@ BAD_EDITS = [
         "services.agent.resources.memroy",
         "did you mean 'memory'?",
     ),
+    (
+        "cpu: {min: 0.25, max: 2}",
+        "cpu: {min: 5m, max: 2}",
+        "services.agent.resources.cpu",
+        "at least 0.01 (10m)",
+    ),
+    (
+        "cpu: {min: 0.25, max: 2}",
+        "cpu: {max: 0.1}",
+        "services.agent.resources.cpu.max",
+        "max 0.1 is below the minimum 0.25",
+    ),
     ("    replicas: 2", "    replicas: two", "services.agent.replicas", "valid integer"),
     ("    replicas: 2", "    replicas: 0", "services.agent.replicas", "greater than or equal to 1"),
     ("    port: 8000", "    port: 70000", "services.agent.port", "less than or equal to 65535"),

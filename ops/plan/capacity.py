@@ -205,6 +205,17 @@ def _check_fits(loaded: LoadedStack, host: HostCapacity, items: list[Workload]) 
     need_mem = sum(w.replicas * w.mem_min for w in items)
     path = str(loaded.path)
     for w in items:
+        for what, lo, hi, unit in (
+            ("cpu", w.cpu_min, w.cpu_max, format_cpus),
+            ("memory", w.mem_min, w.mem_max, format_bytes),
+        ):
+            if hi is not None and hi < lo:
+                raise CapacityError(
+                    f"max {unit(hi)} is below the minimum {unit(lo)} (a default when min is not set); set min too",
+                    path=path,
+                    line=loaded.lines.line((*w.yaml_loc, "resources", what, "max")),
+                    key=".".join(w.yaml_loc) + f".resources.{what}.max",
+                )
         if w.cpu_min > host.usable_cpus or w.mem_min > host.usable_memory:
             raise CapacityError(
                 f"one replica needs at least {w.cpu_min / 1000:g} CPUs and {_fmt_mem(w.mem_min)}, "

@@ -194,7 +194,8 @@ def _context(
             assert svc is not None
             entry["networks"] = ["backend"] if w.internal else ["frontend", "backend"]
             for vname, mount in sorted(svc.volumes.items()):
-                volume = f"{w.name}-{vname}"
+                # '.' cannot occur in a service name, so no two services share a volume.
+                volume = f"{w.name}.{vname}"
                 volumes.append(volume)
                 entry["volumes"].append(f"{volume}:{mount}")
             entry["environment"] = dict(sorted(svc.environment.items()))
@@ -280,7 +281,7 @@ def _context(
         "rt": runtime,
         "domain": stack.domain,
         "scrape_interval": mon.scrape_interval,
-        "scrape_timeout": f"{max(1, int(duration_seconds(mon.scrape_interval) * 0.8))}s",
+        "scrape_timeout": f"{max(1, int(duration_seconds(mon.scrape_interval) * 800))}ms",
         "client_max_body": _compose_mem(stack.edge.client_max_body).lower().rstrip("b"),
     }
 

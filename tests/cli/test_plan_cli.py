@@ -110,9 +110,9 @@ def test_json_output_is_pipeable(workdir: Path) -> None:
         (
             "memory: {min: 512M, max: 2G}",
             "memory: {min: 2 GB, max: 2G}",
-            "stack.yaml:30: services.agent.resources.memory.min: expected a size like 512M",
+            "services.agent.resources.memory.min: expected a size like 512M",
         ),
-        ("  cpus: 4\n", "  cpus: 1\n", "stack.yaml:8: host.cpus: the services' minimums need"),
+        ("  cpus: 4\n", "  cpus: 1\n", "host.cpus: the services' minimums need"),
         (
             "    health: /healthz",
             "    helth: /healthz",
@@ -133,6 +133,9 @@ def test_bad_stack_is_one_line_exit_2_and_nothing_written(
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert expected in lines[0]
+    needle = new.strip().splitlines()[0]
+    line = next(i for i, text in enumerate(stack.read_text().splitlines(), 1) if needle in text)
+    assert lines[0].startswith(f"error: stack.yaml:{line}: "), lines[0]
     assert "Traceback" not in proc.stderr
     assert _snapshot(workdir) == before
 

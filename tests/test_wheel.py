@@ -1,0 +1,152 @@
+"""The built wheel works on its own: installed into a fresh venv, ``vots-ops plan``
+run next to nothing but a copy of stack.yaml renders the same five files as the
+checkout, from templates shipped as package data."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ops.plan import fit
+from ops.plan.render import OUTPUTS, render_files
+from ops.stack import load_stack
+from tests.support.stacks import BUNDLED, REPO
+
+pytestmark = pytest.mark.slow
+
+EXPECTED = (
+    "docker-compose.yml",
+    "nginx/nginx.conf",
+    "nginx/ffdhe2048.pem",
+    "prometheus/prometheus.yml",
+    "prometheus/alerts.yml",
+)
+
+
+def _run(argv: list[str], *, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=_clean_env(),
+        timeout=timeout,
+        check=False,
+    )
+    assert proc.returncode == 0, f"{argv} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def _clean_env() -> dict[str, str]:
+    """No trace of the checkout's venv or of a stack override may leak into the child."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "VOTS_OPS_STACK"}
+    }
+    bindir = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != bindir)
+    env["NO_COLOR"] = "1"
+    return env
+
+
+@dataclass(frozen=True)
+class Installed:
+    wheel: Path
+    venv: Path
+
+    @property
+    def python(self) -> Path:
+        return self.venv / "bin" / "python"
+
+    @property
+    def cli(self) -> Path:
+        return self.venv / "bin" / "vots-ops"
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
+    root = tmp_path_factory.mktemp("wheel")
+    dist, venv = root / "dist", root / "venv"
+    uv = shutil.which("uv")
+    if uv:
+        _run([uv, "build", "--wheel", "--out-dir", str(dist), str(REPO)], cwd=REPO)
+        _run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], cwd=root)
+    else:
+        _run([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(REPO)], cwd=REPO)
+        _run([sys.executable, "-m", "venv", str(venv)], cwd=root)
+    (wheel,) = dist.glob("vots_ops-*.whl")
+    python = venv / "bin" / "python"
+    if uv:
+        _run([uv, "pip", "install", "--quiet", "--python", str(python), str(wheel)], cwd=root)
+    else:
+        _run([str(python), "-m", "pip", "install", "--quiet", str(wheel)], cwd=root)
+    yield Installed(wheel, venv)
+
+
+def test_wheel_plan_matches_checkout(installed: Installed, tmp_path: Path) -> None:
+    work = tmp_path / "site"
+    work.mkdir()
+    shutil.copyfile(BUNDLED, work / "stack.yaml")
+    out = tmp_path / "out"
+    proc = _run([str(installed.cli), "plan", "--out", str(out)], cwd=work)
+    assert proc.returncode == 0
+
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == sorted(EXPECTED)
+    assert set(OUTPUTS) == set(EXPECTED)
+
+    loaded = load_stack(work / "stack.yaml")
+    expected = render_files(loaded, fit(loaded), out)
+    for name in EXPECTED:
+        assert (out / name).read_text(encoding="utf-8") == expected[name], (
+            f"{name} differs from the checkout"
+        )
+    # The stack directory itself is left alone: only stack.yaml is there.
+    assert sorted(p.name for p in work.iterdir()) == ["stack.yaml"]
+
+    # A second run finds nothing to change.
+    check = _run([str(installed.cli), "plan", "--out", str(out), "--check"], cwd=work)
+    assert check.returncode == 0
+
+
+def test_wheel_ships_templates_as_package_data(installed: Installed, tmp_path: Path) -> None:
+    probe = "import ops, ops.plan.render as r; print(ops.__file__); print(r.templates_dir())"
+    proc = _run([str(installed.python), "-c", probe], cwd=tmp_path)
+    package_file, templates = (Path(line) for line in proc.stdout.splitlines())
+    package = package_file.parent
+    assert installed.venv.resolve() in package.resolve().parents, (
+        f"ops imported from {package}, not the wheel"
+    )
+    assert templates == package / "_data" / "templates"
+    assert templates.is_dir()
+
+    shipped = sorted(p.name for p in templates.iterdir() if p.is_file())
+    source = sorted(p.name for p in (REPO / "templates").iterdir() if p.is_file())
+    assert shipped == source
+    for name in source:
+        assert (templates / name).read_bytes() == (REPO / "templates" / name).read_bytes(), name
+    assert (package / "_data" / "stack.yaml").read_bytes() == BUNDLED.read_bytes()
+
+
+def test_wheel_contents(installed: Installed) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(installed.wheel) as whl:
+        names = set(whl.namelist())
+    assert "ops/plan/render.py" in names
+    for template in (REPO / "templates").iterdir():
+        assert f"ops/_data/templates/{template.name}" in names
+    assert not any(n.startswith(("tests/", "templates/")) for n in names), (
+        "only the ops package belongs in the wheel"
+    )
+    entry = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    with zipfile.ZipFile(installed.wheel) as whl:
+        assert "vots-ops = ops.cli:main" in whl.read(entry).decode()
