@@ -74,7 +74,7 @@ class NginxRuntime:
 
     http_listen: str = "80"
     https_listen: str = "443"
-    https_port: int = 443
+    https_port: int | None = None  # port clients use for https; None = the stack's edge.https_port
     status_listen: str = "8081"
     certificate: str = "/run/secrets/tls_certificate"
     key: str = "/run/secrets/tls_key"
@@ -213,9 +213,7 @@ def _context(
     for w in routed:
         assert w.spec is not None
         servers = list(runtime.upstreams.get(w.name, [f"{w.name}:{w.port}"]))
-        upstreams.append(
-            {"name": w.name, "servers": servers, "keepalive": max(16, 16 * w.replicas)}
-        )
+        upstreams.append({"name": w.name, "servers": servers, "keepalive": 64 * w.replicas})
         for i, r in enumerate(w.spec.routes):
             rate_per_s = None
             if r.rate_limit:
@@ -280,6 +278,7 @@ def _context(
         "headers": headers,
         "rt": runtime,
         "domain": stack.domain,
+        "public_https_port": runtime.https_port or stack.edge.https_port,
         "scrape_interval": mon.scrape_interval,
         "scrape_timeout": f"{max(1, int(duration_seconds(mon.scrape_interval) * 800))}ms",
         "client_max_body": _compose_mem(stack.edge.client_max_body).lower().rstrip("b"),

@@ -1,0 +1,44 @@
+"""Rendered text for choices a user makes in stack.yaml (the live tests cover the wire)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from ops.plan import fit, render_files
+from ops.stack import parse_stack
+from tests.support.stacks import minimal
+
+
+def _render(tmp_path: Path, **changes: object) -> dict[str, str]:
+    loaded = parse_stack(yaml.safe_dump(minimal(**changes)), tmp_path / "stack.yaml")
+    return render_files(loaded, fit(loaded), tmp_path)
+
+
+def test_redirect_uses_the_published_https_port(tmp_path: Path) -> None:
+    files = _render(tmp_path, edge={"http_port": 8080, "https_port": 8443, "bind": "127.0.0.1"})
+    assert "return 301 https://$host:8443$request_uri;" in files["nginx/nginx.conf"]
+    nginx = yaml.safe_load(files["docker-compose.yml"])["services"]["nginx"]
+    assert nginx["ports"] == ["127.0.0.1:8080:80", "127.0.0.1:8443:443"]
+
+
+def test_default_https_port_has_no_port_in_redirect(tmp_path: Path) -> None:
+    assert "return 301 https://$host$request_uri;" in _render(tmp_path)["nginx/nginx.conf"]
+
+
+def test_upstream_pool_scales_with_replicas(tmp_path: Path) -> None:
+    conf = _render(tmp_path)["nginx/nginx.conf"]
+    block = conf[conf.index("upstream agent {") :]
+    block = block[: block.index("}")]
+    assert "least_conn;" in block
+    assert "keepalive 128;" in block  # two replicas
+    assert "keepalive_timeout 4s;" in block
+
+
+def test_monitoring_off_renders_no_monitoring_services(tmp_path: Path) -> None:
+    files = _render(
+        tmp_path, monitoring={"prometheus": False, "node_exporter": False, "cadvisor": False}
+    )
+    services = yaml.safe_load(files["docker-compose.yml"])["services"]
+    assert set(services) == {"agent", "redis", "nginx"}
