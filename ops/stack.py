@@ -420,6 +420,8 @@ _BUILTIN: dict[str, dict[str, Any]] = {
         "weight": 2,
         "pids": 1024,
         "caps": ["CHOWN", "SETGID", "SETUID", "NET_BIND_SERVICE"],
+        # Debian's nginx writes its pid, temp files and default logs here.
+        "tmpfs": ("/tmp", "/run", "/var/lib/nginx", "/var/log/nginx"),
     },
     "prometheus": {
         "image": "prom/prometheus:v2.53.2",
@@ -533,7 +535,7 @@ def _builtin(
         mem_weight=(r.memory_weight or r.cpu_weight) if res else d.get("weight", 1),
         pids=r.pids or d["pids"],
         read_only=True,
-        tmpfs=("/tmp",),
+        tmpfs=tuple(d.get("tmpfs", ("/tmp",))),
         cap_add=tuple(d["caps"]),
         internal=kind in ("node-exporter", "cadvisor"),
         yaml_loc=loc,
