@@ -20,9 +20,16 @@ class Console:
 
     @cached_property
     def out(self) -> Any:
+        import os
+
         from rich.console import Console as RichConsole
 
-        return RichConsole(file=sys.stdout, highlight=False, soft_wrap=True)
+        # Piped or under cron there is no terminal width: Rich would assume 80
+        # columns and cut cells ("promet…"). Use COLUMNS if set, else room enough.
+        width = None
+        if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
+            width = 200
+        return RichConsole(file=sys.stdout, highlight=False, soft_wrap=True, width=width)
 
     @cached_property
     def err(self) -> Any:

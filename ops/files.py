@@ -64,7 +64,7 @@ def diff_all(root: Path, files: Mapping[str, str]) -> str:
     for rel, new in files.items():
         target = Path(root) / rel
         try:
-            old = target.read_text(encoding="utf-8")
+            old = target.read_text(encoding="utf-8", errors="replace")
         except (FileNotFoundError, NotADirectoryError):
             old = ""
         except OSError as exc:

@@ -49,7 +49,10 @@ def format_loc(loc: Loc) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            text = str(part)
+            if not text.isprintable():  # keep the error on one line
+                text = repr(text)
+            out += f".{text}" if out else text
     return out
 
 
@@ -143,6 +146,10 @@ def _message(err: dict[str, Any], model: type[BaseModel]) -> str:
         return f"unknown key{hint}"
     if kind == "missing":
         return "required key is missing"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"expected a mapping of keys (got {err.get('input')!r})"
+    if kind == "list_type":
+        return f"expected a list (got {err.get('input')!r})"
     msg = str(err["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):

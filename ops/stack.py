@@ -42,7 +42,6 @@ _IMAGE_RE = re.compile(
 _ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _HEADER_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
 _SECRETISH = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.I)
-_IP_RE = re.compile(r"^(\d{1,3}\.){3}\d{1,3}$")
 CAPABILITIES = frozenset(
     [
         "AUDIT_WRITE",
@@ -84,7 +83,7 @@ def parse_size(value: Any) -> int:
     return n
 
 
-def parse_cpus(value: Any) -> int:
+def parse_cpus(value: Any, allow_zero: bool = False) -> int:
     """CPUs as a number (``0.5``) or millicores (``500m``) -> millicores."""
     if isinstance(value, str) and (m := _CPU_RE.fullmatch(value)):
         milli = int(m.group(1))
@@ -93,14 +92,38 @@ def parse_cpus(value: Any) -> int:
             d = Decimal(str(value))
         except InvalidOperation:
             raise ValueError(f"expected CPUs like 0.5 or 500m (got {value!r})") from None
+        if not d.is_finite():
+            raise ValueError(f"expected CPUs like 0.5 or 500m (got {value!r})")
         if d * 1000 != int(d * 1000):
             raise ValueError(f"CPUs have at most 3 decimals (got {value!r})")
         milli = int(d * 1000)
     else:
         raise ValueError(f"expected CPUs like 0.5 or 500m (got {value!r})")
-    if milli <= 0:
+    if milli < 0 or (milli == 0 and not allow_zero):
         raise ValueError(f"CPUs must be greater than zero (got {value!r})")
     return milli
+
+
+def parse_reserve_cpus(value: Any) -> int:
+    return parse_cpus(value, allow_zero=True)
+
+
+def parse_reserve_size(value: Any) -> int:
+    if value in (0, "0"):
+        return 0
+    return parse_size(value)
+
+
+def _auto(parse: Any, example: str) -> Any:
+    def check(value: Any) -> Any:
+        if value == "auto":
+            return value
+        try:
+            return parse(value)
+        except ValueError:
+            raise ValueError(f"expected 'auto' or {example} (got {value!r})") from None
+
+    return BeforeValidator(check)
 
 
 def parse_duration(value: Any) -> str:
@@ -113,11 +136,42 @@ def parse_duration(value: Any) -> str:
     return value
 
 
+def parse_seconds(value: Any) -> str:
+    """A duration nginx accepts where it wants whole seconds (proxy_cache_valid)."""
+    value = parse_duration(value)
+    if value.endswith("ms"):
+        raise ValueError(f"expected whole seconds or more, like 5s or 1m (got {value!r})")
+    return value
+
+
 def duration_seconds(value: str) -> float:
     m = _DUR_RE.fullmatch(value)
     assert m
     n, unit = int(m.group(1)), m.group(2)
     return n * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+
+
+# Words YAML 1.1 reads as booleans or null; a name must never be one of them.
+_YAML_WORDS = frozenset(["y", "n", "yes", "no", "on", "off", "true", "false", "null"])
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
+        raise ValueError(
+            f"expected a lowercase name like 'agent' ([a-z][a-z0-9_-]*) (got {value!r})"
+        )
+    if value in _YAML_WORDS:
+        raise ValueError(f"{value!r} reads as a boolean or null in YAML; choose another name")
+    return value
+
+
+def _ipv4(value: Any) -> str:
+    import ipaddress
+
+    try:
+        return str(ipaddress.IPv4Address(value if isinstance(value, str) else ""))
+    except ValueError:
+        raise ValueError(f"expected an IPv4 address like 127.0.0.1 (got {value!r})") from None
 
 
 def _pattern(regex: re.Pattern[str], what: str) -> Any:
@@ -142,11 +196,13 @@ def _cap(value: Any) -> str:
 
 
 def _free_text(value: Any) -> str:
-    """Free text may hold almost anything, but never control characters."""
-    if _is_num(value):
-        value = str(value)
+    """Free text may hold almost anything, but never control characters.
+
+    Numbers and booleans are refused: YAML has already turned ``0755`` into 493
+    and ``12:30`` into 750, so the text the user wrote is gone. Quote it.
+    """
     if not isinstance(value, str):
-        raise ValueError(f"expected a string (got {value!r})")
+        raise ValueError(f'expected a string; quote it, e.g. "{value}" (YAML read {value!r})')
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise ValueError("control characters (newlines, tabs, ...) are not allowed")
     return value
@@ -163,7 +219,8 @@ Size = Annotated[int, BeforeValidator(parse_size)]
 Cpus = Annotated[int, BeforeValidator(parse_cpus)]
 Duration = Annotated[str, BeforeValidator(parse_duration)]
 Rate = Annotated[str, BeforeValidator(_rate)]
-Name = Annotated[str, _pattern(NAME_RE, "a lowercase name like 'agent' ([a-z][a-z0-9_-]*)")]
+Name = Annotated[str, BeforeValidator(_name)]
+Seconds = Annotated[str, BeforeValidator(parse_seconds)]
 UrlPath = Annotated[str, _pattern(_PATH_RE, "a URL path like /api/v1/ (letters, digits, ._~/-)")]
 Hostname = Annotated[str, _pattern(_HOST_RE, "a host name like vots.example.com")]
 AbsPath = Annotated[str, _pattern(_ABS_RE, "an absolute path like /etc/ssl/vots/key.pem")]
@@ -174,7 +231,7 @@ HeaderName = Annotated[str, _pattern(_HEADER_RE, "a header name like X-Frame-Opt
 Cap = Annotated[str, BeforeValidator(_cap)]
 FreeText = Annotated[str, BeforeValidator(_free_text)]
 HeaderValue = Annotated[str, BeforeValidator(_header_value)]
-IPv4 = Annotated[str, _pattern(_IP_RE, "an IPv4 address like 127.0.0.1")]
+IPv4 = Annotated[str, BeforeValidator(_ipv4)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Language = Literal["python", "go", "rust", "node", "datastore", "static"]
 
@@ -191,7 +248,8 @@ Argv = Annotated[list[str], BeforeValidator(_argv)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: `replicas: true` or `immutable: "yes"` are mistakes, not 1 and True.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class CpuRange(_Model):
@@ -237,10 +295,18 @@ class Route(_Model):
     path: UrlPath
     rate_limit: Rate | None = None
     burst: int | None = Field(None, ge=0, le=100_000)
-    cache: Duration | None = None
+    cache: Seconds | None = None
     immutable: bool = False
     max_body: Size | None = None
     timeout: Duration | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Route:
+        if self.burst is not None and self.rate_limit is None:
+            raise ValueError("'burst' needs a 'rate_limit'")
+        if self.cache is not None and self.immutable:
+            raise ValueError("give 'cache' (microcache) or 'immutable' (hashed assets), not both")
+        return self
 
 
 class Health(_Model):
@@ -300,8 +366,8 @@ class Service(_Model):
 
 
 class HostSpec(_Model):
-    cpus: Literal["auto"] | Cpus = "auto"
-    memory: Literal["auto"] | Size = "auto"
+    cpus: Annotated[Literal["auto"] | int, _auto(parse_cpus, "CPUs like 4 or 0.5")] = "auto"
+    memory: Annotated[Literal["auto"] | int, _auto(parse_size, "a size like 16G")] = "auto"
     # CPU is compressible: limits may add up to this many times the usable CPUs
     # (reservations never do). Memory limits are never overcommitted.
     cpu_overcommit: float = Field(1.0, ge=1.0, le=8.0)
@@ -309,8 +375,8 @@ class HostSpec(_Model):
 
 
 class Reserve(_Model):
-    cpus: Cpus = 500
-    memory: Size = GiB
+    cpus: Annotated[int, BeforeValidator(parse_reserve_cpus)] = 500
+    memory: Annotated[int, BeforeValidator(parse_reserve_size)] = GiB
 
 
 class Tls(_Model):
@@ -323,7 +389,6 @@ class Edge(_Model):
 
     image: Image = "vots/edge:latest"
     build: RelPath | None = None
-    replicas: int = Field(1, ge=1, le=16)
     resources: Resources | None = None
     bind: IPv4 = "0.0.0.0"
     http_port: Port = 80
@@ -554,7 +619,7 @@ def workloads(stack: Stack) -> list[Workload]:
     """Every container group to run, stack services first, sorted for determinism."""
     out = [_workload(n, s) for n, s in sorted(stack.services.items())]
     e = stack.edge
-    out.append(_builtin("nginx", "edge", e.image, e.build, e.resources, e.replicas, ("edge",)))
+    out.append(_builtin("nginx", "edge", e.image, e.build, e.resources, 1, ("edge",)))
     m = stack.monitoring
     for key, kind in (
         ("prometheus", "prometheus"),
@@ -631,7 +696,35 @@ def _cross_check(loaded: LoadedStack) -> None:
                     ("services", name, "routes", i, "path"),
                 )
             routes[route.path] = (name, i)
+    _check_ports(loaded)
     _check_cycles(loaded)
+
+
+def _check_ports(loaded: LoadedStack) -> None:
+    """Two published ports on one host address cannot both bind."""
+    stack = loaded.stack
+    edge, mon = stack.edge, stack.monitoring
+    published = [
+        (("edge", "http_port"), edge.bind, edge.http_port),
+        (("edge", "https_port"), edge.bind, edge.https_port),
+    ]
+    if mon.prometheus.enabled:
+        published.append((("monitoring", "port"), mon.bind, mon.port))
+    for i, (loc, bind, port) in enumerate(published):
+        for other_loc, other_bind, other_port in published[:i]:
+            overlap = bind == other_bind or "0.0.0.0" in (bind, other_bind)
+            if port == other_port and overlap:
+                raise loaded.error(
+                    f"host port {port} is already published by {format_loc(other_loc)}", loc
+                )
+    seen: dict[str, str] = {}
+    for name in stack.edge.headers:
+        if name.lower() in seen:
+            raise loaded.error(
+                f"header {name} is already set as {seen[name.lower()]} (header names ignore case)",
+                ("edge", "headers", name),
+            )
+        seen[name.lower()] = name
 
 
 def _check_cycles(loaded: LoadedStack) -> None:

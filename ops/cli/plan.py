@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     "out_dir",
     type=click.Path(file_okay=False),
     default=None,
-    help="Write the files under DIR instead of next to the stack file.",
+    help="Write the files under DIRECTORY instead of next to the stack file.",
 )
 @click.option(
     "--check",
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 @click.option(
     "--verify",
     is_flag=True,
-    help="Also check the output with nginx -t, promtool and docker-compose config.",
+    help="Also check the output with nginx -t, promtool, the compose-spec schema and docker-compose config.",
 )
 @format_option("table", "json")
 @quiet_option
@@ -62,7 +62,13 @@ def plan(
 
     if check and dry_run:
         raise click.UsageError("--check and --dry-run cannot be combined")
-    if not Path(stack_path).exists():
+    if out_dir == "":
+        raise click.BadParameter("must not be empty", param_hint="'--out'")
+    try:
+        exists = Path(stack_path).exists()
+    except OSError as exc:
+        raise SpecError(f"cannot read: {exc.strerror}", path=stack_path) from None
+    if not exists:
         raise SpecError("file not found (pass --stack PATH or set VOTS_OPS_STACK)", path=stack_path)
     loaded = load_stack(stack_path)
     fitted = fit(loaded)
@@ -79,31 +85,32 @@ def plan(
         failed = [r for r in verify_plan(loaded, fitted) if not r.ok]
         if failed:
             first = failed[0]
-            raise ToolFailed(
-                f"{first.name} rejected the rendered files: {first.output.splitlines()[-1] if first.output else ''}"
-            )
+            raise ToolFailed(f"{first.name} rejected the rendered files: {first.summary}")
         console.success(
             "nginx -t, promtool, compose schema and docker-compose config accept the files"
         )
 
     if check:
         if diff:
-            raise DriftError(
-                f"{len(changed)} file(s) differ from {stack_path}; run `vots-ops plan` to update",
-                diff,
+            message = (
+                f"{len(changed)} file(s) differ from {stack_path}; run `vots-ops plan` to update"
             )
-        _print(console, fitted, fmt, out, files, changed, "unchanged")
+            if fmt == "json":  # stdout stays JSON; the diff is for people
+                _print(console, fitted, fmt, out, files, changed, "differs", Path(stack_path).name)
+                raise DriftError(message, "")
+            raise DriftError(message, diff)
+        _print(console, fitted, fmt, out, files, changed, "unchanged", Path(stack_path).name)
         console.success(f"{len(files)} files match {stack_path}")
         return
     if dry_run:
         if fmt == "table":
             console.text(diff)
-        _print(console, fitted, fmt, out, files, changed, "would-write")
+        _print(console, fitted, fmt, out, files, changed, "would-write", Path(stack_path).name)
         console.info(f"dry run: {len(changed)} file(s) would change, nothing written")
         return
     if changed:
         write_all(out, {name: files[name] for name in changed})
-    _print(console, fitted, fmt, out, files, changed, "written")
+    _print(console, fitted, fmt, out, files, changed, "written", Path(stack_path).name)
     console.success(
         f"wrote {len(changed)} file(s) to {out} ({len(files) - len(changed)} unchanged)"
     )
@@ -117,6 +124,7 @@ def _print(
     files: dict[str, str],
     changed: list[str],
     verb: str,
+    source: str,
 ) -> None:
     from ops.plan.report import plan_json, plan_table
 
@@ -124,4 +132,4 @@ def _print(
     if fmt == "json":
         console.json(plan_json(fitted, out, status))  # type: ignore[arg-type]
     elif not console.quiet:
-        console.print(plan_table(fitted))  # type: ignore[arg-type]
+        console.print(plan_table(fitted, source))  # type: ignore[arg-type]

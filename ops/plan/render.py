@@ -245,7 +245,11 @@ def _context(
         "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
         "Cross-Origin-Opener-Policy": "same-origin",
     }
-    headers.update(stack.edge.headers)
+    # A stack header replaces a default of the same name, whatever its case.
+    for name, value in stack.edge.headers.items():
+        for default in [d for d in headers if d.lower() == name.lower()]:
+            del headers[default]
+        headers[name] = value
 
     scrape = [
         {"job": w.name, "name": w.name, "port": w.port, "path": w.spec.metrics}
@@ -278,6 +282,7 @@ def _context(
         "headers": headers,
         "rt": runtime,
         "domain": stack.domain,
+        "has_root_route": any(r["path"] == "/" for r in routes),
         "public_https_port": runtime.https_port or stack.edge.https_port,
         "scrape_interval": mon.scrape_interval,
         "scrape_timeout": f"{max(1, int(duration_seconds(mon.scrape_interval) * 800))}ms",
@@ -296,6 +301,8 @@ def render_files(
     ctx = _context(loaded, plan, Path(out_dir).resolve(), runtime or NginxRuntime())
     files = {}
     for name in OUTPUTS:
+        if name.startswith("prometheus/") and not loaded.stack.monitoring.prometheus.enabled:
+            continue
         template = "ffdhe2048.pem" if name.endswith(".pem") else name.replace("/", "_") + ".j2"
         if name.endswith(".pem"):
             files[name] = (templates_dir() / template).read_text(encoding="utf-8")

@@ -55,12 +55,12 @@ def plan_json(plan: Plan, out: Path, status: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def plan_table(plan: Plan) -> Any:
+def plan_table(plan: Plan, source: str = "stack.yaml") -> Any:
     """Service x replicas x CPU and memory reservation/limit x share of the VM."""
     from rich.table import Table
 
     h = plan.host
-    src = "detected" if h.detected else "stack.yaml"
+    src = "detected" if h.detected else source
     title = (
         f"Host {format_cpus(h.cpus)} CPUs, {format_bytes(h.memory)} ({src}); "
         f"reserve {format_cpus(h.reserve_cpus)} CPUs, {format_bytes(h.reserve_memory)}; "

@@ -32,6 +32,16 @@ class CheckResult:
     ok: bool
     output: str
 
+    @property
+    def summary(self) -> str:
+        """The line that says what is wrong: nginx's [emerg], promtool's FAILED, else the last."""
+        lines = [line.strip() for line in self.output.splitlines() if line.strip()]
+        for marker in ("[emerg]", "FAILED", "error", "Error"):
+            for line in lines:
+                if marker in line:
+                    return line
+        return lines[-1] if lines else "no output"
+
 
 def self_signed_cert(directory: Path, domain: str = "localhost") -> tuple[Path, Path]:
     """A one-day EC certificate for tests and checks; never for production."""
@@ -156,7 +166,6 @@ def verify_plan(
         if "compose-schema" in checks:
             results.append(_compose_schema(workdir / "docker-compose.yml"))
         if "docker-compose" in checks:
-            _placeholder_secrets(loaded, workdir)
             results.append(
                 _result(
                     "docker-compose",
@@ -181,15 +190,3 @@ def _compose_schema(path: Path) -> CheckResult:
     exe = Path(sys.executable).with_name("check-jsonschema")
     tool = str(exe) if exe.exists() else which("check-jsonschema")
     return _result("compose-schema", [tool, "--builtin-schema", "vendor.compose-spec", str(path)])
-
-
-def _placeholder_secrets(loaded: LoadedStack, workdir: Path) -> None:
-    """docker-compose config insists that file secrets exist; give it empty stand-ins
-    when checking a copy outside the stack's own directory."""
-    base = loaded.path.resolve().parent
-    for secret in loaded.stack.secrets.values():
-        target = (workdir / secret.file) if not secret.file.startswith("/") else None
-        source = base / secret.file
-        if target is not None and not target.exists() and not source.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text("")

@@ -198,3 +198,40 @@ def test_verify_reports_a_missing_build_context(workdir: Path) -> None:
     assert "warning: edge.build: services/edge does not exist next to stack.yaml" in proc.stderr
     assert proc.returncode == 1
     assert "docker-compose rejected the rendered files: build path" in proc.stderr
+
+
+def test_check_with_json_keeps_stdout_json(workdir: Path) -> None:
+    assert vots("plan", cwd=workdir).returncode == 0
+    compose = workdir / "docker-compose.yml"
+    compose.write_text(compose.read_text() + "# local edit\n")
+    proc = vots("plan", "--check", "--format", "json", cwd=workdir)
+    assert proc.returncode == 1
+    data = json.loads(proc.stdout)
+    status = {f["path"]: f["status"] for f in data["files"]}
+    assert status["docker-compose.yml"] == "differs"
+    assert status["nginx/nginx.conf"] == "unchanged"
+    assert "differ from" in proc.stderr
+
+
+def test_empty_out_is_refused(workdir: Path) -> None:
+    proc = vots("plan", "--out", "", cwd=workdir)
+    assert proc.returncode == 2
+    assert "'--out'" in proc.stderr
+
+
+def test_verify_names_the_nginx_error(repo: Path, tmp_path: Path) -> None:
+    """A rejected config reports nginx's [emerg] line, not its last line."""
+    from ops.plan import fit
+    from ops.plan.verify import verify_plan
+    from ops.stack import load_stack
+
+    loaded = load_stack(BUNDLED)
+    (result,) = verify_plan(loaded, fit(loaded), tmp_path, checks=["nginx"])
+    assert result.ok
+    conf = tmp_path / "nginx" / "nginx.conf"
+    conf.write_text(conf.read_text().replace("keepalive_timeout 65s;", "keepalive_timeout soon;"))
+    from ops.plan.verify import _result
+
+    bad = _result("nginx", ["nginx", "-t", "-p", str(tmp_path), "-c", str(conf), "-e", "/dev/null"])
+    assert not bad.ok
+    assert "[emerg]" in bad.summary and "keepalive_timeout" in bad.summary

@@ -77,13 +77,18 @@ def _assert_promtool_ok(directory: Path) -> None:
     assert config.returncode == 0, config.stdout + config.stderr
     rules = _promtool("check", "rules", str(directory / "alerts.yml"))
     assert rules.returncode == 0, rules.stdout + rules.stderr
-    assert f"SUCCESS: {len(ALERTS)} rules found" in rules.stdout
+    groups = yaml.safe_load((directory / "alerts.yml").read_text())["groups"]
+    expected = sum(len(g["rules"]) for g in groups)
+    assert set().union(*({r["alert"] for r in g["rules"]} for g in groups)) <= ALERTS
+    assert f"SUCCESS: {expected} rules found" in rules.stdout
 
 
 def test_bundled_stack_passes_promtool(tmp_path: Path) -> None:
     loaded = load_stack(BUNDLED)
     _render(loaded, tmp_path)
     _assert_promtool_ok(tmp_path / "prometheus")
+    rules = _promtool("check", "rules", str(tmp_path / "prometheus" / "alerts.yml"))
+    assert f"SUCCESS: {len(ALERTS)} rules found" in rules.stdout
     results = verify_plan(loaded, fit(loaded), tmp_path / "verify", checks=["promtool"])
     assert results and all(r.ok for r in results), [r.output for r in results]
 
@@ -128,8 +133,16 @@ def test_generated_stacks_pass_promtool(data: dict[str, Any]) -> None:
         except CapacityError:
             assume(False)
             raise
+        if not loaded.stack.monitoring.prometheus.enabled:
+            assert not any(name.startswith("prometheus/") for name in files)
+            return
         assert_scrape_jobs(loaded, files["prometheus/prometheus.yml"])
         _assert_promtool_ok(root / "out" / "prometheus")
+        groups = {g["name"] for g in yaml.safe_load(files["prometheus/alerts.yml"])["groups"]}
+        monitoring = loaded.stack.monitoring
+        # Rules about cadvisor's or node-exporter's series only exist when they are scraped.
+        assert ("vots-containers" in groups) == monitoring.cadvisor.enabled
+        assert ("vots-host" in groups) == monitoring.node_exporter.enabled
 
 
 @pytest.mark.parametrize("interval", ["1s", "1500ms", "15s", "1m", "90s"])

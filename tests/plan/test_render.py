@@ -42,3 +42,32 @@ def test_monitoring_off_renders_no_monitoring_services(tmp_path: Path) -> None:
     )
     services = yaml.safe_load(files["docker-compose.yml"])["services"]
     assert set(services) == {"agent", "redis", "nginx"}
+
+
+def test_stack_header_replaces_the_default_whatever_its_case(tmp_path: Path) -> None:
+    conf = _render(tmp_path, edge={"headers": {"x-frame-options": "SAMEORIGIN"}})[
+        "nginx/nginx.conf"
+    ]
+    assert 'add_header x-frame-options "SAMEORIGIN" always;' in conf
+    assert "X-Frame-Options" not in conf
+
+
+def test_unrouted_paths_are_404_not_the_default_page(tmp_path: Path) -> None:
+    conf = _render(tmp_path)["nginx/nginx.conf"]
+    assert "location / {\n            return 404;" in conf
+
+
+def test_names_and_keys_yaml_could_misread_are_quoted(tmp_path: Path) -> None:
+    data = minimal()
+    data["services"]["agent"]["environment"] = {"ON": "1", "NULL": "x"}
+    data["services"]["agent"]["image"] = "1234"
+    loaded = parse_stack(yaml.safe_dump(data), tmp_path / "stack.yaml")
+    compose = yaml.safe_load(render_files(loaded, fit(loaded), tmp_path)["docker-compose.yml"])
+    agent = compose["services"]["agent"]
+    assert agent["environment"] == {"ON": "1", "NULL": "x"}
+    assert agent["image"] == "1234"
+
+
+def test_monitoring_off_writes_no_prometheus_files(tmp_path: Path) -> None:
+    files = _render(tmp_path, monitoring={"prometheus": False})
+    assert not [name for name in files if name.startswith("prometheus/")]

@@ -47,7 +47,7 @@ def write_stack(directory: Path, data: dict[str, Any] | str, name: str = "stack.
 
 
 _names = st.from_regex(r"[a-z][a-z0-9]{1,8}", fullmatch=True).filter(
-    lambda n: n not in {"nginx", "prometheus", "cadvisor"}
+    lambda n: n not in {"nginx", "prometheus", "cadvisor", "y", "n", "no", "on", "yes", "off"}
 )
 _langs = st.sampled_from(["python", "go", "rust", "node", "static", "datastore"])
 
@@ -83,9 +83,10 @@ def services(draw: Any, n_max: int = 8) -> dict[str, Any]:
                 route: dict[str, Any] = {"path": path}
                 if draw(st.booleans()):
                     route["rate_limit"] = f"{draw(st.integers(1, 500))}r/s"
-                if draw(st.booleans()):
+                kind = draw(st.sampled_from(["plain", "cache", "immutable"]))
+                if kind == "cache":
                     route["cache"] = f"{draw(st.integers(1, 30))}s"
-                if draw(st.booleans()):
+                elif kind == "immutable":
                     route["immutable"] = True
                 svc["routes"] = [route]
             if draw(st.booleans()):
