@@ -53,6 +53,7 @@ from ops.plan.render import NginxRuntime, render_files  # noqa: E402
 from ops.plan.verify import free_port, local_runtime  # noqa: E402
 from ops.proc import which  # noqa: E402
 from ops.stack import parse_stack  # noqa: E402
+from tests.support.processes import stop_process  # noqa: E402
 from tests.support.stacks import minimal  # noqa: E402
 from tests.support.upstream import serve_upstream  # noqa: E402
 
@@ -256,15 +257,7 @@ def start(instance: Instance, timeout: float = 10.0) -> None:
 
 
 def stop(instance: Instance) -> None:
-    proc = instance.proc
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
+    stop_process(instance.proc)
 
 
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +23,14 @@ from ops.plan import fit
 from ops.plan.capacity import Allocation, Plan
 from ops.plan.render import render_files
 from ops.stack import LoadedStack, Workload, load_stack, workloads
+from tests.support.docker import (
+    force_cleanup,
+    inspect,
+    ok,
+    project_containers,
+    run,
+    wait_healthy,
+)
 from tests.support.images import busybox_image
 from tests.support.stacks import minimal, write_stack
 
@@ -38,20 +44,6 @@ def _tool(name: str) -> str:
     found = shutil.which(name)
     assert found, f"{name} is not installed"
     return found
-
-
-def _run(
-    argv: list[str], *, cwd: Path | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        argv, capture_output=True, text=True, cwd=cwd, timeout=timeout, check=False
-    )
-
-
-def _ok(argv: list[str], *, cwd: Path | None = None, timeout: float = 120) -> str:
-    proc = _run(argv, cwd=cwd, timeout=timeout)
-    assert proc.returncode == 0, f"{argv} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
 
 
 def _stack_data(image: str, tls_dir: Path) -> dict[str, Any]:
@@ -124,43 +116,6 @@ class Deployed:
                 yield service, c
 
 
-def _project_containers(docker: str, project: str) -> list[str]:
-    out = _ok([docker, "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}"])
-    return out.split()
-
-
-def _inspect(docker: str, ids: list[str]) -> list[dict[str, Any]]:
-    return json.loads(_ok([docker, "inspect", *ids])) if ids else []
-
-
-def _force_cleanup(docker: str, project: str) -> None:
-    """Last resort when ``down`` fails: remove whatever carries the project label."""
-    label = f"label=com.docker.compose.project={project}"
-    ids = _project_containers(docker, project)
-    if ids:
-        _run([docker, "rm", "-f", "-v", *ids])
-    for kind in ("network", "volume"):
-        names = _run([docker, kind, "ls", "-q", "--filter", label]).stdout.split()
-        if names:
-            _run([docker, kind, "rm", *names])
-
-
-def _wait_healthy(docker: str, ids: list[str]) -> dict[str, str]:
-    deadline = time.monotonic() + HEALTH_WAIT
-    status: dict[str, str] = {}
-    while time.monotonic() < deadline:
-        status = {
-            c["Name"]: c["State"].get("Health", {}).get("Status", "none")
-            for c in _inspect(docker, ids)
-        }
-        if all(s == "healthy" for s in status.values()):
-            return status
-        if any(s == "unhealthy" for s in status.values()):
-            break
-        time.sleep(0.5)
-    return status
-
-
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
     docker = _tool("docker")
@@ -171,9 +126,6 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
     tls.mkdir()
     (tls / "cert.pem").write_text("placeholder\n")
     (tls / "key.pem").write_text("placeholder\n")
-    # The edge service keeps its default build context; docker-compose v1 insists
-    # that it exists even for `down`, although nginx itself is never started here.
-    (root / "services" / "edge").mkdir(parents=True)
     loaded = load_stack(write_stack(root, _stack_data(image, tls)))
     plan = fit(loaded)
     out = root / "out"
@@ -182,22 +134,22 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
     project = f"votsopstest{uuid.uuid4().hex[:12]}"
     base = [compose, "-p", project, "-f", str(compose_file)]
     try:
-        _ok([*base, "up", "-d", "--no-build", "--no-deps", *APPS], cwd=out, timeout=180)
+        ok([*base, "up", "-d", "--no-build", "--no-deps", *APPS], cwd=out, timeout=180)
         containers: dict[str, list[dict[str, Any]]] = {}
-        for c in _inspect(docker, _project_containers(docker, project)):
+        for c in inspect(docker, project_containers(docker, project)):
             containers.setdefault(c["Config"]["Labels"]["com.docker.compose.service"], []).append(c)
         yield Deployed(loaded, plan, project, compose_file, containers)
     finally:
-        down = _run([*base, "down", "-v", "-t", "1"], cwd=out, timeout=180)
-        leftovers = _project_containers(docker, project)
+        down = run([*base, "down", "-v", "-t", "1"], cwd=out, timeout=180)
+        leftovers = project_containers(docker, project)
         if down.returncode != 0 or leftovers:
-            _force_cleanup(docker, project)
+            force_cleanup(docker, project)
         assert down.returncode == 0, f"docker-compose down failed:\n{down.stderr}"
         assert not leftovers, f"containers survived docker-compose down: {leftovers}"
 
 
 def test_host_cpus_auto_matches_the_engine(deployed: Deployed) -> None:
-    ncpu = int(_ok([_tool("docker"), "info", "--format", "{{.NCPU}}"]).strip())
+    ncpu = int(ok([_tool("docker"), "info", "--format", "{{.NCPU}}"]).strip())
     assert deployed.plan.host.detected
     assert deployed.plan.host.cpus == ncpu * 1000
 
@@ -242,7 +194,7 @@ def _cgroup(docker: str, container: str) -> dict[str, int]:
         " else echo v1; cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max"
         " /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us; fi"
     )
-    words = _ok([docker, "exec", container, "sh", "-c", script]).split()
+    words = ok([docker, "exec", container, "sh", "-c", script]).split()
     _version, memory, pids, quota, period = words
     return {"memory": int(memory), "pids": int(pids), "quota": int(quota), "period": int(period)}
 
@@ -298,9 +250,7 @@ def test_logs_are_rotated(deployed: Deployed) -> None:
 def test_networks(deployed: Deployed) -> None:
     docker = _tool("docker")
     backend, frontend = f"{deployed.project}_backend", f"{deployed.project}_frontend"
-    nets = {
-        n["Name"]: n for n in json.loads(_ok([docker, "network", "inspect", backend, frontend]))
-    }
+    nets = {n["Name"]: n for n in json.loads(ok([docker, "network", "inspect", backend, frontend]))}
     assert nets[backend]["Internal"] is True
     assert nets[frontend]["Internal"] is False
     for service, c in deployed.replicas():
@@ -323,7 +273,7 @@ def test_datastore_volume_is_mounted(deployed: Deployed) -> None:
 def test_rendered_healthchecks_pass(deployed: Deployed) -> None:
     docker = _tool("docker")
     ids = [c["Id"] for _s, c in deployed.replicas()]
-    status = _wait_healthy(docker, ids)
+    status = wait_healthy(docker, ids, HEALTH_WAIT)
     assert set(status.values()) == {"healthy"}, status
 
 
@@ -332,25 +282,25 @@ def test_runtime_behaviour(deployed: Deployed) -> None:
     agent = deployed.containers["agent"][0]["Id"]
     (redis,) = deployed.containers["redis"]
     # Read-only root, writable tmpfs.
-    assert _run([docker, "exec", agent, "touch", "/probe"]).returncode != 0
-    _ok([docker, "exec", agent, "touch", "/tmp/probe"])
-    assert _run([docker, "exec", redis["Id"], "touch", "/probe"]).returncode == 0
+    assert run([docker, "exec", agent, "touch", "/probe"]).returncode != 0
+    ok([docker, "exec", agent, "touch", "/tmp/probe"])
+    assert run([docker, "exec", redis["Id"], "touch", "/probe"]).returncode == 0
     # No capabilities left and no way to gain any.
-    status = _ok([docker, "exec", agent, "cat", "/proc/self/status"])
+    status = ok([docker, "exec", agent, "cat", "/proc/self/status"])
     fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
     assert fields["CapEff"].strip() == "0000000000000000"
     assert fields["NoNewPrivs"].strip() == "1"
     # The app reaches the datastore by service name over the backend network.
     request = "printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' | nc -w 3 redis 6379"
-    reply = _ok([docker, "exec", agent, "sh", "-c", request])
+    reply = ok([docker, "exec", agent, "sh", "-c", request])
     assert reply.startswith("HTTP/1.") and " 200 " in reply.splitlines()[0], reply
     # The datastore sits on the internal network only: an app replica's frontend
     # address answers another app replica but not the datastore.
     agents = deployed.containers["agent"]
     frontend = agents[0]["NetworkSettings"]["Networks"][f"{deployed.project}_frontend"]["IPAddress"]
     probe = f"printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {frontend} 8000"
-    assert " 200 " in _ok([docker, "exec", agents[1]["Id"], "sh", "-c", probe])
-    blocked = _run([docker, "exec", redis["Id"], "sh", "-c", probe])
+    assert " 200 " in ok([docker, "exec", agents[1]["Id"], "sh", "-c", probe])
+    blocked = run([docker, "exec", redis["Id"], "sh", "-c", probe])
     assert blocked.returncode != 0 and "200" not in blocked.stdout, blocked.stdout
 
 
@@ -379,12 +329,12 @@ def test_smallest_cpu_limit_starts(tmp_path: Path) -> None:
     project = f"votsopstest{uuid.uuid4().hex[:12]}"
     base = [compose, "-p", project, "-f", str(out / "docker-compose.yml")]
     try:
-        up = _run([*base, "up", "-d", "--no-build", "--no-deps", "tiny"], cwd=out, timeout=120)
+        up = run([*base, "up", "-d", "--no-build", "--no-deps", "tiny"], cwd=out, timeout=120)
         assert up.returncode == 0, up.stderr
-        (cid,) = _project_containers(docker, project)
-        nano = _ok([docker, "inspect", "-f", "{{.HostConfig.NanoCpus}}", cid]).strip()
+        (cid,) = project_containers(docker, project)
+        nano = ok([docker, "inspect", "-f", "{{.HostConfig.NanoCpus}}", cid]).strip()
         assert nano == "10000000"
     finally:
-        down = _run([*base, "down", "-v", "-t", "1"], cwd=out, timeout=120)
-        if down.returncode != 0 or _project_containers(docker, project):
-            _force_cleanup(docker, project)
+        down = run([*base, "down", "-v", "-t", "1"], cwd=out, timeout=120)
+        if down.returncode != 0 or project_containers(docker, project):
+            force_cleanup(docker, project)

@@ -14,11 +14,9 @@ the HTTP->HTTPS redirect). Only loopback traffic; always torn down.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import ssl
-import subprocess
 import sys
 import time
 import uuid
@@ -37,6 +35,14 @@ from ops.plan.render import render_files
 from ops.plan.verify import free_port, self_signed_cert
 from ops.stack import LoadedStack, Workload, load_stack, workloads
 from tests.support.base_image import debian_base_image, file_lock, image_exists
+from tests.support.docker import (
+    force_cleanup,
+    inspect,
+    ok,
+    project_containers,
+    run,
+    wait_healthy,
+)
 from tests.support.images import busybox_image
 from tests.support.stacks import REPO, minimal, write_stack
 
@@ -56,24 +62,6 @@ def _tool(name: str) -> str:
     return found
 
 
-def _run(
-    argv: list[str],
-    *,
-    cwd: Path | None = None,
-    timeout: float = 120,
-    env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        argv, capture_output=True, text=True, cwd=cwd, timeout=timeout, check=False, env=env
-    )
-
-
-def _ok(argv: list[str], *, cwd: Path | None = None, timeout: float = 120, **kw: Any) -> str:
-    proc = _run(argv, cwd=cwd, timeout=timeout, **kw)
-    assert proc.returncode == 0, f"{argv} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
-
-
 def _timing(message: str) -> None:
     print(f"[timing] {message}", file=sys.stderr)
 
@@ -82,12 +70,12 @@ def _timing(message: str) -> None:
 
 
 def _image_id(docker: str, tag: str) -> str:
-    return _ok([docker, "image", "inspect", "--format", "{{.Id}}", tag]).strip()
+    return ok([docker, "image", "inspect", "--format", "{{.Id}}", tag]).strip()
 
 
 def _remove_stale_edge_images(docker: str, keep: str) -> None:
     """Edge images from an older Dockerfile or base; one still in use is left alone."""
-    listed = _run(
+    listed = run(
         [
             docker,
             "images",
@@ -99,7 +87,7 @@ def _remove_stale_edge_images(docker: str, keep: str) -> None:
     ).stdout.split()
     stale = [t for t in listed if t != keep and t.startswith("vots-ops-test/edge:")]
     if stale:
-        _run([docker, "image", "rm", *stale])
+        run([docker, "image", "rm", *stale])
 
 
 def edge_image() -> str:
@@ -119,7 +107,7 @@ def edge_image() -> str:
         start = time.monotonic()
         # The engine is 20.10 and there is no buildx: the classic builder, explicitly.
         env = {**os.environ, "DOCKER_BUILDKIT": "0"}
-        _ok(
+        ok(
             [
                 docker, "build",
                 "--build-arg", f"BASE_IMAGE={base}",
@@ -212,50 +200,6 @@ def _stack_data(
     )
 
 
-def _project_containers(docker: str, project: str) -> list[str]:
-    out = _ok([docker, "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}"])
-    return out.split()
-
-
-def _inspect(docker: str, ids: list[str]) -> list[dict[str, Any]]:
-    return json.loads(_ok([docker, "inspect", *ids])) if ids else []
-
-
-def _force_cleanup(docker: str, project: str) -> None:
-    """Last resort when ``down`` fails: remove whatever carries the project label."""
-    label = f"label=com.docker.compose.project={project}"
-    ids = _project_containers(docker, project)
-    if ids:
-        _run([docker, "rm", "-f", "-v", *ids])
-    for kind in ("network", "volume"):
-        names = _run([docker, kind, "ls", "-q", "--filter", label]).stdout.split()
-        if names:
-            _run([docker, kind, "rm", *names])
-
-
-def _health(c: dict[str, Any]) -> str:
-    return c["State"].get("Health", {}).get("Status", "none")
-
-
-def _wait_healthy(docker: str, ids: list[str], timeout: float) -> dict[str, str]:
-    deadline = time.monotonic() + timeout
-    status: dict[str, str] = {}
-    while time.monotonic() < deadline:
-        inspected = _inspect(docker, ids)
-        status = {c["Name"]: _health(c) for c in inspected}
-        if all(s == "healthy" for s in status.values()):
-            return status
-        failing = [
-            c["Name"]
-            for c in inspected
-            if _health(c) == "unhealthy" or not c["State"]["Running"] or c["RestartCount"]
-        ]
-        if failing:
-            break
-        time.sleep(1)
-    return status
-
-
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
     docker = _tool("docker")
@@ -275,23 +219,23 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
     base = [compose, "-p", project, "-f", str(out / "docker-compose.yml")]
     start = time.monotonic()
     try:
-        up = _run([*base, "up", "-d", "--no-build"], cwd=out, timeout=UP_TIMEOUT)
-        ids = _project_containers(docker, project)
-        health = _wait_healthy(docker, ids, HEALTH_WAIT) if up.returncode == 0 else {}
+        up = run([*base, "up", "-d", "--no-build"], cwd=out, timeout=UP_TIMEOUT)
+        ids = project_containers(docker, project)
+        health = wait_healthy(docker, ids, HEALTH_WAIT) if up.returncode == 0 else {}
         _timing(f"compose up + healthy in {time.monotonic() - start:.1f}s: {health}")
-        logs = _run([*base, "logs", "--no-color", "--tail", "200"], cwd=out).stdout
+        logs = run([*base, "logs", "--no-color", "--tail", "200"], cwd=out).stdout
         assert up.returncode == 0, f"docker-compose up failed:\n{up.stderr}\n{logs}"
         containers = {
-            c["Config"]["Labels"]["com.docker.compose.service"]: c for c in _inspect(docker, ids)
+            c["Config"]["Labels"]["com.docker.compose.service"]: c for c in inspect(docker, ids)
         }
         yield Deployed(
             loaded, plan, project, ports[0], ports[1], cert, marker, containers, health, logs
         )
     finally:
-        down = _run([*base, "down", "-v", "-t", "1"], cwd=out, timeout=UP_TIMEOUT)
-        leftovers = _project_containers(docker, project)
+        down = run([*base, "down", "-v", "-t", "1"], cwd=out, timeout=UP_TIMEOUT)
+        leftovers = project_containers(docker, project)
         if down.returncode != 0 or leftovers:
-            _force_cleanup(docker, project)
+            force_cleanup(docker, project)
         assert down.returncode == 0, f"docker-compose down failed:\n{down.stderr}"
         assert not leftovers, f"containers survived docker-compose down: {leftovers}"
 

@@ -36,6 +36,7 @@ from ops.plan.render import NginxRuntime, render_files
 from ops.plan.verify import local_runtime, verify_plan
 from ops.proc import which
 from ops.stack import LoadedStack, load_stack, parse_stack, workloads
+from tests.support.processes import stop_process
 from tests.support.stacks import BUNDLED, stacks
 from tests.support.upstream import RunningUpstream, api_body, serve_upstream, static_body
 
@@ -147,22 +148,12 @@ def _start_nginx(workdir: Path, runtime: NginxRuntime, timeout: float = 10.0) ->
         if proc.poll() is not None:
             raise AssertionError(f"nginx exited with {proc.returncode}:\n{_error_log(workdir)}")
         if time.monotonic() > deadline:
-            _stop(proc)
+            stop_process(proc)
             raise AssertionError(
                 f"nginx did not listen within {timeout:g}s:\n{_error_log(workdir)}"
             )
         time.sleep(0.05)
     return proc
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 ROUTED = {"agent", "rag", "dashboard"}
@@ -186,7 +177,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory, upstream: RunningUpstream) ->
     try:
         yield Edge(workdir, loaded, runtime, proc)
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 @pytest.fixture(scope="module")
