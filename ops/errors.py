@@ -70,6 +70,12 @@ class OutputError(OpsError):
     """An output path cannot be written (permissions, not a directory, ...)."""
 
 
+class CheckFailed(OpsError):
+    """A check the user asked for found something (``--fail-on``, SLO breach)."""
+
+    exit_code = EXIT_CHECK_FAILED
+
+
 class DriftError(OpsError):
     """Committed files differ from what the plan renders (``plan --check``)."""
 

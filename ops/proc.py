@@ -17,6 +17,7 @@ INSTALL_HINTS = {
     "openssl": "install it with: apt-get install openssl",
     "check-jsonschema": "install it with: pip install check-jsonschema",
     "wrk": "install it with: apt-get install wrk",
+    "crontab": "install it with: apt-get install cron (or use --systemd)",
 }
 
 

@@ -1,0 +1,115 @@
+"""One cron run of ``vots-ops report``: sample, rate against the last sample, store.
+
+This is the library entry point behind the CLI; it never sleeps (rates come
+from the previous stored sample, like sysstat's ``sa1``) and never raises for a
+missing Docker engine (host figures still count).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ops.report.history import History, Point
+
+# Findings that `--fail-on over-limit` turns into exit 1.
+MEMORY_NEAR_LIMIT_PCT = 90.0
+THROTTLED_RATIO = 0.25
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Something an operator should look at, with the figure that triggered it."""
+
+    kind: str  # "over-limit" | "anomaly"
+    scope: str
+    message: str
+
+
+@dataclass
+class ReportRun:
+    sample: dict[str, Any]
+    rates: dict[str, Any]
+    sample_id: int | None
+    db: Path | None
+    findings: list[Finding] = field(default_factory=list)
+
+
+def _points(sample: dict[str, Any], rates: dict[str, Any]) -> Iterator[Point]:
+    host = sample["host"]
+    mem = host["memory"]
+    yield Point("host", "memory_used_bytes", float(mem["used"]))
+    if mem["total"]:
+        yield Point(
+            "host", "memory_used_pct", 100.0 * (mem["total"] - mem["available"]) / mem["total"]
+        )
+    yield Point("host", "swap_used_bytes", float(host["swap"]["used"]))
+    yield Point("host", "load1", float(host["load_avg"][0]))
+    for disk in host["disks"]:
+        yield Point("host", f"disk_used_pct:{disk['mountpoint']}", float(disk["percent"]))
+    hr = rates.get("host") or {}
+    for key in (
+        "cpu_pct",
+        "iowait_pct",
+        "disk_read_Bps",
+        "disk_write_Bps",
+        "net_rx_Bps",
+        "net_tx_Bps",
+    ):
+        if hr.get(key) is not None:
+            yield Point("host", key, float(hr[key]))
+    for c in rates.get("containers") or []:
+        scope = f"container:{c['name']}"
+        for key in (
+            "cpu_pct",
+            "cpu_pct_of_limit",
+            "throttled_ratio",
+            "mem_usage",
+            "mem_pct_of_limit",
+            "net_rx_Bps",
+            "net_tx_Bps",
+            "restarts",
+            "oom_kills",
+        ):
+            if c.get(key) is not None:
+                yield Point(scope, key, float(c[key]))
+
+
+def _findings(rates: dict[str, Any]) -> list[Finding]:
+    out: list[Finding] = []
+    for c in rates.get("containers") or []:
+        scope = c["name"]
+        mem = c.get("mem_pct_of_limit")
+        if mem is not None and mem >= MEMORY_NEAR_LIMIT_PCT:
+            out.append(Finding("over-limit", scope, f"memory at {mem:.0f}% of its limit"))
+        throttled = c.get("throttled_ratio")
+        if throttled is not None and throttled >= THROTTLED_RATIO:
+            out.append(
+                Finding("over-limit", scope, f"CPU-throttled in {100 * throttled:.0f}% of periods")
+            )
+        if c.get("oom_kills"):
+            out.append(
+                Finding("over-limit", scope, f"{c['oom_kills']} OOM kill(s) since the last sample")
+            )
+    return out
+
+
+def take_sample(db: Path | None, *, docker: bool = True) -> ReportRun:
+    """Sample now, compute rates from the previous stored sample, store this one.
+
+    ``db=None`` samples without history (rates then say "first sample").
+    """
+    from ops.report import collect
+
+    cur = collect.sample(docker=docker)
+    hostname = cur["host"]["hostname"]
+    if db is None:
+        rates = collect.rates(None, cur)
+        return ReportRun(cur, rates, None, None, _findings(rates))
+    with History(db) as history:
+        prev = history.previous(hostname)
+        rates = collect.rates(prev[1] if prev else None, cur)
+        sample_id = history.record(cur["time"], hostname, cur, _points(cur, rates))
+    return ReportRun(cur, rates, sample_id, Path(db), _findings(rates))

@@ -1,0 +1,118 @@
+"""`vots-ops report` as cron runs it: the installed command, a real history file,
+real containers on the local engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.images import busybox_image
+
+EXE = shutil.which("vots-ops", path=str(Path(sys.executable).parent)) or "vots-ops"
+ENV = {**os.environ, "NO_COLOR": "1", "COLUMNS": "160"}
+
+
+def vots(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([EXE, *args], capture_output=True, text=True, env=env or ENV, timeout=120)
+
+
+def test_first_run_says_so_then_rates_come_from_history(tmp_path: Path) -> None:
+    db = tmp_path / "h.sqlite3"
+    first = vots("report", "--db", str(db), "--no-docker", "--format", "json")
+    assert first.returncode == 0, first.stderr
+    one = json.loads(first.stdout)
+    assert one["note"] == "first sample"
+    assert one["host"]["rates"]["cpu_pct"] is None
+    second = json.loads(vots("report", "--db", str(db), "--no-docker", "--format", "json").stdout)
+    assert second["note"] is None
+    assert 0 <= second["host"]["rates"]["cpu_pct"] <= 100
+    assert second["interval_s"] > 0
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select count(*) from samples").fetchone()[0] == 2
+        assert conn.execute("pragma journal_mode").fetchone()[0] == "wal"
+
+
+def test_quiet_cron_runs_print_nothing_and_lose_no_rows(tmp_path: Path) -> None:
+    """Twenty overlapping cron runs on one history file."""
+    db = tmp_path / "h.sqlite3"
+    procs = [
+        subprocess.Popen(
+            [EXE, "report", "--quiet", "--no-docker", "--db", str(db)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ENV,
+        )
+        for _ in range(20)
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert out == "" and err == ""
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select count(*) from samples").fetchone()[0] == 20
+        assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
+
+
+def test_no_engine_is_a_warning_and_host_figures(tmp_path: Path) -> None:
+    env = {**ENV, "DOCKER_HOST": f"unix://{tmp_path}/missing.sock"}
+    proc = vots("report", "--no-history", "--format", "json", env=env)
+    assert proc.returncode == 0
+    assert proc.stderr.startswith("warning: containers not sampled:"), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    data = json.loads(proc.stdout)
+    assert data["host"]["cpu_count"] == os.cpu_count()
+    assert data["containers"] == []
+
+
+@pytest.fixture
+def throttled() -> Iterator[str]:
+    """A busybox container spinning on 0.1 CPU: throttled in most CFS periods."""
+    name = f"vots-report-test-{uuid.uuid4().hex[:8]}"
+    subprocess.run(
+        ["docker", "run", "-d", "--name", name, "--cpus", "0.1", "--memory", "64m",
+         busybox_image(), "sh", "-c", "while :; do :; done"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    try:
+        yield name
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60, check=False)
+
+
+@pytest.mark.docker
+def test_containers_against_their_limits_and_fail_on(tmp_path: Path, throttled: str) -> None:
+    db = str(tmp_path / "h.sqlite3")
+    assert vots("report", "--db", db, "--format", "json").returncode == 0
+    import time
+
+    time.sleep(2)
+    proc = vots("report", "--db", db, "--format", "json", "--fail-on", "over-limit")
+    assert proc.returncode == 1, proc.stderr
+    assert f"{throttled}: CPU-throttled in" in proc.stderr
+    data = json.loads(proc.stdout)
+    (c,) = [c for c in data["containers"] if c["name"] == throttled]
+    assert c["cpu_limit"] == pytest.approx(0.1)
+    assert 50 <= c["cpu_pct_of_limit"] <= 130
+    assert c["throttled_ratio"] >= 0.25
+    assert c["mem_usage"] < 64 * 1024**2
+    table = vots("report", "--db", db)
+    assert throttled in table.stdout and "containers" in table.stdout
+
+
+def test_install_cron_prints_an_absolute_command(tmp_path: Path) -> None:
+    proc = vots("report", "install-cron", "--db", str(tmp_path / "h.sqlite3"))
+    assert proc.returncode == 0
+    line = proc.stdout.strip()
+    assert line.startswith("* * * * * /")
+    assert "report --quiet --db" in line
+    assert Path(line.split()[5]).is_file()
