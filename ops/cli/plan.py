@@ -31,6 +31,12 @@ if TYPE_CHECKING:
     "--dry-run", is_flag=True, help="Show the diff that a run would apply, without writing."
 )
 @click.option(
+    "--recommendations",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Apply a file from `vots-ops report recommend --format yaml` to the services' CPU and memory bounds.",
+)
+@click.option(
     "--verify",
     is_flag=True,
     help="Also check the output with nginx -t, promtool, the compose-spec schema and docker-compose config.",
@@ -44,6 +50,7 @@ def plan(
     out_dir: str | None,
     check: bool,
     dry_run: bool,
+    recommendations: str | None,
     verify: bool,
     fmt: str,
 ) -> None:
@@ -71,6 +78,12 @@ def plan(
     if not exists:
         raise SpecError("file not found (pass --stack PATH or set VOTS_OPS_STACK)", path=stack_path)
     loaded = load_stack(stack_path)
+    if recommendations:
+        from ops.report.advice import apply_recommendations, load_recommendations
+
+        loaded, skipped = apply_recommendations(loaded, load_recommendations(Path(recommendations)))
+        for name in skipped:
+            console.warning(f"{recommendations}: {name} is not a service of {stack_path}; skipped")
     fitted = fit(loaded)
     for problem in missing_build_contexts(loaded):
         console.warning(problem)

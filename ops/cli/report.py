@@ -24,9 +24,10 @@ def _db_option(f: object) -> object:
 @click.option("--no-docker", is_flag=True, help="Host figures only; do not ask the Docker engine.")
 @click.option(
     "--fail-on",
-    type=click.Choice(["over-limit"]),
+    type=click.Choice(["over-limit", "anomaly"]),
     multiple=True,
-    help="Exit 1 when this is found (memory >= 90% of a limit, heavy throttling, an OOM kill).",
+    help="Exit 1 when this is found: over-limit (memory >= 90% of a limit, heavy throttling, "
+    "an OOM kill) or anomaly (a figure far from its own recent behaviour). Repeatable.",
 )
 @format_option("table", "json", "markdown")
 @quiet_option
@@ -116,3 +117,82 @@ def install_cron(
         console.success(f"installed in the crontab: {line}")
         return
     console.text(line + "\n")
+
+
+@report.command("recommend")
+@_db_option
+@click.option(
+    "--days",
+    type=click.FloatRange(min=0.01),
+    default=14.0,
+    show_default=True,
+    help="How much history to use.",
+)
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the advice to FILE (atomically) instead of stdout.",
+)
+@format_option("table", "yaml", "json")
+@quiet_option
+@click.pass_obj
+def recommend(
+    console: Console, db: str | None, days: float, out_file: str | None, fmt: str
+) -> None:
+    """Right-sizing advice per service from the history, with the reason for each value.
+
+    CPU request/limit and memory request/limit per replica, from KRR's simple
+    strategy and a VPA-style decaying histogram; OOM kills raise memory. The
+    yaml format is what `vots-ops plan --recommendations FILE` applies.
+    """
+    import json
+    import time
+    from pathlib import Path
+
+    from ops.errors import SpecError
+    from ops.report.advice import recommendations, recommendations_yaml
+    from ops.report.history import History, default_db_path
+
+    path = Path(db) if db else default_db_path()
+    if not path.exists():
+        raise SpecError(
+            "no history yet; run `vots-ops report` (e.g. from cron) first", path=str(path)
+        )
+    with History(path) as history:
+        recs = recommendations(history, since=time.time() - days * 86400)
+    if fmt == "yaml":
+        text = recommendations_yaml(recs)
+    elif fmt == "json":
+        text = json.dumps([r.__dict__ for r in recs], indent=2) + "\n"
+    else:
+        text = ""
+    if out_file:
+        from ops.files import atomic_write
+
+        atomic_write(Path(out_file), text or recommendations_yaml(recs))
+        console.success(f"wrote advice for {len(recs)} service(s) to {out_file}")
+        return
+    if text:
+        console.text(text)
+        return
+    if console.quiet:
+        return
+    from rich.table import Table
+
+    from ops.plan.capacity import format_bytes, format_cpus
+
+    table = Table(title="right-sizing advice (per replica)", title_justify="left", show_lines=True)
+    for col in ("service", "CPU req", "CPU limit", "mem req", "mem limit", "why"):
+        table.add_column(col, justify="left" if col in ("service", "why") else "right")
+    for r in recs:
+        table.add_row(
+            r.service,
+            format_cpus(r.cpu_request) if r.cpu_request else "—",
+            format_cpus(r.cpu_limit) if r.cpu_limit else "—",
+            format_bytes(r.memory_request) if r.memory_request else "—",
+            format_bytes(r.memory_limit) if r.memory_limit else "—",
+            "\n".join(r.reasons),
+        )
+    console.print(table)

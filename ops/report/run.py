@@ -96,6 +96,29 @@ def _findings(rates: dict[str, Any]) -> list[Finding]:
     return out
 
 
+ANOMALY_LOOKBACK_S = 6 * 3600.0
+
+
+def _anomalies(history: History, host: str, ts: float, points: list[Point]) -> list[Finding]:
+    """Judge this run's points against each metric's own recent history."""
+    from ops.report.analysis import detect_anomalies
+
+    out: list[Finding] = []
+    for point in points:
+        series = history.series(point.scope, point.metric, since=ts - ANOMALY_LOOKBACK_S, host=host)
+        for a in detect_anomalies(series):
+            if a.ts == ts:
+                scope = point.scope.removeprefix("container:")
+                out.append(
+                    Finding(
+                        "anomaly",
+                        scope,
+                        f"{point.metric} {a.value:.4g} is {a.direction} from its usual {a.expected:.4g}",
+                    )
+                )
+    return out
+
+
 def take_sample(db: Path | None, *, docker: bool = True) -> ReportRun:
     """Sample now, compute rates from the previous stored sample, store this one.
 
@@ -111,5 +134,7 @@ def take_sample(db: Path | None, *, docker: bool = True) -> ReportRun:
     with History(db) as history:
         prev = history.previous(hostname)
         rates = collect.rates(prev[1] if prev else None, cur)
-        sample_id = history.record(cur["time"], hostname, cur, _points(cur, rates))
-    return ReportRun(cur, rates, sample_id, Path(db), _findings(rates))
+        points = list(_points(cur, rates))
+        sample_id = history.record(cur["time"], hostname, cur, points)
+        anomalies = _anomalies(history, hostname, cur["time"], points)
+    return ReportRun(cur, rates, sample_id, Path(db), _findings(rates) + anomalies)
