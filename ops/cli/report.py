@@ -29,6 +29,18 @@ def _db_option(f: object) -> object:
     help="Exit 1 when this is found: over-limit (memory >= 90% of a limit, heavy throttling, "
     "an OOM kill) or anomaly (a figure far from its own recent behaviour). Repeatable.",
 )
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.2),
+    default=None,
+    help="Live view: sample every N seconds until Ctrl-C (nothing is stored).",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --interval: stop after N samples.",
+)
 @format_option("table", "json", "markdown")
 @quiet_option
 @click.pass_context
@@ -38,6 +50,8 @@ def report(
     no_history: bool,
     no_docker: bool,
     fail_on: tuple[str, ...],
+    interval: float | None,
+    count: int | None,
     fmt: str,
 ) -> None:
     """Sample VM and per-container utilisation, store it, and show it.
@@ -56,6 +70,9 @@ def report(
     from ops.report.run import take_sample
 
     console: Console = ctx.obj
+    if interval is not None:
+        _live(console, interval, count, not no_docker)
+        return
     path = None if no_history else Path(db) if db else default_db_path()
     run = take_sample(path, docker=not no_docker)
     if run.sample.get("docker_error") and not no_docker:
@@ -196,3 +213,23 @@ def recommend(
             "\n".join(r.reasons),
         )
     console.print(table)
+
+
+def _live(console: Console, interval: float, count: int | None, docker: bool) -> None:
+    """A small htop for the stack: one Rich Live view redrawn every interval."""
+    from rich.console import Group
+    from rich.live import Live
+
+    from ops.report.render import report_tables
+    from ops.report.run import live
+
+    samples = live(interval, docker=docker, count=count)
+    first = next(samples)
+    if first.sample.get("docker_error") and docker:
+        console.warning(f"containers not sampled: {first.sample['docker_error']}")
+    try:
+        with Live(Group(*report_tables(first)), console=console.out, refresh_per_second=4) as view:
+            for run in samples:
+                view.update(Group(*report_tables(run)))
+    except KeyboardInterrupt:
+        pass

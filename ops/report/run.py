@@ -138,3 +138,24 @@ def take_sample(db: Path | None, *, docker: bool = True) -> ReportRun:
         sample_id = history.record(cur["time"], hostname, cur, points)
         anomalies = _anomalies(history, hostname, cur["time"], points)
     return ReportRun(cur, rates, sample_id, Path(db), _findings(rates) + anomalies)
+
+
+def live(interval: float, *, docker: bool = True, count: int | None = None) -> Iterator[ReportRun]:
+    """Samples every ``interval`` seconds, rates from the one before (kept in memory,
+    not in the history): the engine behind ``report --interval``."""
+    import time
+
+    from ops.report import collect
+
+    prev = None
+    n = 0
+    while count is None or n < count:
+        start = time.monotonic()
+        cur = collect.sample(docker=docker)
+        rates = collect.rates(prev, cur)
+        yield ReportRun(cur, rates, None, None, _findings(rates))
+        prev = cur
+        n += 1
+        if count is not None and n >= count:
+            return
+        time.sleep(max(0.0, interval - (time.monotonic() - start)))

@@ -116,3 +116,12 @@ def test_install_cron_prints_an_absolute_command(tmp_path: Path) -> None:
     assert line.startswith("* * * * * /")
     assert "report --quiet --db" in line
     assert Path(line.split()[5]).is_file()
+
+
+def test_live_view_samples_and_stops(tmp_path: Path) -> None:
+    db = tmp_path / "h.sqlite3"
+    proc = vots("report", "--interval", "0.3", "--count", "3", "--no-docker", "--db", str(db))
+    assert proc.returncode == 0, proc.stderr
+    assert "load 1/5/15" in proc.stdout
+    assert "% of" in proc.stdout
+    assert not db.exists(), "the live view stores nothing"
