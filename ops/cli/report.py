@@ -20,6 +20,14 @@ def _db_option(f: object) -> object:
 
 @click.group(invoke_without_command=True)
 @_db_option
+@click.option(
+    "--stack",
+    "stack_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    envvar="VOTS_OPS_STACK",
+    help="Show what `plan` gives each service next to its usage (env VOTS_OPS_STACK).",
+)
 @click.option("--no-history", is_flag=True, help="Sample without reading or writing the history.")
 @click.option("--no-docker", is_flag=True, help="Host figures only; do not ask the Docker engine.")
 @click.option(
@@ -47,6 +55,7 @@ def _db_option(f: object) -> object:
 def report(
     ctx: click.Context,
     db: str | None,
+    stack_path: str | None,
     no_history: bool,
     no_docker: bool,
     fail_on: tuple[str, ...],
@@ -74,7 +83,13 @@ def report(
         _live(console, interval, count, not no_docker)
         return
     path = None if no_history else Path(db) if db else default_db_path()
+    planned = {}
+    if stack_path:
+        from ops.report.run import planned_limits
+
+        planned = planned_limits(Path(stack_path))
     run = take_sample(path, docker=not no_docker)
+    run.planned = planned
     if run.sample.get("docker_error") and not no_docker:
         console.warning(f"containers not sampled: {run.sample['docker_error']}")
     if fmt == "json":

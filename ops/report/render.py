@@ -39,11 +39,18 @@ def report_json(run: ReportRun) -> dict[str, Any]:
         "note": run.rates.get("note"),
         "interval_s": run.rates.get("interval_s"),
         "docker_error": run.sample.get("docker_error"),
-        "containers": run.rates.get("containers") or [],
+        "containers": [
+            {**c, "planned": run.planned.get(_service(run, c))} if run.planned else c
+            for c in run.rates.get("containers") or []
+        ],
         "findings": [f.__dict__ for f in run.findings],
         "db": str(run.db) if run.db else None,
         "sample_id": run.sample_id,
     }
+
+
+def _service(run: ReportRun, c: dict[str, Any]) -> str:
+    return c.get("service") or c["name"]
 
 
 def report_tables(run: ReportRun) -> list[Any]:
@@ -89,6 +96,7 @@ def report_tables(run: ReportRun) -> list[Any]:
             "of limit",
             "restarts",
             "OOM",
+            *(["planned CPU / mem"] if run.planned else []),
         ):
             ct.add_column(col, justify="left" if col == "container" else "right")
         for c in sorted(containers, key=lambda c: c["name"]):
@@ -101,6 +109,7 @@ def report_tables(run: ReportRun) -> list[Any]:
                 f"{_bar(c.get('mem_pct_of_limit'))} {_fmt(c.get('mem_pct_of_limit'), '%')}",
                 _fmt(c.get("restarts"), digits=0),
                 _fmt(c.get("oom_kills"), digits=0),
+                *([_planned(run.planned.get(_service(run, c)))] if run.planned else []),
             )
         tables.append(ct)
     if run.findings:
@@ -148,3 +157,9 @@ def report_markdown(run: ReportRun) -> str:
 
 def _rate(bps: float | None) -> str:
     return "—" if bps is None else f"{format_bytes(int(bps))}/s"
+
+
+def _planned(p: dict[str, Any] | None) -> str:
+    if p is None:
+        return "not in stack"
+    return f"{p['cpu_limit']:g} / {format_bytes(p['memory_limit'])}"

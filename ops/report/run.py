@@ -35,6 +35,26 @@ class ReportRun:
     sample_id: int | None
     db: Path | None
     findings: list[Finding] = field(default_factory=list)
+    # service -> what `plan` gave each replica (cpu/memory limit and reservation)
+    planned: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def planned_limits(stack_path: Path) -> dict[str, dict[str, Any]]:
+    """What the capacity planner gives each service of the stack, per replica."""
+    from ops.plan import fit
+    from ops.stack import load_stack
+
+    plan = fit(load_stack(stack_path))
+    return {
+        a.name: {
+            "cpu_limit": a.cpu_limit / 1000,
+            "cpu_reservation": a.cpu_reservation / 1000,
+            "memory_limit": a.mem_limit,
+            "memory_reservation": a.mem_reservation,
+            "replicas": a.replicas,
+        }
+        for a in plan.allocations
+    }
 
 
 def _points(sample: dict[str, Any], rates: dict[str, Any]) -> Iterator[Point]:

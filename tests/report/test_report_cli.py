@@ -80,6 +80,7 @@ def throttled() -> Iterator[str]:
     name = f"vots-report-test-{uuid.uuid4().hex[:8]}"
     subprocess.run(
         ["docker", "run", "-d", "--name", name, "--cpus", "0.1", "--memory", "64m",
+         "--label", "com.docker.compose.service=agent",
          busybox_image(), "sh", "-c", "while :; do :; done"],
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
@@ -125,3 +126,18 @@ def test_live_view_samples_and_stops(tmp_path: Path) -> None:
     assert "load 1/5/15" in proc.stdout
     assert "% of" in proc.stdout
     assert not db.exists(), "the live view stores nothing"
+
+
+@pytest.mark.docker
+def test_containers_joined_with_the_plan(tmp_path: Path, throttled: str) -> None:
+    from tests.support.stacks import BUNDLED
+
+    proc = vots("report", "--no-history", "--stack", str(BUNDLED), "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    (c,) = [c for c in json.loads(proc.stdout)["containers"] if c["name"] == throttled]
+    # Labelled as the stack's agent service: the plan's per-replica limits sit beside it.
+    assert c["service"] == "agent"
+    assert c["planned"]["cpu_limit"] == pytest.approx(0.58)
+    assert c["planned"]["memory_limit"] == 2 * 1024**3
+    table = vots("report", "--no-history", "--stack", str(BUNDLED))
+    assert "planned CPU / mem" in table.stdout and "0.58 / 2G" in table.stdout
