@@ -28,6 +28,13 @@ def _db_option(f: object) -> object:
     envvar="VOTS_OPS_STACK",
     help="Show what `plan` gives each service next to its usage (env VOTS_OPS_STACK).",
 )
+@click.option(
+    "--textfile",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write the figures for node_exporter's textfile collector (atomically), e.g. "
+    "/var/lib/node_exporter/textfile_collector/vots.prom.",
+)
 @click.option("--no-history", is_flag=True, help="Sample without reading or writing the history.")
 @click.option("--no-docker", is_flag=True, help="Host figures only; do not ask the Docker engine.")
 @click.option(
@@ -49,18 +56,27 @@ def _db_option(f: object) -> object:
     default=None,
     help="With --interval: stop after N samples.",
 )
-@format_option("table", "json", "markdown")
+@click.option(
+    "--days",
+    type=click.FloatRange(min=0.01),
+    default=1.0,
+    show_default=True,
+    help="With --format html: how much history the charts cover.",
+)
+@format_option("table", "json", "markdown", "html")
 @quiet_option
 @click.pass_context
 def report(
     ctx: click.Context,
     db: str | None,
     stack_path: str | None,
+    textfile: str | None,
     no_history: bool,
     no_docker: bool,
     fail_on: tuple[str, ...],
     interval: float | None,
     count: int | None,
+    days: float,
     fmt: str,
 ) -> None:
     """Sample VM and per-container utilisation, store it, and show it.
@@ -90,12 +106,25 @@ def report(
         planned = planned_limits(Path(stack_path))
     run = take_sample(path, docker=not no_docker)
     run.planned = planned
+    if textfile:
+        from ops.report.prom import write_textfile
+
+        write_textfile(run, Path(textfile))
     if run.sample.get("docker_error") and not no_docker:
         console.warning(f"containers not sampled: {run.sample['docker_error']}")
     if fmt == "json":
         console.json(report_json(run))
     elif fmt == "markdown":
         console.text(report_markdown(run))
+    elif fmt == "html":
+        if path is None:
+            raise click.UsageError("--format html draws the history: drop --no-history")
+        from ops.report.history import History
+        from ops.report.html import render_html
+
+        with History(path) as history:
+            now = run.sample["time"]
+            console.text(render_html(history, since=now - days * 86400, until=now + 1))
     elif not console.quiet:
         for table in report_tables(run):
             console.print(table)
@@ -248,3 +277,56 @@ def _live(console: Console, interval: float, count: int | None, docker: bool) ->
                 view.update(Group(*report_tables(run)))
     except KeyboardInterrupt:
         pass
+
+
+@report.command("serve")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=9858,
+    show_default=True,
+    help="Port for /metrics.",
+)
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default)."
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=1),
+    default=15.0,
+    show_default=True,
+    help="Sample at most this often (seconds); scrapes in between get the cached sample.",
+)
+@_db_option
+@click.option("--no-history", is_flag=True, help="Keep samples in memory only.")
+@click.option("--no-docker", is_flag=True, help="Host figures only.")
+@click.pass_obj
+def serve_cmd(
+    console: Console,
+    port: int,
+    host: str,
+    interval: float,
+    db: str | None,
+    no_history: bool,
+    no_docker: bool,
+) -> None:
+    """Expose the figures on /metrics for Prometheus (prometheus-client), until SIGTERM or Ctrl-C."""
+    from pathlib import Path
+
+    from ops.report.history import default_db_path
+    from ops.report.prom import serve
+
+    path = None if no_history else Path(db) if db else default_db_path()
+    try:
+        serve(
+            port,
+            host,
+            interval,
+            db=path,
+            docker=not no_docker,
+            on_ready=lambda server: console.info(f"serving {server.url}"),
+        )
+    except OSError as exc:
+        from ops.errors import OpsError
+
+        raise OpsError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None

@@ -141,3 +141,50 @@ def test_containers_joined_with_the_plan(tmp_path: Path, throttled: str) -> None
     assert c["planned"]["memory_limit"] == 2 * 1024**3
     table = vots("report", "--no-history", "--stack", str(BUNDLED))
     assert "planned CPU / mem" in table.stdout and "0.58 / 2G" in table.stdout
+
+
+def test_html_report_draws_the_history(tmp_path: Path) -> None:
+    db = str(tmp_path / "h.sqlite3")
+    for _ in range(3):
+        assert vots("report", "--db", db, "--no-docker", "--quiet").returncode == 0
+    proc = vots("report", "--db", db, "--no-docker", "--format", "html")
+    assert proc.returncode == 0, proc.stderr
+    page = proc.stdout
+    assert page.startswith("<!DOCTYPE html>") or page.lstrip().lower().startswith("<!doctype html>")
+    assert page.count("<svg") >= 3  # CPU, memory, disks
+    assert "http://" not in page and "https://" not in page
+    assert vots("report", "--no-history", "--format", "html").returncode == 2
+
+
+def test_serve_exposes_metrics_until_terminated(tmp_path: Path) -> None:
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [EXE, "report", "serve", "--port", str(port), "--no-history", "--no-docker"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        body = ""
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                    body = r.read().decode()
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert "vots_host_memory_total_bytes" in body
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert f"serving http://127.0.0.1:{port}/metrics" in err
