@@ -21,8 +21,17 @@ from typing import Any
 
 import pytest
 
+from ops.report import engine
 from ops.report.collect import (
+    _disk_usage,
     _kv,
+    _proc_diskstats,
+    _proc_host,
+    _proc_memory,
+    _proc_net_dev,
+    _proc_partitions,
+    _psutil_host,
+    _UseLibrary,
     collect_containers,
     collect_host,
     parse_blkio_v1,
@@ -47,10 +56,27 @@ def _roundtrip(value: Any) -> Any:
 # ------------------------------------------------------------------- module cost
 
 
+HEAVY = "{'docker', 'psutil', 'requests', 'urllib3', 'http.client', 'ssl', 'concurrent.futures'}"
+
+
 def test_importing_the_module_loads_neither_docker_nor_psutil() -> None:
     code = (
         "import sys, ops.report.collect\n"
-        "heavy = {'docker', 'psutil', 'requests', 'urllib3'} & set(sys.modules)\n"
+        f"heavy = {HEAVY} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=60)
+
+
+def test_a_whole_sample_needs_no_heavy_module() -> None:
+    """The cron path: /proc and the engine's socket, no SDK, psutil, http.client or ssl
+    (whether or not an engine answers here)."""
+    code = (
+        "import sys\n"
+        "from ops.report.collect import sample\n"
+        "s = sample()\n"
+        "assert s['host']['process_count'] > 0\n"
+        f"heavy = {HEAVY} & set(sys.modules)\n"
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=60)
@@ -116,6 +142,139 @@ def test_host_figures_match_proc() -> None:
     )
     nics = set(host["net_io"]["nics"])
     assert "lo" not in nics and not any(n.startswith(("veth", "docker")) for n in nics)
+
+
+def test_proc_readers_give_what_psutil_gives() -> None:
+    """The /proc readers replace psutil on the cron path: same figures, read from
+    the same files at (nearly) the same moment."""
+    mine, ref = _proc_host(10_000), _psutil_host(10_000)
+    for key in ("hostname", "boot_time", "cpu_count", "disks", "swap"):
+        if key == "disks":  # used/free move with any write; the rest may not
+            fields = ("mountpoint", "device", "fstype", "total")
+            assert [{k: d[k] for k in fields} for d in mine[key]] == [
+                {k: d[k] for k in fields} for d in ref[key]
+            ]
+        else:
+            assert mine[key] == ref[key], key
+    assert mine["memory"]["total"] == ref["memory"]["total"]
+    assert abs(mine["memory"]["available"] - ref["memory"]["available"]) < 64 * MiB
+    assert set(mine["disk_io"]["disks"]) == set(ref["disk_io"]["disks"])
+    assert set(mine["net_io"]["nics"]) == set(ref["net_io"]["nics"])
+    for got, want in zip(mine["cpu_per_core"], ref["cpu_per_core"], strict=True):
+        assert want["total"] - 1 <= got["total"] <= want["total"]  # read first, never more
+    # Processes: same pids (give or take a few starting or exiting), same names and
+    # start times; RSS and CPU of a process that is not running now are the same too.
+    a = {r["pid"]: r for r in mine["top_cpu"]}
+    b = {r["pid"]: r for r in ref["top_cpu"]}
+    common = set(a) & set(b)
+    assert len(common) >= 0.9 * max(len(a), len(b))
+    assert mine["process_count"] == pytest.approx(ref["process_count"], abs=10)
+    for pid in common - {os.getpid()}:
+        assert a[pid]["name"] == b[pid]["name"], pid
+        assert a[pid]["create_time"] == b[pid]["create_time"], pid
+        assert a[pid]["cpu_seconds"] <= b[pid]["cpu_seconds"], pid
+    init = a.get(1), b.get(1)
+    if init[0] and init[1]:
+        assert abs(init[0]["rss"] - init[1]["rss"]) < 16 * MiB
+    long_names = [r for r in a.values() if len(r["name"] or "") > 15]
+    assert all(b[r["pid"]]["name"] == r["name"] for r in long_names if r["pid"] in b)
+
+
+DISKSTATS = (  # 2.6+ (14 fields), 4.18+ (18), 5.5+ (20), 2.4 (15), old partitions (7)
+    "   8       0 sda 10 1 100 5 20 2 200 6 0 7 11\n"
+    " 259       0 nvme0n1 1 0 8 0 2 0 16 0 0 3 0 0 0 0 0 0 0 0\n"
+    "   8      16 sdb 1 0 8 0 2 0 16 0 0 4 0 0 0 0 0 0 0 0 0 0\n"
+    "   3       0 4 hda 1 32 0 5 0 40 0 0 9 0 0\n"
+    "   8       1 sda1 3 24 4 32\n"
+)
+NET_DEV = (
+    "Inter-|   Receive |  Transmit\n"
+    " face |bytes packets errs drop fifo frame compressed multicast|bytes ...\n"
+    "    lo: 100 1 0 0 0 0 0 0 100 1 0 0 0 0 0 0\n"
+    "  eth0: 5000 50 1 2 0 0 0 0 7000 70 3 4 0 0 0 0\n"
+    "br-x1:12 1 0 0 0 0 0 0 34 1 0 0 0 0 0 0\n"
+)
+MEMINFO = (
+    "MemTotal: 1000 kB\nMemFree: 100 kB\nMemAvailable: 600 kB\nBuffers: 10 kB\n"
+    "Cached: 200 kB\nShmem: 5 kB\nActive: 300 kB\nInactive: 200 kB\n"
+    "SwapTotal: 50 kB\nSwapFree: 20 kB\n"
+)
+
+
+@pytest.fixture
+def fake_procfs(tmp_path: Path) -> Iterator[Path]:
+    """psutil pointed at constructed /proc files (its PROCFS_PATH), as the reference."""
+    import psutil
+
+    (tmp_path / "net").mkdir()
+    (tmp_path / "diskstats").write_text(DISKSTATS)
+    (tmp_path / "net" / "dev").write_text(NET_DEV)
+    (tmp_path / "meminfo").write_text(MEMINFO)
+    (tmp_path / "vmstat").write_text("pswpin 0\npswpout 0\n")
+    saved = psutil.PROCFS_PATH
+    psutil.PROCFS_PATH = str(tmp_path)
+    try:
+        yield tmp_path
+    finally:
+        psutil.PROCFS_PATH = saved
+
+
+def test_proc_parsers_read_what_psutil_reads(fake_procfs: Path) -> None:
+    import psutil
+
+    mine = _proc_diskstats(DISKSTATS)
+    ref = psutil.disk_io_counters(perdisk=True, nowrap=False)
+    assert set(mine) == set(ref) == {"sda", "nvme0n1", "sdb", "hda", "sda1"}
+    for name, c in ref.items():
+        assert mine[name] == (c.read_bytes, c.write_bytes, c.read_count, c.write_count, c.busy_time)
+    assert mine["sda"] == (100 * 512, 200 * 512, 10, 20, 7)
+    with pytest.raises(_UseLibrary):
+        _proc_diskstats("8 0 sda 1 2 3\n")
+
+    net = _proc_net_dev(NET_DEV)
+    ref_net = psutil.net_io_counters(pernic=True, nowrap=False)
+    assert set(net) == set(ref_net) == {"lo", "eth0", "br-x1"}
+    for name, c in ref_net.items():
+        errors, drops = c.errin + c.errout, c.dropin + c.dropout
+        assert net[name] == (
+            c.bytes_recv,
+            c.bytes_sent,
+            c.packets_recv,
+            c.packets_sent,
+            errors,
+            drops,
+        )
+
+    memory, swap = _proc_memory(MEMINFO.encode())
+    vm, sw = psutil.virtual_memory(), psutil.swap_memory()
+    assert memory == {"total": vm.total, "available": vm.available, "used": vm.used}
+    assert swap == {"total": sw.total, "used": sw.used, "free": sw.free}
+    lxc = MEMINFO.replace("MemAvailable: 600", "MemAvailable: 5000")
+    assert _proc_memory(lxc.encode())[0]["available"] == 100 * 1024  # free, as psutil says
+    with pytest.raises(_UseLibrary):  # kernels before 3.14: psutil estimates it
+        _proc_memory(MEMINFO.replace("MemAvailable: 600 kB\n", "").encode())
+
+
+def test_mount_table_is_read_as_psutil_reads_it() -> None:
+    filesystems = "nodev\tsysfs\nnodev\ttmpfs\n\text4\n\txfs\nnodev\tzfs\nnodev\toverlay\n"
+    mounts = (
+        "sysfs /sys sysfs rw 0 0\n"
+        "/dev/sda1 / ext4 rw 0 0\n"
+        "/dev/sdb1 /mnt/my\\040disk xfs rw 0 0\n"
+        "tank/data /tank zfs rw 0 0\n"
+        "none /weird ext4 rw 0 0\n"
+        "overlay /var/lib/docker/overlay2/x/merged overlay rw 0 0\n"
+    )
+    assert _proc_partitions(filesystems, mounts) == [
+        ("/dev/sda1", "/", "ext4"),
+        ("/dev/sdb1", "/mnt/my disk", "xfs"),
+        ("tank/data", "/tank", "zfs"),
+    ]
+    with pytest.raises(_UseLibrary):  # psutil resolves /dev/root through /sys
+        _proc_partitions(filesystems, "/dev/root / ext4 rw 0 0\n")
+    total, used, free, _ = _disk_usage("/")
+    st = os.statvfs("/")
+    assert total == st.f_blocks * st.f_frsize and free <= total - used
 
 
 def test_rates_between_two_real_samples_while_burning_cpu() -> None:
@@ -251,6 +410,181 @@ def test_engine_that_never_answers_times_out(
     assert containers == []
     assert reason is not None and "no answer within 0.5 s" in reason, reason
     assert elapsed < 1.5
+
+
+# ------------------------------------------------------------ the engine client
+
+
+class ScriptedEngine:
+    """A real AF_UNIX HTTP peer that answers each request with the next scripted
+    bytes (``None``: close the connection without answering; ``b""``: say nothing
+    and hold the connection, like a wedged dockerd), and counts connections and
+    requests."""
+
+    def __init__(self, path: Path, answers: list[bytes | None]) -> None:
+        self.path, self.answers = path, list(answers)
+        self.connections = 0
+        self.requests: list[str] = []
+        self.server = socket.socket(socket.AF_UNIX)
+        self.server.bind(str(path))
+        self.server.listen(8)
+        self.server.settimeout(0.1)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn = self.server.accept()[0]
+            except TimeoutError:
+                continue
+            self.connections += 1
+            with conn:
+                buf = b""
+                while self.answers:
+                    while b"\r\n\r\n" not in buf:
+                        chunk = conn.recv(4096)
+                        if not chunk:
+                            break
+                        buf += chunk
+                    if b"\r\n\r\n" not in buf:
+                        break
+                    head, buf = buf.split(b"\r\n\r\n", 1)
+                    self.requests.append(head.split(b"\r\n")[0].decode())
+                    answer = self.answers.pop(0)
+                    if answer is None:
+                        break
+                    if not answer:
+                        self.stop.wait()
+                        break
+                    conn.sendall(answer)
+                    if b"Connection: close" in answer:
+                        break
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.server.close()
+
+
+def _http(status: str, body: bytes, *headers: str, chunked: bool = False) -> bytes:
+    head = [f"HTTP/1.1 {status}", "Content-Type: application/json", *headers]
+    if chunked:
+        head.append("Transfer-Encoding: chunked")
+        body = (
+            b"".join(
+                f"{len(body[i : i + 7]):x};ext=1\r\n".encode() + body[i : i + 7] + b"\r\n"
+                for i in range(0, len(body), 7)
+            )
+            + b"0\r\nX-Trailer: 1\r\n\r\n"
+        )
+    else:
+        head.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+@pytest.fixture
+def scripted(tmp_path: Path) -> Iterator[Any]:
+    made: list[ScriptedEngine] = []
+
+    def make(*answers: bytes | None) -> ScriptedEngine:
+        made.append(ScriptedEngine(tmp_path / f"engine{len(made)}.sock", list(answers)))
+        return made[-1]
+
+    yield make
+    for server in made:
+        server.close()
+
+
+def test_engine_client_keeps_one_connection_and_reads_both_framings(scripted: Any) -> None:
+    listing = json.dumps([{"Id": "a" * 64, "Names": ["/x"]}]).encode()
+    server = scripted(
+        _http("200 OK", b"OK", "Content-Type: text/plain"),
+        _http("200 OK", listing, chunked=True),
+        _http("200 OK", b'{"Id": "abc", "State": {"Pid": 1}}'),
+        _http("100 Continue", b"")[: -len(b"Content-Length: 0\r\n\r\n")]
+        + b"\r\n"
+        + _http("200 OK", b'{"read": "now"}', chunked=True),
+        _http("404 Not Found", b'{"message": "No such container: gone"}'),
+        _http("500 Internal Server Error", b'{"message": "boom\\nsecond line"}'),
+    )
+    with engine.Engine(str(server.path), timeout=2) as api:
+        assert api.url == f"unix://{server.path}"
+        assert api.ping() == "OK"
+        assert api.containers() == json.loads(listing)
+        assert api.inspect("abc")["State"]["Pid"] == 1
+        assert api.stats("abc") == {"read": "now"}
+        with pytest.raises(engine.NotFound, match="No such container: gone"):
+            api.inspect("gone")
+        with pytest.raises(engine.EngineError, match=r"engine answered 500 .*: boom$") as err:
+            api.containers(all=True)
+        assert err.value.status == 500
+        assert api.connections_opened == 1
+    assert server.connections == 1
+    assert server.requests == [
+        "GET /_ping HTTP/1.1",
+        "GET /containers/json HTTP/1.1",
+        "GET /containers/abc/json HTTP/1.1",
+        "GET /containers/abc/stats?stream=false&one-shot=true HTTP/1.1",
+        "GET /containers/gone/json HTTP/1.1",
+        "GET /containers/json?all=1 HTTP/1.1",
+    ]
+
+
+def test_engine_client_reconnects_when_the_engine_drops_the_connection(scripted: Any) -> None:
+    server = scripted(
+        _http("200 OK", b"[]"),
+        None,  # the engine closed the kept-alive connection meanwhile
+        _http("200 OK", b'{"Version": "20.10"}', "Connection: close"),
+        _http("200 OK", b"[1]"),
+    )
+    with engine.Engine(str(server.path), timeout=2) as api:
+        assert api.containers() == []
+        assert api.version() == {"Version": "20.10"}  # retried once, transparently
+        assert api.containers() == [1]  # the server said close: a new connection
+    assert server.connections == 3
+
+
+def test_engine_client_reports_garbage_and_silence(scripted: Any, tmp_path: Path) -> None:
+    server = scripted(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+    with engine.Engine(str(server.path), timeout=2) as api, pytest.raises(engine.ProtocolError):
+        api.containers()
+    silent = scripted(b"")  # accepts, reads the request, never answers
+    with engine.Engine(str(silent.path), timeout=0.3) as api:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError) as err:
+            api.containers()
+        assert time.monotonic() - started < 1.0
+    reason = engine.error_reason(err.value, api.url, 0.3)
+    assert reason == f"Docker engine not usable at unix://{silent.path}: no answer within 0.3 s"
+    with pytest.raises(FileNotFoundError):
+        engine.Engine(str(tmp_path / "missing.sock")).ping()
+    dead = tmp_path / "dead.sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(dead))
+    listener.close()  # the file stays, nobody listens: what a stopped dockerd leaves
+    containers, why = collect_containers(engine.Engine(str(dead)))
+    assert containers == [] and why is not None and "connection refused" in why
+
+
+def test_engine_address_follows_docker_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    assert engine.docker_host() == "unix:///var/run/docker.sock"
+    monkeypatch.setenv("DOCKER_HOST", "unix:///run/user/1000/docker.sock")
+    api = engine.connect()
+    assert isinstance(api, engine.Engine) and api.socket_path == "/run/user/1000/docker.sock"
+    assert engine.unix_socket_path("unix://") == "/var/run/docker.sock"
+    assert engine.unix_socket_path("http+unix:///x.sock") == "/x.sock"
+    assert engine.unix_socket_path("tcp://127.0.0.1:2375") is None
+    # tcp:// goes through the Docker SDK (TLS, ssh...), with the same one-line reasons.
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:1")
+    containers, why = collect_containers(timeout=1)
+    assert containers == []
+    assert why == (
+        "Docker engine not usable at tcp://127.0.0.1:1: "
+        "connection refused (is the Docker engine running?)"
+    )
 
 
 # --------------------------------------------------------------- real containers
@@ -427,6 +761,41 @@ def test_engine_stats_agree_with_the_cgroup_files(lab: dict[str, str]) -> None:
     burn = _by_name(rates(first, second)["containers"])[lab["burn"]]
     assert burn["note"] is None
     assert burn["cpu_pct_of_limit"] > 60 and burn["throttled_ratio"] > 0, burn
+
+
+@pytest.mark.docker
+def test_engine_client_answers_as_the_sdk_does(lab: dict[str, str]) -> None:
+    import docker
+
+    sdk = docker.from_env()
+    try:
+        with engine.connect(timeout=5) as api:
+            assert isinstance(api, engine.Engine)
+            assert api.ping() == "OK"
+            assert api.version()["ApiVersion"] == sdk.version()["ApiVersion"]
+            listed = {c["Id"] for c in api.containers()}
+            assert listed == {c["Id"] for c in sdk.api.containers()}
+            for name in lab.values():
+                mine = api.inspect(name)
+                assert mine["Id"] in listed
+                ref = sdk.api.inspect_container(name)
+                for key in ("Id", "Name", "HostConfig", "Config", "RestartCount"):
+                    assert mine[key] == ref[key], key
+            raw = api.stats(lab["hold"])
+            assert raw["memory_stats"]["limit"] == 64 * MiB
+            with pytest.raises(engine.NotFound):
+                api.inspect(f"vots-no-such-{uuid.uuid4().hex}")
+            assert api.connections_opened == 1  # one kept-alive connection for all calls
+    finally:
+        sdk.close()
+    # A passed-in SDK client is used as is, and left open.
+    client = docker.from_env()
+    try:
+        containers, err = collect_containers(client, source="cgroup")
+        assert err is None and set(lab.values()) <= {c["name"] for c in containers}
+        assert client.api.containers() is not None
+    finally:
+        client.close()
 
 
 @pytest.mark.docker
