@@ -242,7 +242,7 @@ def recommend(
         return
     from rich.table import Table
 
-    from ops.plan.capacity import format_bytes, format_cpus
+    from ops.units import format_bytes, format_cpus
 
     table = Table(title="right-sizing advice (per replica)", title_justify="left", show_lines=True)
     for col in ("service", "CPU req", "CPU limit", "mem req", "mem limit", "why"):

@@ -16,6 +16,7 @@ from fractions import Fraction
 
 from ops.errors import CapacityError
 from ops.stack import LoadedStack, MiB, Stack, Workload, workloads
+from ops.units import format_bytes, format_cpus
 
 CPU_QUANTUM = 10  # millicores: limits are rounded down to 0.01 CPU
 MEM_QUANTUM = MiB  # limits are rounded down to whole MiB
@@ -244,17 +245,3 @@ def _check_fits(loaded: LoadedStack, host: HostCapacity, items: list[Workload]) 
 
 def _fmt_mem(n: int) -> str:
     return format_bytes(n)
-
-
-def format_bytes(n: int) -> str:
-    """Human size in binary units, exact where possible (``1.5G``, ``512M``)."""
-    for unit, size in (("T", 1024**4), ("G", 1024**3), ("M", MiB), ("K", 1024)):
-        if n >= size:
-            value = n / size
-            return f"{value:.2f}".rstrip("0").rstrip(".") + unit
-    return f"{n}B"
-
-
-def format_cpus(milli: int) -> str:
-    """Millicores as a decimal CPU count (``250`` -> ``0.25``)."""
-    return f"{milli / 1000:.3f}".rstrip("0").rstrip(".")

@@ -14,9 +14,16 @@
   concurrently with ``one_shot=True``. Even one-shot, Docker 20.10 answers only
   on its stats collector's next 1 s tick (measured 0.6-1.0 s per sample), which
   alone would blow the budget.
-* ``docker`` and ``psutil`` are imported inside the functions: importing this
-  module stays cheap for ``vots-ops --help``. (``import docker`` itself costs
-  about 0.1 s and 20 MiB, since it pulls in requests/urllib3.)
+* Host figures are read from /proc directly, with psutil's exact definitions
+  (psutil itself is the fallback where /proc looks different): importing
+  psutil and making one Process object per pid cost more than the reading.
+* The engine is spoken to by ``ops.report.engine``, a small HTTP/1.1 client
+  over its unix socket on the standard library (one kept-alive connection for
+  the list and every inspect). The Docker SDK (``import docker`` alone costs
+  about 0.1 s and 20 MiB: requests, urllib3) is imported only for ``tcp://``
+  or ``ssh://`` hosts and for a client passed in. On the cron path nothing
+  heavier than ``socket`` and ``json`` is loaded (measure with
+  ``bench/report_sample.py``).
 * A missing or stuck engine is an expected condition on a VM, not a crash:
   ``collect_containers`` then returns ``([], reason)`` within its timeout.
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ops.plan.capacity import format_bytes
 from ops.report.run import ReportRun
+from ops.units import format_bytes
 
 
 def _fmt(value: float | None, unit: str = "", digits: int = 1) -> str:

@@ -185,6 +185,6 @@ def test_serve_exposes_metrics_until_terminated(tmp_path: Path) -> None:
         assert "vots_host_memory_total_bytes" in body
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=20)
+        _out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert f"serving http://127.0.0.1:{port}/metrics" in err
