@@ -15,6 +15,9 @@ from ops.errors import OutputError
 def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
     """Write ``text`` to ``path`` via a temp file in the same directory + rename."""
     path = Path(path)
+    blocker = not_a_directory(path.parent)
+    if blocker is not None:
+        raise OutputError(f"cannot write {path}: {blocker} is not a directory")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -33,6 +36,17 @@ def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
         if isinstance(exc, OSError):
             raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
         raise
+
+
+def not_a_directory(directory: Path) -> Path | None:
+    """The nearest existing ancestor of ``directory`` if it is a file, else None:
+    mkdir would only say "File exists", which names nothing useful."""
+    current = Path(directory)
+    while not current.exists():
+        if current.parent == current:
+            return None
+        current = current.parent
+    return None if current.is_dir() else current
 
 
 def write_all(root: Path, files: Mapping[str, str]) -> list[Path]:

@@ -8,9 +8,22 @@ from ops.cli.options import format_option, quiet_option
 from ops.console import Console
 
 
+def _not_empty(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value == "":
+        raise click.BadParameter("must not be empty (leave it out for the default)")
+    return value
+
+
+def _group_db() -> str | None:
+    """`vots-ops report --db X install-cron` means the same as `... install-cron --db X`."""
+    ctx = click.get_current_context()
+    return ctx.parent.params.get("db") if ctx.parent is not None else None
+
+
 def _db_option(f: object) -> object:
     return click.option(
         "--db",
+        callback=_not_empty,
         type=click.Path(dir_okay=False),
         default=None,
         envvar="VOTS_OPS_DB",
@@ -95,9 +108,20 @@ def report(
     from ops.report.run import take_sample
 
     console: Console = ctx.obj
+    if count is not None and interval is None:
+        raise click.UsageError("--count needs --interval")
     if interval is not None:
+        if fmt != "table" or fail_on or textfile or stack_path or console.quiet:
+            raise click.UsageError(
+                "--interval is the live table view; it takes no --format, --fail-on, "
+                "--textfile, --stack or --quiet"
+            )
         _live(console, interval, count, not no_docker)
         return
+    if textfile and not Path(textfile).parent.is_dir():
+        from ops.errors import OutputError
+
+        raise OutputError(f"cannot write {textfile}: {Path(textfile).parent} is not a directory")
     path = None if no_history else Path(db) if db else default_db_path()
     planned = {}
     if stack_path:
@@ -162,6 +186,7 @@ def install_cron(
     from ops.report.history import default_db_path
     from ops.report.schedule import Schedule, cron_line, executable, install_crontab, systemd_units
 
+    db = db or _group_db()
     path = Path(db).resolve() if db else default_db_path()
     schedule = Schedule(executable=executable(), db=str(path), every_minutes=every)
     if systemd:
@@ -216,6 +241,7 @@ def recommend(
     from ops.report.advice import recommendations, recommendations_yaml
     from ops.report.history import History, default_db_path
 
+    db = db or _group_db()
     path = Path(db) if db else default_db_path()
     if not path.exists():
         raise SpecError(
@@ -316,6 +342,7 @@ def serve_cmd(
     from ops.report.history import default_db_path
     from ops.report.prom import serve
 
+    db = db or _group_db()
     path = None if no_history else Path(db) if db else default_db_path()
     try:
         serve(

@@ -175,6 +175,11 @@ class History:
 
     def _connect(self) -> sqlite3.Connection:
         try:
+            from ops.files import not_a_directory
+
+            blocker = not_a_directory(self.path.parent)
+            if blocker is not None:
+                raise OutputError(f"cannot write {self.path}: {blocker} is not a directory")
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"cannot write {self.path}: {exc.strerror or exc}") from exc

@@ -163,7 +163,17 @@ def take_sample(db: Path | None, *, docker: bool = True) -> ReportRun:
         prev = history.previous(hostname)
         rates = collect.rates(prev[1] if prev else None, cur)
         points = list(_points(cur, rates))
-        sample_id = history.record(cur["time"], hostname, cur, points)
+        stored = cur
+        if (
+            prev
+            and not cur["containers"]
+            and prev[1].get("containers")
+            and (not docker or cur.get("docker_error"))
+        ):
+            # A host-only run (--no-docker, engine down) must not hide the last
+            # container counters: the next full run rates against those.
+            stored = {**cur, "containers": prev[1]["containers"], "containers_carried": True}
+        sample_id = history.record(cur["time"], hostname, stored, points)
         anomalies = _anomalies(history, hostname, cur["time"], points)
     return ReportRun(cur, rates, sample_id, Path(db), _findings(rates) + anomalies)
 

@@ -28,7 +28,8 @@ class Schedule:
     stack: str | None = None
 
     def argv(self) -> list[str]:
-        args = [self.executable, "report", "--quiet", "--db", self.db]
+        # --fail-on makes a finding print one line, which is what cron mails.
+        args = [self.executable, "report", "--quiet", "--fail-on", "over-limit", "--db", self.db]
         if self.stack:
             args += ["--stack", self.stack]
         return args
@@ -53,6 +54,8 @@ def cron_line(schedule: Schedule) -> str:
         raise OpsError("--every must be between 1 and 59 minutes")
     minute = "*" if schedule.every_minutes == 1 else f"*/{schedule.every_minutes}"
     command = " ".join(shlex.quote(a) for a in schedule.argv())
+    # cron turns an unescaped % into a newline.
+    command = command.replace("%", "\\%")
     return f"{minute} * * * * {command}"
 
 

@@ -115,7 +115,7 @@ def test_install_cron_prints_an_absolute_command(tmp_path: Path) -> None:
     assert proc.returncode == 0
     line = proc.stdout.strip()
     assert line.startswith("* * * * * /")
-    assert "report --quiet --db" in line
+    assert "report --quiet --fail-on over-limit --db" in line
     assert Path(line.split()[5]).is_file()
 
 
@@ -188,3 +188,29 @@ def test_serve_exposes_metrics_until_terminated(tmp_path: Path) -> None:
         _out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert f"serving http://127.0.0.1:{port}/metrics" in err
+
+
+@pytest.mark.docker
+def test_host_only_run_keeps_container_rates(tmp_path: Path, throttled: str) -> None:
+    db = str(tmp_path / "h.sqlite3")
+    assert vots("report", "--db", db, "--quiet").returncode == 0
+    assert vots("report", "--db", db, "--quiet", "--no-docker").returncode == 0
+    data = json.loads(vots("report", "--db", db, "--format", "json").stdout)
+    (c,) = [c for c in data["containers"] if c["name"] == throttled]
+    assert c["cpu_pct"] is not None, c["note"]
+
+
+def test_flag_combinations_are_refused(tmp_path: Path) -> None:
+    assert vots("report", "--interval", "1", "--format", "json").returncode == 2
+    assert vots("report", "--count", "2").returncode == 2
+    assert vots("report", "--db", "").returncode == 2
+    missing = tmp_path / "missing" / "v.prom"
+    proc = vots("report", "--no-history", "--no-docker", "--textfile", str(missing))
+    assert proc.returncode == 2 and "is not a directory" in proc.stderr
+    assert not missing.parent.exists()
+
+
+def test_group_db_reaches_install_cron(tmp_path: Path) -> None:
+    db = tmp_path / "h.sqlite3"
+    proc = vots("report", "--db", str(db), "install-cron")
+    assert f"--db {db}" in proc.stdout

@@ -23,6 +23,8 @@ def test_cron_line_quotes_and_uses_absolute_paths() -> None:
         "/opt/vots ops/bin/vots-ops",
         "report",
         "--quiet",
+        "--fail-on",
+        "over-limit",
         "--db",
         "/var/lib/vots-ops/h.sqlite3",
     ]
@@ -43,7 +45,8 @@ def test_merge_is_idempotent_and_keeps_other_lines() -> None:
 def test_systemd_units_name_the_command() -> None:
     units = systemd_units(SCHED)
     assert (
-        "ExecStart='/opt/vots ops/bin/vots-ops' report --quiet" in units["vots-ops-report.service"]
+        "ExecStart='/opt/vots ops/bin/vots-ops' report --quiet --fail-on over-limit"
+        in units["vots-ops-report.service"]
     )
     assert "OnUnitActiveSec=1min" in units["vots-ops-report.timer"]
 
