@@ -74,6 +74,12 @@ STACK = minimal(
     monitoring={"prometheus": False, "node_exporter": False, "cadvisor": False},
 )
 
+# Both hand-written configs keep nginx's temp files in the work dir.
+TEMP_PATHS = "\n    ".join(
+    f"{kind}_temp_path {{workdir}}/temp/{kind};"
+    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+)
+
 NAIVE_CONF = """\
 # Naive baseline: what a first nginx config in front of an app usually looks like.
 {user}
@@ -87,11 +93,7 @@ events {{
 http {{
     include /etc/nginx/mime.types;
     access_log {workdir}/logs/access.log;
-    client_body_temp_path {workdir}/temp/client_body;
-    proxy_temp_path {workdir}/temp/proxy;
-    fastcgi_temp_path {workdir}/temp/fastcgi;
-    uwsgi_temp_path {workdir}/temp/uwsgi;
-    scgi_temp_path {workdir}/temp/scgi;
+    {temp_paths}
 
     server {{
         listen {listen} ssl http2;
@@ -117,11 +119,7 @@ events {{
 http {{
     access_log off;
     keepalive_requests 100000;
-    client_body_temp_path {workdir}/temp/client_body;
-    proxy_temp_path {workdir}/temp/proxy;
-    fastcgi_temp_path {workdir}/temp/fastcgi;
-    uwsgi_temp_path {workdir}/temp/uwsgi;
-    scgi_temp_path {workdir}/temp/scgi;
+    {temp_paths}
     server {{
         listen {listen};
         location = /__status {{
@@ -152,6 +150,7 @@ class NginxUpstream:
         )
         conf.write_text(
             UPSTREAM_CONF.format(
+                temp_paths=TEMP_PATHS.format(workdir=workdir),
                 user=f"user {user};" if user else "",
                 workdir=workdir,
                 listen=self.address,
@@ -221,6 +220,7 @@ def naive_instance(workdir: Path, upstream: Any, rendered: NginxRuntime) -> Inst
     conf = workdir / "nginx" / "nginx.conf"
     conf.write_text(
         NAIVE_CONF.format(
+            temp_paths=TEMP_PATHS.format(workdir=workdir),
             user=f"user {rendered.user};" if rendered.user else "",
             workdir=workdir,
             listen=listen,

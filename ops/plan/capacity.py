@@ -154,8 +154,8 @@ def fit(loaded: LoadedStack, detected: tuple[int, int] | None = None) -> Plan:
     items = workloads(stack)
     if host.usable_cpus <= 0 or host.usable_memory <= 0:
         raise CapacityError(
-            f"host has {host.cpus / 1000:g} CPUs and {_fmt_mem(host.memory)} but the reserve takes "
-            f"{host.reserve_cpus / 1000:g} CPUs and {_fmt_mem(host.reserve_memory)}; nothing is left",
+            f"host has {format_cpus(host.cpus)} CPUs and {format_bytes(host.memory)} but the reserve takes "
+            f"{format_cpus(host.reserve_cpus)} CPUs and {format_bytes(host.reserve_memory)}; nothing is left",
             path=str(loaded.path),
             line=loaded.lines.line(("host", "reserve")),
             key="host.reserve",
@@ -219,29 +219,25 @@ def _check_fits(loaded: LoadedStack, host: HostCapacity, items: list[Workload]) 
                 )
         if w.cpu_min > host.usable_cpus or w.mem_min > host.usable_memory:
             raise CapacityError(
-                f"one replica needs at least {w.cpu_min / 1000:g} CPUs and {_fmt_mem(w.mem_min)}, "
-                f"but the host offers {host.usable_cpus / 1000:g} CPUs and {_fmt_mem(host.usable_memory)} after its reserve",
+                f"one replica needs at least {format_cpus(w.cpu_min)} CPUs and {format_bytes(w.mem_min)}, "
+                f"but the host offers {format_cpus(host.usable_cpus)} CPUs and {format_bytes(host.usable_memory)} after its reserve",
                 path=path,
                 line=loaded.lines.line((*w.yaml_loc, "resources")),
                 key=".".join(w.yaml_loc) + ".resources",
             )
     if need_cpu > host.usable_cpus:
         raise CapacityError(
-            f"the services' minimums need {need_cpu / 1000:g} CPUs but the host offers "
-            f"{host.usable_cpus / 1000:g} after its reserve; lower replicas or cpu.min, or use a bigger VM",
+            f"the services' minimums need {format_cpus(need_cpu)} CPUs but the host offers "
+            f"{format_cpus(host.usable_cpus)} after its reserve; lower replicas or cpu.min, or use a bigger VM",
             path=path,
             line=loaded.lines.line(("host", "cpus")),
             key="host.cpus",
         )
     if need_mem > host.usable_memory:
         raise CapacityError(
-            f"the services' minimums need {_fmt_mem(need_mem)} but the host offers "
-            f"{_fmt_mem(host.usable_memory)} after its reserve; lower replicas or memory.min, or use a bigger VM",
+            f"the services' minimums need {format_bytes(need_mem)} but the host offers "
+            f"{format_bytes(host.usable_memory)} after its reserve; lower replicas or memory.min, or use a bigger VM",
             path=path,
             line=loaded.lines.line(("host", "memory")),
             key="host.memory",
         )
-
-
-def _fmt_mem(n: int) -> str:
-    return format_bytes(n)

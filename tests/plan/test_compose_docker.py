@@ -24,7 +24,7 @@ from ops.plan.capacity import Allocation, Plan
 from ops.plan.render import render_files
 from ops.stack import LoadedStack, Workload, load_stack, workloads
 from tests.support.docker import (
-    force_cleanup,
+    compose_down,
     inspect,
     ok,
     project_containers,
@@ -140,12 +140,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
             containers.setdefault(c["Config"]["Labels"]["com.docker.compose.service"], []).append(c)
         yield Deployed(loaded, plan, project, compose_file, containers)
     finally:
-        down = run([*base, "down", "-v", "-t", "1"], cwd=out, timeout=180)
-        leftovers = project_containers(docker, project)
-        if down.returncode != 0 or leftovers:
-            force_cleanup(docker, project)
-        assert down.returncode == 0, f"docker-compose down failed:\n{down.stderr}"
-        assert not leftovers, f"containers survived docker-compose down: {leftovers}"
+        compose_down(base, docker, project, cwd=out, timeout=180)
 
 
 def test_host_cpus_auto_matches_the_engine(deployed: Deployed) -> None:
@@ -335,6 +330,4 @@ def test_smallest_cpu_limit_starts(tmp_path: Path) -> None:
         nano = ok([docker, "inspect", "-f", "{{.HostConfig.NanoCpus}}", cid]).strip()
         assert nano == "10000000"
     finally:
-        down = run([*base, "down", "-v", "-t", "1"], cwd=out, timeout=120)
-        if down.returncode != 0 or project_containers(docker, project):
-            force_cleanup(docker, project)
+        compose_down(base, docker, project, cwd=out, timeout=120)

@@ -36,7 +36,7 @@ from ops.plan.verify import free_port, self_signed_cert
 from ops.stack import LoadedStack, Workload, load_stack, workloads
 from tests.support.base_image import debian_base_image, file_lock, image_exists
 from tests.support.docker import (
-    force_cleanup,
+    compose_down,
     inspect,
     ok,
     project_containers,
@@ -232,12 +232,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
             loaded, plan, project, ports[0], ports[1], cert, marker, containers, health, logs
         )
     finally:
-        down = run([*base, "down", "-v", "-t", "1"], cwd=out, timeout=UP_TIMEOUT)
-        leftovers = project_containers(docker, project)
-        if down.returncode != 0 or leftovers:
-            force_cleanup(docker, project)
-        assert down.returncode == 0, f"docker-compose down failed:\n{down.stderr}"
-        assert not leftovers, f"containers survived docker-compose down: {leftovers}"
+        compose_down(base, docker, project, cwd=out, timeout=UP_TIMEOUT)
 
 
 # --------------------------------------------------------------------------- what Docker applied

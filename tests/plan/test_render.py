@@ -71,3 +71,14 @@ def test_names_and_keys_yaml_could_misread_are_quoted(tmp_path: Path) -> None:
 def test_monitoring_off_writes_no_prometheus_files(tmp_path: Path) -> None:
     files = _render(tmp_path, monitoring={"prometheus": False})
     assert not [name for name in files if name.startswith("prometheus/")]
+
+
+def test_plan_stack_is_the_library_entry_point(repo: Path) -> None:
+    """``ops.plan.plan_stack`` gives the committed files for the bundled stack, no CLI involved."""
+    from ops.plan import plan_stack
+
+    result = plan_stack(repo / "stack.yaml")
+    assert result.files
+    for name, text in result.files.items():
+        assert (repo / name).read_text() == text, name
+    assert result.plan.by_name()["agent"].replicas == 2

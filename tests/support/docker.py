@@ -70,3 +70,14 @@ def wait_healthy(docker: str, ids: list[str], timeout: float) -> dict[str, str]:
             break
         time.sleep(0.5)
     return status
+
+
+def compose_down(base: list[str], docker: str, project: str, *, cwd: Path, timeout: float) -> None:
+    """``docker-compose down -v``; if it fails or leaves containers, remove them by label
+    anyway, then fail the test: a leak would poison the next run."""
+    down = run([*base, "down", "-v", "-t", "1"], cwd=cwd, timeout=timeout)
+    leftovers = project_containers(docker, project)
+    if down.returncode != 0 or leftovers:
+        force_cleanup(docker, project)
+    assert down.returncode == 0, f"docker-compose down failed:\n{down.stderr}"
+    assert not leftovers, f"containers survived docker-compose down: {leftovers}"
