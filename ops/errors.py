@@ -84,3 +84,11 @@ class DriftError(OpsError):
     def __init__(self, message: str, diff: str) -> None:
         super().__init__(message)
         self.diff = diff
+
+
+class TargetUnreachable(OpsError):
+    """A load-test or profile target does not answer (refused, timed out, no such host)."""
+
+
+class TargetRefused(OpsError):
+    """A target that is not allowed: load goes only to loopback or hosts the user named."""

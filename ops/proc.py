@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -56,3 +57,10 @@ def run(
         last = output[-1] if output else f"exit code {proc.returncode}"
         raise OpsError(f"{Path(argv[0]).name} failed: {last}")
     return proc
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now (for servers the suite starts itself)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

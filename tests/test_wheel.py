@@ -150,3 +150,33 @@ def test_wheel_contents(installed: Installed) -> None:
     entry = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     with zipfile.ZipFile(installed.wheel) as whl:
         assert "vots-ops = ops.cli:main" in whl.read(entry).decode()
+
+
+def test_wheel_runs_the_bundled_load_scenarios(installed: Installed, tmp_path: Path) -> None:
+    """Outside a checkout the bundled scenarios and locustfile come from the wheel, and
+    Locust (a subprocess of the wheel's Python) loads the plugin and user classes from it."""
+    from tests.support.standin import serve_standin
+
+    listed = _run([str(installed.cli), "loadtest", "--list"], cwd=tmp_path)
+    assert "ops/_data/loadtests/scenarios.yaml" in listed.stdout
+    assert all(name in listed.stdout for name in ("smoke", "slo", "health"))
+    with serve_standin() as standin:
+        proc = _run(
+            [
+                str(installed.cli),
+                "loadtest",
+                "health",
+                "--host",
+                standin.url,
+                "--duration",
+                "2s",
+                "--format",
+                "json",
+            ],
+            cwd=tmp_path,
+        )
+    import json
+
+    result = json.loads(proc.stdout)
+    assert result["verdict"] == "pass" and result["endpoints"]["GET /healthz"]["requests"] > 50
+    assert (tmp_path / "loadtest-runs").is_dir()

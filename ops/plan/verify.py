@@ -10,7 +10,6 @@ template output a deploy gets.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import tempfile
 from collections.abc import Iterable
@@ -20,7 +19,7 @@ from pathlib import Path
 from ops.files import write_all
 from ops.plan.capacity import Plan
 from ops.plan.render import NginxRuntime, render_files
-from ops.proc import run, which
+from ops.proc import free_port, run, which
 from ops.stack import LoadedStack, workloads
 
 CHECKS = ("nginx", "promtool", "compose-schema", "docker-compose")
@@ -58,12 +57,6 @@ def self_signed_cert(directory: Path, domain: str = "localhost") -> tuple[Path, 
             check=True,
         )  # fmt: skip
     return cert, key
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def local_runtime(

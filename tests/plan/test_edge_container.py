@@ -32,7 +32,8 @@ from ops.files import write_all
 from ops.plan import fit
 from ops.plan.capacity import Allocation, Plan
 from ops.plan.render import render_files
-from ops.plan.verify import free_port, self_signed_cert
+from ops.plan.verify import self_signed_cert
+from ops.proc import free_port
 from ops.stack import LoadedStack, Workload, load_stack, workloads
 from tests.support.base_image import debian_base_image, file_lock, image_exists
 from tests.support.docker import (

@@ -15,13 +15,10 @@ import ctypes
 import ctypes.util
 import gzip
 import math
-import socket
-import ssl
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -32,11 +29,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from ops.errors import CapacityError
 from ops.files import write_all
 from ops.plan import Plan, fit
-from ops.plan.render import NginxRuntime, render_files
+from ops.plan.render import render_files
 from ops.plan.verify import local_runtime, verify_plan
 from ops.proc import which
-from ops.stack import LoadedStack, load_stack, parse_stack, workloads
-from tests.support.processes import stop_process
+from ops.stack import LoadedStack, load_stack, parse_stack
+from tests.support.edge import Edge, serve_edge
 from tests.support.stacks import BUNDLED, stacks
 from tests.support.upstream import RunningUpstream, api_body, serve_upstream, static_body
 
@@ -91,71 +88,6 @@ def test_nginx_t_rejects_a_broken_config(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- live nginx
 
 
-def _split(listen: str) -> tuple[str, int]:
-    host, _, port = listen.rpartition(":")
-    return host, int(port)
-
-
-def _port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
-@dataclass
-class Edge:
-    workdir: Path
-    loaded: LoadedStack
-    runtime: NginxRuntime
-    proc: subprocess.Popen[bytes]
-
-    @property
-    def https(self) -> str:
-        host, port = _split(self.runtime.https_listen)
-        return f"https://{host}:{port}"
-
-    @property
-    def http(self) -> str:
-        host, port = _split(self.runtime.http_listen)
-        return f"http://{host}:{port}"
-
-    @property
-    def status(self) -> str:
-        host, port = _split(self.runtime.status_listen)
-        return f"http://{host}:{port}"
-
-    def ssl_context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=self.runtime.certificate)
-
-
-def _error_log(workdir: Path) -> str:
-    path = workdir / "logs" / "error.log"
-    return path.read_text(errors="replace")[-4000:] if path.exists() else "(no error log)"
-
-
-def _start_nginx(workdir: Path, runtime: NginxRuntime, timeout: float = 10.0) -> subprocess.Popen:
-    conf = workdir / "nginx" / "nginx.conf"
-    argv = [which("nginx"), "-p", str(workdir), "-c", str(conf), "-e", runtime.error_log]
-    argv += ["-g", "daemon off;"]
-    with (workdir / "logs" / "nginx.out").open("wb") as out:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-    deadline = time.monotonic() + timeout
-    listens = [_split(runtime.https_listen), _split(runtime.http_listen)]
-    listens.append(_split(runtime.status_listen))
-    while not all(_port_open(h, p) for h, p in listens):
-        if proc.poll() is not None:
-            raise AssertionError(f"nginx exited with {proc.returncode}:\n{_error_log(workdir)}")
-        if time.monotonic() > deadline:
-            stop_process(proc)
-            raise AssertionError(
-                f"nginx did not listen within {timeout:g}s:\n{_error_log(workdir)}"
-            )
-        time.sleep(0.05)
-    return proc
-
-
 ROUTED = {"agent", "rag", "dashboard"}
 
 
@@ -167,17 +99,9 @@ def upstream() -> Iterator[RunningUpstream]:
 
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory: pytest.TempPathFactory, upstream: RunningUpstream) -> Iterator[Edge]:
-    workdir = tmp_path_factory.mktemp("edge")
-    loaded = load_stack(BUNDLED)
-    routed = {w.name for w in workloads(loaded.stack) if w.spec is not None and w.spec.routes}
-    assert routed == ROUTED
-    runtime = local_runtime(workdir, loaded, upstreams={n: [upstream.address] for n in routed})
-    write_all(workdir, render_files(loaded, fit(loaded), workdir, runtime))
-    proc = _start_nginx(workdir, runtime)
-    try:
-        yield Edge(workdir, loaded, runtime, proc)
-    finally:
-        stop_process(proc)
+    with serve_edge(tmp_path_factory.mktemp("edge"), upstream.address) as running:
+        assert running.routed == ROUTED
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -3,15 +3,10 @@ and the page as headless Chromium draws it."""
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import random
 import re
-import shutil
-import signal
 import struct
-import subprocess
 import time
 import zlib
 from collections import Counter
@@ -23,6 +18,7 @@ import pytest
 
 from ops.report.history import HOUR, History, Point
 from ops.report.html import MAX_POINTS, downsample, render_html, split_gaps
+from tests.support.browser import chromium
 
 T0 = 1_700_000_000 // HOUR * HOUR  # an hour boundary
 EVIL = "<script>x"  # a container name that must stay text
@@ -303,48 +299,6 @@ def test_a_week_of_minutes_with_folded_history_stays_small(tmp_path: Path) -> No
 
 # -- in a browser ----------------------------------------------------------------
 
-CHROMIUM_TIMEOUT_S = 60
-
-
-def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
-    """Headless Chromium with an argument list, killed (its whole process group)
-    if it outlives the timeout."""
-    exe = shutil.which("chromium")
-    if exe is None:
-        pytest.fail("chromium is missing: apt-get install chromium (`.ci/setup test` does)")
-    argv = [
-        exe,
-        "--headless=new",
-        "--no-sandbox",  # tests run as root in CI
-        "--disable-gpu",
-        f"--user-data-dir={profile}",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--hide-scrollbars",
-        *args,
-    ]
-    env = {**os.environ, "HOME": str(profile), "XDG_CONFIG_HOME": str(profile / "config")}
-    proc = subprocess.Popen(
-        argv,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        start_new_session=True,  # its own process group: the renderers die with it
-    )
-    try:
-        out, err = proc.communicate(timeout=CHROMIUM_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        pytest.fail(f"chromium did not finish within {CHROMIUM_TIMEOUT_S}s: {argv}")
-    finally:
-        with contextlib.suppress(ProcessLookupError):  # helpers that outlived the browser
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 0, err[-2000:]
-    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
-
 
 def _png_pixels(path: Path) -> tuple[int, int, list[tuple[int, ...]]]:
     """Decode an 8-bit RGB/RGBA non-interlaced PNG (what Chromium writes) with zlib."""
@@ -406,7 +360,7 @@ def test_chromium_draws_the_charts(tmp_path: Path, history: History) -> None:
     blank_file = tmp_path / "blank.html"
     blank_file.write_text("<!doctype html><title>blank</title>", encoding="utf-8")
 
-    dom = _chromium("--dump-dom", page_file.as_uri(), profile=tmp_path / "p1").stdout
+    dom = chromium("--dump-dom", page_file.as_uri(), profile=tmp_path / "p1").stdout
     drawn = _parse(dom)
     paths = _series_paths(drawn)
     assert set(paths) == EXPECTED_SERIES
@@ -415,7 +369,7 @@ def test_chromium_draws_the_charts(tmp_path: Path, history: History) -> None:
 
     shot, blank = tmp_path / "report.png", tmp_path / "blank.png"
     for html_file, png, profile in ((page_file, shot, "p2"), (blank_file, blank, "p3")):
-        _chromium(
+        chromium(
             f"--screenshot={png}",
             "--window-size=1280,2000",
             html_file.as_uri(),

@@ -30,6 +30,7 @@ from typing import Any
 import psutil
 import pytest
 
+from ops.proc import free_port
 from ops.report.prom import METRICS, MetricsServer, exposition, serve, write_textfile
 from ops.report.run import ReportRun, take_sample
 from tests.support.docker import ok, run
@@ -81,12 +82,6 @@ def _types(text: str) -> dict[str, str]:
     return {
         line.split()[2]: line.split()[3] for line in text.splitlines() if line.startswith("# TYPE ")
     }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _get(url: str, accept: str | None = None) -> tuple[int, str, str]:
@@ -311,7 +306,7 @@ def test_server_caches_within_interval_then_resamples(tmp_path: Path) -> None:
 def test_serve_in_a_thread_stops_on_its_event() -> None:
     stop = threading.Event()
     ready: list[MetricsServer] = []
-    port = _free_port()
+    port = free_port()
     thread = threading.Thread(
         target=serve,
         kwargs={"port": port, "docker": False, "stop": stop, "on_ready": ready.append},
@@ -338,7 +333,7 @@ def test_serve_stops_cleanly_on_sigterm_and_ctrl_c(signum: int) -> None:
         "      on_ready=lambda s: print(s.url, flush=True))\n"
         "print('stopped', flush=True)\n"
     )
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-c", code, str(port)],
         cwd=REPO,
@@ -381,7 +376,7 @@ def prometheus(tmp_path: Path) -> Iterator[tuple[str, MetricsServer]]:
     exe = shutil.which("prometheus")
     assert exe, "prometheus is not installed (apt-get install prometheus)"
     server = MetricsServer(0, interval=1.0, docker=False).start()
-    web = _free_port()
+    web = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global:\n"

@@ -1,0 +1,325 @@
+"""``vots-ops loadtest``: run a Locust scenario headless and judge its SLOs."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ops.cli.options import format_option, quiet_option, stack_option
+from ops.console import Console
+
+
+def _seconds(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    from ops.loadtest.scenario import parse_seconds
+
+    try:
+        return parse_seconds(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _rate(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    from ops.loadtest.scenario import _rate as parse_rate
+
+    try:
+        return parse_rate(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _tolerance(_ctx: click.Context, _param: click.Parameter, value: str) -> float:
+    text = value.strip().removesuffix("%")
+    try:
+        number = float(text)
+    except ValueError:
+        raise click.BadParameter(f"expected a percentage like 10% (got {value!r})") from None
+    if not 0 <= number <= 1000:
+        raise click.BadParameter(f"expected 0% to 1000% (got {value!r})")
+    return number / 100.0
+
+
+class _Progress:
+    """Live status on stderr: a redrawn line on a terminal, a line every 10 s otherwise."""
+
+    def __init__(self, console: Console, duration: float) -> None:
+        self.console, self.duration = console, duration
+        self.live: Any = None
+        self.last_plain = 0.0
+
+    def start(self, host: str, scenario: Any, reason: str) -> None:
+        if self.console.quiet:
+            return
+        mode = f", arrival rate {scenario.arrival_rate:g}/s" if scenario.arrival_rate else ""
+        self.console.info(
+            f"{scenario.users} users for {scenario.duration:g}s{mode} → {host} ({reason})"
+        )
+        self.last_plain = time.monotonic()  # the first plain line after 10 s, with figures in it
+        if sys.stderr.isatty():
+            from rich.live import Live
+
+            self.live = Live(console=self.console.err, refresh_per_second=4, transient=True)
+            self.live.start()
+
+    def __call__(self, s: dict[str, Any]) -> None:
+        if self.console.quiet:
+            return
+        elapsed = s.get("elapsed", 0.0)
+        remaining = max(0.0, self.duration - elapsed)
+        p95 = s.get("p95_ms")
+        workers = f"  workers {s['workers']}" if s.get("workers") else ""
+        text = (
+            f"{elapsed:5.0f}s elapsed  {remaining:4.0f}s left  users {s.get('users', 0)}{workers}  "
+            f"{s.get('rps', 0.0):8.1f} req/s  p95 {p95 if p95 is not None else '-'} ms  "
+            f"requests {s.get('requests', 0):,}  failures {s.get('failures', 0):,}"
+        )
+        if self.live is not None:
+            from rich.text import Text
+
+            self.live.update(Text(text))
+        elif time.monotonic() - self.last_plain >= 10:
+            self.last_plain = time.monotonic()
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+
+@click.command()
+@click.argument("scenario", required=False)
+@click.option(
+    "--scenarios",
+    "scenarios_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    envvar="VOTS_OPS_SCENARIOS",
+    help="Scenario file (env VOTS_OPS_SCENARIOS) [default: loadtests/scenarios.yaml, else the bundled one].",
+)
+@stack_option
+@click.option("--list", "list_only", is_flag=True, help="List the scenarios and exit.")
+@click.option(
+    "--host",
+    default=None,
+    help="Target base URL, e.g. https://127.0.0.1:8443 (default: the scenario's, then https://DOMAIN from stack.yaml).",
+)
+@click.option(
+    "--allow-host",
+    multiple=True,
+    metavar="HOST",
+    help="Also allow load on this host name or address (loopback, this machine and the stack's domain always are). Repeatable.",
+)
+@click.option(
+    "--users", type=click.IntRange(min=1), default=None, help="Override the scenario's users."
+)
+@click.option(
+    "--spawn-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Override users started per second.",
+)
+@click.option(
+    "--duration", callback=_seconds, default=None, help="Override the run time, e.g. 30s or 5m."
+)
+@click.option(
+    "--arrival-rate",
+    callback=_rate,
+    default=None,
+    help="Override the arrival rate (requests/s), e.g. 200/s.",
+)
+@click.option(
+    "--max-requests",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Stop after about this many requests.",
+)
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Locust worker processes on this machine [default: all cores].",
+)
+@click.option(
+    "--master",
+    is_flag=True,
+    help="Run as Locust master for workers on other machines; judges the SLOs.",
+)
+@click.option(
+    "--expect-workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="With --master: start once this many workers joined (waits up to 60 s).",
+)
+@click.option(
+    "--master-bind-host",
+    default="*",
+    show_default=True,
+    help="With --master: interface to listen on for workers.",
+)
+@click.option(
+    "--worker",
+    is_flag=True,
+    help="Run as a Locust worker of --master-host (combine with --processes).",
+)
+@click.option(
+    "--master-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="With --worker: the master's address.",
+)
+@click.option(
+    "--master-port",
+    type=click.IntRange(1, 65535),
+    default=5557,
+    show_default=True,
+    help="Master's port (both sides).",
+)
+@click.option(
+    "--out",
+    "runs_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("loadtest-runs"),
+    show_default=True,
+    envvar="VOTS_OPS_RUNS",
+    help="Where run directories go (env VOTS_OPS_RUNS).",
+)
+@click.option(
+    "--baseline",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="An earlier result.json (or its run directory): fail on regressions beyond --tolerance.",
+)
+@click.option(
+    "--tolerance",
+    callback=_tolerance,
+    default="10%",
+    show_default=True,
+    help="Allowed worsening against --baseline.",
+)
+@format_option("table", "json")
+@quiet_option
+@click.pass_obj
+def loadtest(
+    console: Console,
+    scenario: str | None,
+    scenarios_path: Path | None,
+    stack_path: str,
+    list_only: bool,
+    host: str | None,
+    allow_host: tuple[str, ...],
+    users: int | None,
+    spawn_rate: float | None,
+    duration: float | None,
+    arrival_rate: float | None,
+    max_requests: int | None,
+    processes: int | None,
+    master: bool,
+    expect_workers: int,
+    master_bind_host: str,
+    worker: bool,
+    master_host: str,
+    master_port: int,
+    runs_dir: Path,
+    baseline: Path | None,
+    tolerance: float,
+    fmt: str,
+) -> None:
+    """Run a Locust scenario headless and judge its SLOs.
+
+    \b
+    Sends load only to loopback, this machine, the domain in stack.yaml, or a
+    host given with --allow-host; checks that the target answers first. Writes
+    a run directory (result.json, report.html, locust.html, locust.log).
+    Exit 0 when every SLO holds, 1 on a breach or regression, 2 on bad input
+    or an unreachable target.
+
+    \b
+    Examples:
+      vots-ops loadtest smoke --host https://127.0.0.1:8443
+      vots-ops loadtest slo --baseline loadtest-runs/slo-20261125T101500Z
+      vots-ops loadtest slo --master --expect-workers 2     # machine A
+      vots-ops loadtest slo --worker --master-host A        # machines B, C
+    """
+    from ops.loadtest import Overrides, check_outcome, default_scenarios, run_scenario
+
+    if master and worker:
+        raise click.UsageError("--master and --worker exclude each other")
+    if master and processes:
+        raise click.UsageError(
+            "--processes applies to workers; start workers with --worker --processes N"
+        )
+    scenarios_path = scenarios_path or default_scenarios()
+    if list_only:
+        _list(console, scenarios_path)
+        return
+    if not scenario:
+        raise click.UsageError("give a SCENARIO (see --list)")
+    mode = "master" if master else "worker" if worker else "local"
+    from ops.loadtest.scenario import load_scenarios
+
+    sc = load_scenarios(scenarios_path).get(scenario)
+    progress = _Progress(console, duration or sc.duration)
+    try:
+        outcome = run_scenario(
+            scenario,
+            scenarios_path=scenarios_path,
+            stack_path=Path(stack_path),
+            host=host,
+            allow_hosts=allow_host,
+            overrides=Overrides(users, spawn_rate, duration, arrival_rate, max_requests),
+            processes=processes,
+            mode=mode,
+            expect_workers=expect_workers,
+            master_host=master_host,
+            master_port=master_port,
+            master_bind_host=master_bind_host,
+            runs_dir=runs_dir,
+            baseline=baseline,
+            tolerance=tolerance,
+            on_status=progress,
+            on_start=progress.start,
+        )
+    finally:
+        progress.stop()
+    if mode == "worker":
+        check_outcome(outcome)
+        return
+    if fmt == "json":
+        console.json(outcome.result)
+    elif not console.quiet:
+        from ops.loadtest.report import tables
+
+        for renderable in tables(outcome.result):
+            console.print(renderable)
+    check_outcome(outcome)
+
+
+def _list(console: Console, path: Path) -> None:
+    from rich.table import Table
+
+    from ops.loadtest.scenario import load_scenarios
+
+    loaded = load_scenarios(path)
+    t = Table(title=str(path), title_justify="left")
+    for col in ("scenario", "users", "duration", "arrival rate", "SLOs", "description"):
+        t.add_column(col)
+    for name, sc in loaded.file.scenarios.items():
+        t.add_row(
+            name,
+            str(sc.users),
+            f"{sc.duration:g}s",
+            f"{sc.arrival_rate:g}/s" if sc.arrival_rate else "-",
+            str(sum(len(v) for v in sc.slo.values())),
+            sc.description,
+        )
+    console.print(t)

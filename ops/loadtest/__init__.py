@@ -1,0 +1,229 @@
+"""Load tests with SLO verdicts: scenarios.yaml -> Locust (headless, every core) -> result.json.
+
+``run_scenario()`` is the library entry point the CLI calls: it checks the
+target (allowed, answering) before any load, runs Locust through
+``ops.loadtest.runner``, judges the objectives and an optional baseline in
+``ops.loadtest.verdict``, and writes the run directory (``result.json``,
+``report.html``, ``locust.html``, ``locust.log``) in one rename.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ops.errors import CheckFailed, OpsError, SpecError
+from ops.files import atomic_write
+
+DEFAULT_RUNS = Path("loadtest-runs")
+
+
+def default_scenarios() -> Path:
+    """``loadtests/scenarios.yaml`` here, else the copy shipped in the wheel (``ops/_data``)."""
+    local = Path("loadtests") / "scenarios.yaml"
+    if local.exists():
+        return local
+    here = Path(__file__).resolve().parent.parent
+    packaged = here / "_data" / "loadtests" / "scenarios.yaml"
+    return packaged if packaged.exists() else here.parent / "loadtests" / "scenarios.yaml"
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Command-line values that replace the scenario's own."""
+
+    users: int | None = None
+    spawn_rate: float | None = None
+    duration: float | None = None
+    arrival_rate: float | None = None
+    max_requests: int | None = None
+
+
+@dataclass
+class Outcome:
+    """A finished run: the result document and where it was written."""
+
+    result: dict[str, Any]
+    run_dir: Path | None
+
+    @property
+    def passed(self) -> bool:
+        return self.result.get("verdict") == "pass"
+
+
+def default_host(stack_path: Path | None) -> tuple[str | None, set[str]]:
+    """(default target, allowed host names) from stack.yaml, when there is one."""
+    if stack_path is None or not stack_path.exists():
+        return None, set()
+    from ops.stack import load_stack
+
+    stack = load_stack(stack_path).stack
+    port = stack.edge.https_port
+    suffix = "" if port == 443 else f":{port}"
+    return f"https://{stack.domain}{suffix}", {stack.domain}
+
+
+def apply_overrides(scenario: Any, o: Overrides, path: Path) -> Any:
+    """The scenario with command-line overrides, validated against the same bounds."""
+    from pydantic import ValidationError
+
+    from ops.loadtest.scenario import Scenario
+
+    changes = {k: v for k, v in vars(o).items() if v is not None}
+    if not changes:
+        return scenario
+    try:
+        checked = Scenario.model_validate({**scenario.model_dump(exclude={"slo"}), **changes})
+        return checked.model_copy(update={"slo": scenario.slo})
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "scenario"
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        raise OpsError(f"--{loc.replace('_', '-')}: {msg}") from None
+
+
+def run_scenario(
+    name: str,
+    *,
+    scenarios_path: Path | None = None,
+    stack_path: Path | None = Path("stack.yaml"),
+    host: str | None = None,
+    allow_hosts: tuple[str, ...] = (),
+    overrides: Overrides = Overrides(),
+    processes: int | None = None,
+    mode: str = "local",
+    expect_workers: int = 1,
+    master_host: str = "127.0.0.1",
+    master_port: int = 5557,
+    master_bind_host: str = "*",
+    runs_dir: Path = DEFAULT_RUNS,
+    baseline: Path | None = None,
+    tolerance: float = 0.10,
+    on_status: Callable[[dict[str, Any]], None] | None = None,
+    on_start: Callable[[str, Any, str], None] | None = None,
+) -> Outcome:
+    """Run scenario ``name`` and judge it; raises OpsError (exit 2) before any load on bad input."""
+    from ops.loadtest import runner, verdict
+    from ops.loadtest.safety import check_allowed, preflight
+    from ops.loadtest.scenario import load_scenarios
+
+    scenarios_path = scenarios_path or default_scenarios()
+    loaded = load_scenarios(scenarios_path)
+    scenario = apply_overrides(loaded.get(name), overrides, scenarios_path)
+    stack_host, stack_names = default_host(stack_path)
+    target = (host or scenario.host or stack_host or "").rstrip("/")
+    if not target:
+        raise SpecError(
+            "no host: set one in the scenario, pass --host, or point --stack at a stack.yaml",
+            path=str(scenarios_path),
+            key=f"scenarios.{name}.host",
+            line=loaded.lines.line(("scenarios", name)),
+        )
+    reason = check_allowed(target, {*stack_names, *allow_hosts})
+    base = verdict.load_baseline(baseline) if baseline is not None else None
+    if mode != "worker":
+        preflight(target)
+    nprocs = processes or os.cpu_count() or 1
+    opts = runner.RunOptions(
+        host=target,
+        processes=nprocs,
+        mode=mode,  # type: ignore[arg-type]
+        expect_workers=expect_workers,
+        master_host=master_host,
+        master_port=master_port,
+        master_bind_host=master_bind_host,
+    )
+    staging, final = runner.new_run_dir(runs_dir, name)
+    if on_start is not None:
+        on_start(target, scenario, reason)
+    try:
+        out = runner.run_locust(scenario, loaded.locustfile(name), opts, staging, on_status)
+    except BaseException:
+        _keep_failed(staging, final)
+        raise
+    if mode == "worker":
+        shutil.rmtree(staging, ignore_errors=True)
+        return Outcome({"verdict": "pass" if out.exit_code == 0 else "fail"}, None)
+    if not out.raw:
+        failed = _keep_failed(staging, final)
+        tail = runner.log_tail(failed)
+        raise OpsError(
+            f"locust exited with {out.exit_code} before writing results: {tail or 'no output'} "
+            f"(log: {failed / 'locust.log'})"
+        )
+    result = verdict.build_result(
+        out.raw,
+        name=name,
+        scenario=scenario,
+        host=target,
+        processes=nprocs if mode == "local" else 0,
+        mode=mode,
+        interrupted=out.interrupted,
+    )
+    verdict.extra_percentiles(result, out.raw, scenario)
+    result["slos"] = verdict.judge(result, scenario)
+    result["baseline"] = str(baseline) if baseline is not None else None
+    result["tolerance_pct"] = round(tolerance * 100, 1) if baseline is not None else None
+    result["regressions"] = verdict.compare(result, base, tolerance) if base is not None else []
+    ok = (
+        all(s["pass"] for s in result["slos"])
+        and not result["regressions"]
+        and not out.interrupted
+        and result["overall"]["requests"] > 0
+    )
+    result["verdict"] = "pass" if ok else "fail"
+    result["files"] = {
+        "result": "result.json",
+        "report": "report.html",
+        "locust_report": "locust.html",
+        "log": "locust.log",
+    }
+    _write_run(staging, result)
+    staging.rename(final)
+    result["run_dir"] = str(final)
+    return Outcome(result, final)
+
+
+def _write_run(workdir: Path, result: dict[str, Any]) -> None:
+    from ops.loadtest.report import html_report
+
+    locust_html = workdir / "locust.html"
+    base = locust_html.read_text(encoding="utf-8") if locust_html.exists() else None
+    atomic_write(workdir / "result.json", json.dumps(result, indent=2) + "\n")
+    atomic_write(workdir / "report.html", html_report(result, base))
+
+
+def _keep_failed(staging: Path, final: Path) -> Path:
+    failed = final.with_name(final.name + ".failed")
+    try:
+        staging.rename(failed)
+    except OSError:
+        return staging
+    return failed
+
+
+def check_outcome(outcome: Outcome) -> None:
+    """Raise CheckFailed (exit 1) naming what broke, for a pipeline."""
+    if outcome.passed:
+        return
+    r = outcome.result
+    broken = [f"{s['target']}: {s['threshold']}" for s in r.get("slos", []) if not s["pass"]]
+    broken += [
+        f"{g['target']}: {g['metric']} {g['change_pct']:+}%"
+        for g in r.get("regressions", [])
+        if g.get("change_pct") is not None
+    ]
+    if r.get("stop_reason") == "interrupted":
+        broken.append("run interrupted")
+    if r.get("overall", {}).get("requests") == 0:
+        broken.append("no requests completed")
+    where = f" (report: {outcome.run_dir / 'report.html'})" if outcome.run_dir else ""
+    raise CheckFailed(f"{len(broken)} failed: " + "; ".join(broken) + where)
+
+
+__all__ = ["Outcome", "Overrides", "check_outcome", "run_scenario"]

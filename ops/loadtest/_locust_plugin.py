@@ -1,0 +1,260 @@
+"""Loaded into every Locust process that ``vots-ops loadtest`` starts (the first ``-f`` file).
+
+It adds what Locust's own statistics lack, without replacing them:
+
+* every response time, to the microsecond, in an HdrHistogram per endpoint
+  (Locust rounds to 2 significant digits above 100 ms);
+* in arrival-rate mode, a second histogram of latency measured from each
+  task's *intended* start (``VotsUser`` paces the schedule), so a server that
+  stalls shows up in p99 instead of in a lower request rate;
+* workers ship their histograms to the master with each stats report, so the
+  percentiles of a multi-process run are exact, not averaged;
+* the master (or the single local process) writes a status line each second
+  to a pipe the CLI reads, stops at ``max_requests``, and writes the raw result
+  file at exit.
+
+Configuration arrives as JSON in ``VOTS_OPS_LOADTEST``; this module imports
+Locust, so the CLI process never imports it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import gevent
+from hdrh.histogram import HdrHistogram
+from locust import events
+from locust.runners import MasterRunner, WorkerRunner
+
+from ops.loadtest.hdr import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS
+
+CONFIG: dict[str, Any] = json.loads(os.environ.get("VOTS_OPS_LOADTEST", "{}"))
+RATE: float | None = CONFIG.get("arrival_rate")
+
+
+def _new() -> HdrHistogram:
+    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+
+
+class _Recorder:
+    """Per-endpoint histograms: service time and (arrival-rate mode) time since intended start."""
+
+    def __init__(self) -> None:
+        self.service: dict[str, HdrHistogram] = {}
+        self.intended: dict[str, HdrHistogram] = {}
+
+    def record(self, key: str, service_us: int, late_us: int) -> None:
+        h = self.service.get(key)
+        if h is None:
+            h = self.service[key] = _new()
+        h.record_value(service_us)
+        if RATE is not None:
+            g = self.intended.get(key)
+            if g is None:
+                g = self.intended[key] = _new()
+            g.record_value(min(service_us + late_us, HIGHEST_US))
+
+    def export(self) -> dict[str, list[str | None]]:
+        out: dict[str, list[str | None]] = {}
+        for key, h in self.service.items():
+            g = self.intended.get(key)
+            out[key] = [_encode(h), _encode(g) if g is not None else None]
+        return out
+
+    def merge(self, data: dict[str, list[str | None]]) -> None:
+        for key, (svc, intended) in data.items():
+            self.service.setdefault(key, _new()).add(_decode(svc))
+            if intended is not None:
+                self.intended.setdefault(key, _new()).add(_decode(intended))
+
+    def reset(self) -> None:
+        self.service.clear()
+        self.intended.clear()
+
+
+def _encode(h: HdrHistogram) -> str:
+    return h.encode().decode("ascii")
+
+
+def _decode(text: str | None) -> HdrHistogram:
+    return HdrHistogram.decode(text.encode("ascii")) if text else _new()
+
+
+RECORDER = _Recorder()
+STATE: dict[str, Any] = {"stop_reason": "duration", "started": None, "workers": 0, "env": None}
+# Each process that runs users stops itself at its share of max_requests, so
+# the bound holds to within the requests in flight, not a reporting interval.
+_SHARE = int(CONFIG.get("max_requests_per_process") or 0)
+_COUNT = [0, False]
+
+
+@events.request.add_listener
+def _on_request(
+    request_type: str,
+    name: str,
+    response_time: float | None,
+    context: dict[str, Any] | None = None,
+    **_: Any,
+) -> None:
+    service_us = int((response_time or 0.0) * 1000.0)
+    if service_us < LOWEST_US:
+        service_us = LOWEST_US
+    elif service_us > HIGHEST_US:
+        service_us = HIGHEST_US
+    late = context.get("vots_late_us", 0) if context else 0
+    RECORDER.record(f"{request_type} {name}", service_us, late)
+    if _SHARE:
+        _COUNT[0] += 1
+        if _COUNT[0] >= _SHARE and not _COUNT[1]:
+            _COUNT[1] = True
+            STATE["stop_reason"] = "max_requests"
+            if STATE["env"] is not None and STATE["env"].runner is not None:
+                gevent.spawn(_stop_self, STATE["env"].runner)
+
+
+def _stop_self(runner: Any) -> None:
+    """Stop this process's users; a worker first sends the master its last figures."""
+    runner.stop()
+    if isinstance(runner, WorkerRunner):
+        # The periodic report runs every 3 s; without this one the master would
+        # miss whatever this worker did since the last one.
+        runner._send_stats()
+    runner.quit()
+
+
+@events.report_to_master.add_listener
+def _on_report_to_master(client_id: str, data: dict[str, Any]) -> None:
+    data["vots_hdr"] = RECORDER.export()
+    data["vots_stop_reason"] = STATE["stop_reason"]
+    RECORDER.reset()
+
+
+@events.worker_report.add_listener
+def _on_worker_report(client_id: str, data: dict[str, Any]) -> None:
+    if "vots_hdr" in data:
+        RECORDER.merge(data["vots_hdr"])
+    if data.get("vots_stop_reason") == "max_requests":
+        STATE["stop_reason"] = "max_requests"
+
+
+@events.init.add_listener
+def _on_init(environment: Any, **_: Any) -> None:
+    if RATE is not None:
+        from ops.loadtest.users import VotsUser
+
+        plain = [c.__name__ for c in environment.user_classes if not issubclass(c, VotsUser)]
+        if plain:
+            sys.stderr.write(
+                "vots-ops: arrival_rate needs user classes derived from ops.loadtest.users.VotsUser "
+                f"(not: {', '.join(plain)})\n"
+            )
+            sys.exit(2)
+    STATE["env"] = environment
+    if not isinstance(environment.runner, WorkerRunner):
+        gevent.spawn(_status_loop, environment)
+
+
+@events.test_start.add_listener
+def _on_test_start(environment: Any, **_: Any) -> None:
+    if STATE["started"] is None:
+        STATE["started"] = time.time()
+    expected = CONFIG.get("host")
+    if isinstance(environment.runner, WorkerRunner) and expected and environment.host != expected:
+        # A master elsewhere could point this worker at another host; only the
+        # host this machine's own `vots-ops loadtest --worker` checked is allowed.
+        sys.stderr.write(
+            f"vots-ops: the master asked for host {environment.host!r}; this worker "
+            f"was started for {expected!r} and refuses\n"
+        )
+        environment.runner.quit()
+
+
+def _status_loop(environment: Any) -> None:
+    fd = CONFIG.get("status_fd")
+    limit = int(CONFIG.get("max_requests") or 0)
+    if fd is not None:
+        os.set_blocking(fd, False)
+    while True:
+        gevent.sleep(1.0)
+        runner = environment.runner
+        total = environment.stats.total
+        if isinstance(runner, MasterRunner):
+            STATE["workers"] = max(STATE["workers"], len(runner.clients))
+            # Workers elsewhere (--master) do not know their share: stop them from here.
+            if (
+                limit
+                and total.num_requests >= limit
+                and runner.state not in ("stopping", "stopped")
+            ):
+                STATE["stop_reason"] = "max_requests"
+                gevent.spawn(runner.quit)
+        if fd is None:
+            continue
+        line = {
+            "elapsed": time.time() - STATE["started"] if STATE["started"] else 0.0,
+            "state": runner.state,
+            "users": runner.user_count,
+            "workers": len(runner.clients) if isinstance(runner, MasterRunner) else 0,
+            "requests": total.num_requests,
+            "failures": total.num_failures,
+            "rps": total.current_rps,
+            "p95_ms": total.get_current_response_time_percentile(0.95),
+        }
+        try:
+            os.write(fd, (json.dumps(line) + "\n").encode())
+        except BlockingIOError:
+            pass  # the reader is behind; the next line supersedes this one
+        except OSError:
+            fd = None
+
+
+@events.quit.add_listener
+def _on_quit(exit_code: int, **_: Any) -> None:
+    environment = STATE.get("env")
+    out = CONFIG.get("result")
+    if environment is None or not out or isinstance(environment.runner, WorkerRunner):
+        return
+    stats = environment.stats
+    entries = []
+    for entry in [*stats.entries.values(), stats.total]:
+        entries.append(
+            {
+                "method": entry.method,
+                "name": entry.name,
+                "requests": entry.num_requests,
+                "failures": entry.num_failures,
+                "min_ms": entry.min_response_time,
+                "max_ms": entry.max_response_time,
+                "avg_ms": entry.avg_response_time,
+                "bytes": entry.total_content_length,
+                "first_request": entry.start_time,
+                "last_request": entry.last_request_timestamp,
+                "locust_p50_ms": entry.get_response_time_percentile(0.5),
+                "locust_p95_ms": entry.get_response_time_percentile(0.95),
+                "locust_p99_ms": entry.get_response_time_percentile(0.99),
+            }
+        )
+    errors = [
+        {"method": e.method, "name": e.name, "error": str(e.error), "count": e.occurrences}
+        for e in stats.errors.values()
+    ]
+    runner = environment.runner
+    raw = {
+        "locust_exit_code": exit_code,
+        "stop_reason": STATE["stop_reason"],
+        "started": STATE["started"],
+        "ended": time.time(),
+        "runner": "master" if isinstance(runner, MasterRunner) else "local",
+        "workers": STATE["workers"],
+        "entries": entries,
+        "errors": errors,
+        "hdr": RECORDER.export(),
+    }
+    tmp = f"{out}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(raw, f)
+    os.replace(tmp, out)

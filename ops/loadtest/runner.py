@@ -1,0 +1,266 @@
+"""Run one scenario: Locust headless as a managed subprocess, watched through a status pipe.
+
+A subprocess, not Locust as a library, because Locust monkey-patches the whole
+interpreter with gevent on import and forks its workers itself
+(``--processes``); neither belongs in the CLI's own process. The cost is
+Locust's start-up (about a second, measured in ``bench/loadtest_throughput.py``),
+paid once per run.
+
+The child gets an argument list (never a shell string), its own session so a
+timeout can stop the master and every worker it forked, its output in
+``locust.log`` of the run directory, and its configuration as JSON in
+``VOTS_OPS_LOADTEST``. The run directory is built under a hidden name and
+renamed only when the run has produced its result; a run that fails keeps its
+log under ``NAME.failed`` and says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from ops.errors import OpsError, OutputError, ToolMissing
+from ops.loadtest.scenario import Scenario
+from ops.proc import free_port
+
+PLUGIN = Path(__file__).with_name("_locust_plugin.py")
+EXPECT_WORKERS_WAIT_S = 60
+Status = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to drive the load; the scenario says what load."""
+
+    host: str
+    processes: int = 1
+    mode: Literal["local", "master", "worker"] = "local"
+    expect_workers: int = 1
+    master_host: str = "127.0.0.1"
+    master_port: int = 5557
+    master_bind_host: str = "*"
+
+
+@dataclass
+class RunOutput:
+    """What the Locust run left behind, before any verdict."""
+
+    raw: dict[str, Any]
+    workdir: Path
+    exit_code: int
+    interrupted: bool = False
+    statuses: list[Status] = field(default_factory=list)
+
+
+def locust_argv(scenario: Scenario, locustfile: Path, opts: RunOptions, workdir: Path) -> list[str]:
+    """The Locust command line; user classes, host and bounds come from the scenario."""
+    argv = [sys.executable, "-m", "locust", "-f", f"{PLUGIN},{locustfile}"]
+    if opts.mode == "worker":
+        argv += [
+            "--worker",
+            "--master-host",
+            opts.master_host,
+            "--master-port",
+            str(opts.master_port),
+        ]
+        if opts.processes > 1:
+            argv += ["--processes", str(opts.processes)]
+        return [*argv, "--loglevel", "INFO", *scenario.user_classes]
+    argv += [
+        "--headless",
+        "--host",
+        opts.host,
+        "--users",
+        str(scenario.users),
+        "--spawn-rate",
+        format(scenario.effective_spawn_rate, "g"),
+        "--run-time",
+        f"{max(1, math.ceil(scenario.duration))}s",
+        "--html",
+        str(workdir / "locust.html"),
+        "--only-summary",
+        "--exit-code-on-error",
+        "0",
+        "--loglevel",
+        "INFO",
+    ]
+    if opts.mode == "master":
+        argv += [
+            "--master",
+            "--master-bind-host",
+            opts.master_bind_host,
+            "--master-bind-port",
+            str(opts.master_port),
+            "--expect-workers",
+            str(opts.expect_workers),
+            "--expect-workers-max-wait",
+            str(EXPECT_WORKERS_WAIT_S),
+        ]
+    elif opts.processes > 1:
+        # Locust's own default binds the master on every interface at 5557: a
+        # second run on the machine would collide, and nothing outside needs it.
+        port = str(free_port())
+        argv += ["--processes", str(opts.processes), "--master-bind-host", "127.0.0.1"]
+        argv += ["--master-bind-port", port, "--master-port", port]
+    return [*argv, *scenario.user_classes]
+
+
+def _check_locust() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("locust") is None:
+        raise ToolMissing(
+            "locust", "install it with: pip install 'vots-ops' (it depends on locust)"
+        )
+
+
+def _deadline(scenario: Scenario, opts: RunOptions) -> float:
+    ramp = scenario.users / scenario.effective_spawn_rate
+    wait = EXPECT_WORKERS_WAIT_S if opts.mode == "master" else 0
+    return scenario.duration + ramp + wait + 60.0
+
+
+def new_run_dir(root: Path, name: str) -> tuple[Path, Path]:
+    """(staging dir, final dir) for a run of scenario ``name`` under ``root``."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    root = root.absolute()  # Locust runs in the locustfile's directory
+    final = root / f"{name}-{stamp}"
+    n = 1
+    while final.exists():
+        n += 1
+        final = root / f"{name}-{stamp}-{n}"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"{root}: exists and is not a directory") from None
+    except OSError as exc:
+        raise OutputError(f"{root}: cannot create the run directory ({exc.strerror})") from None
+    staging = root / f".{final.name}.partial-{os.getpid()}"
+    try:
+        staging.mkdir()
+    except OSError as exc:
+        raise OutputError(f"{root}: cannot write here ({exc.strerror})") from None
+    return staging, final
+
+
+def run_locust(
+    scenario: Scenario,
+    locustfile: Path,
+    opts: RunOptions,
+    workdir: Path,
+    on_status: Callable[[Status], None] | None = None,
+) -> RunOutput:
+    """Run Locust to completion (or Ctrl-C, or the hard deadline) and return its raw result."""
+    _check_locust()
+    result_path = workdir / "raw.json"
+    read_fd, write_fd = os.pipe()
+    config = {
+        "result": str(result_path) if opts.mode != "worker" else None,
+        "status_fd": write_fd if opts.mode != "worker" else None,
+        "arrival_rate": scenario.arrival_rate,
+        "users": scenario.users,
+        "max_requests": scenario.max_requests,
+        # --processes N forks N workers that each stop at their share; under
+        # --master the master stops remote workers when the total passes it.
+        "max_requests_per_process": (
+            math.ceil(scenario.max_requests / opts.processes) if opts.mode == "local" else 0
+        ),
+        "host": opts.host,
+    }
+    env = {**os.environ, "VOTS_OPS_LOADTEST": json.dumps(config), "PYTHONUNBUFFERED": "1"}
+    argv = locust_argv(scenario, locustfile, opts, workdir)
+    log = (workdir / "locust.log").open("wb")
+    try:
+        proc = subprocess.Popen(  # noqa: S603 - argument list
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=str(locustfile.parent),
+            pass_fds=(write_fd,),
+            start_new_session=True,
+        )
+    finally:
+        os.close(write_fd)
+        log.close()
+    statuses: list[Status] = []
+    interrupted = False
+    deadline = time.monotonic() + _deadline(scenario, opts)
+    buf = b""
+    try:
+        while True:
+            try:
+                ready, _, _ = select.select([read_fd], [], [], 0.5)
+                if ready:
+                    chunk = os.read(read_fd, 65536)
+                    if not chunk and proc.poll() is not None:
+                        break
+                    buf += chunk
+                    *lines, buf = buf.split(b"\n")
+                    for line in lines:
+                        status = json.loads(line)
+                        statuses.append(status)
+                        if on_status is not None:
+                            on_status(status)
+                if proc.poll() is not None and not ready:
+                    break
+                if time.monotonic() > deadline:
+                    _stop(proc, signal.SIGTERM, 15)
+                    raise OpsError(
+                        f"locust did not finish within {_deadline(scenario, opts):.0f}s; stopped it "
+                        f"(log: {workdir / 'locust.log'})"
+                    )
+            except KeyboardInterrupt:
+                if interrupted:  # a second Ctrl-C: stop now
+                    _stop(proc, signal.SIGKILL, 5)
+                    raise
+                interrupted = True
+                _signal(proc, signal.SIGINT)
+                deadline = min(deadline, time.monotonic() + 30)
+    finally:
+        os.close(read_fd)
+        if proc.poll() is None:
+            _stop(proc, signal.SIGTERM, 10)
+    raw: dict[str, Any] = {}
+    if result_path.exists():
+        raw = json.loads(result_path.read_text(encoding="utf-8"))
+        result_path.unlink()
+    return RunOutput(raw, workdir, proc.returncode, interrupted, statuses)
+
+
+def _signal(proc: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+
+
+def _stop(proc: subprocess.Popen[bytes], sig: int, grace: float) -> None:
+    _signal(proc, sig)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        _signal(proc, signal.SIGKILL)
+        proc.wait(5)
+
+
+def log_tail(workdir: Path, lines: int = 1) -> str:
+    """The last meaningful line(s) of Locust's output, for a one-line error."""
+    path = workdir / "locust.log"
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    kept = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return " | ".join(kept[-lines:])

@@ -1,0 +1,312 @@
+"""scenarios.yaml -> validated ``Scenario`` objects, with k6-style SLO thresholds.
+
+A threshold is one short expression per line of YAML, so a reader sees the
+objective the way k6 users write it::
+
+    slo:
+      overall: ["p(95) < 300ms", "error_rate < 1%", "rps >= 40"]
+      "POST /api/v1/analyze_code": ["p(99) < 2s"]
+
+Every error names the file, the line and the key path (``ops.spec``). The user
+classes a scenario names are checked against the locustfile's source with
+``ast``: importing Locust here would monkey-patch this process with gevent.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from ops.errors import SpecError
+from ops.spec import LineMap, format_loc, load_yaml, read_text, validate
+
+MAX_USERS = 10_000
+MAX_DURATION_S = 3 * 3600
+DEFAULT_MAX_REQUESTS = 5_000_000
+
+_DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
+_DUR_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_THRESHOLD_RE = re.compile(
+    r"^\s*(?P<metric>p\(\s*(?P<pq>\d+(?:\.\d+)?)\s*\)|p(?P<pn>\d+(?:\.\d+)?)|med|avg|mean|max|min|"
+    r"error_rate|errors|rps)\s*(?P<op><=|>=|<|>)\s*(?P<value>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|%|/s)?\s*$"
+)
+_ENDPOINT_RE = re.compile(r"^(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS|[A-Z]+) \S.*$")
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_CLASS_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+OVERALL = "overall"
+
+
+def parse_seconds(value: Any) -> float:
+    """``30s``, ``2m``, ``500ms``, ``1h`` or a plain number of seconds -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like 30s or 2m (got {value!r})")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION_RE.fullmatch(value.strip())):
+        seconds = float(m.group(1)) * _DUR_UNITS[m.group(2)]
+    else:
+        raise ValueError(f"expected a duration like 30s or 2m (got {value!r})")
+    if seconds <= 0:
+        raise ValueError(f"must be more than zero (got {value!r})")
+    return seconds
+
+
+def _rate(value: Any) -> float:
+    """``50``, ``50/s`` or ``600/m`` -> requests per second."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a rate like 50/s (got {value!r})")
+    if isinstance(value, int | float):
+        rate = float(value)
+    elif isinstance(value, str) and (
+        m := re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*/\s*([sm])\s*", value)
+    ):
+        rate = float(m.group(1)) / (60.0 if m.group(2) == "m" else 1.0)
+    else:
+        raise ValueError(f"expected a rate like 50/s or 600/m (got {value!r})")
+    if rate <= 0:
+        raise ValueError(f"must be more than zero (got {value!r})")
+    return rate
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """One objective: ``metric op value``; latency in ms, error rate as a fraction."""
+
+    metric: str  # "p95", "p99.9", "avg", "max", "min", "error_rate", "rps"
+    op: str
+    value: float
+    text: str
+
+    @property
+    def unit(self) -> str:
+        return {"error_rate": "%", "rps": "/s"}.get(self.metric, "ms")
+
+    def holds(self, actual: float) -> bool:
+        return {
+            "<": actual < self.value,
+            "<=": actual <= self.value,
+            ">": actual > self.value,
+            ">=": actual >= self.value,
+        }[self.op]
+
+    def margin(self, actual: float) -> float:
+        """How far inside (+) or outside (-) the objective the actual figure is, in its unit."""
+        return self.value - actual if self.op in ("<", "<=") else actual - self.value
+
+
+def parse_threshold(text: Any) -> Threshold:
+    if not isinstance(text, str):
+        raise ValueError(f"expected a threshold like 'p(95) < 300ms' (got {text!r})")
+    m = _THRESHOLD_RE.fullmatch(text)
+    if not m:
+        raise ValueError(
+            f"expected a threshold like 'p(95) < 300ms', 'error_rate < 1%' or 'rps >= 50' (got {text!r})"
+        )
+    raw, unit = m.group("metric"), m.group("unit")
+    value = float(m.group("value"))
+    q = m.group("pq") or m.group("pn")
+    if q is not None:
+        if not 0 < float(q) < 100 and float(q) != 100:
+            raise ValueError(f"percentile must be in (0, 100] (got {text!r})")
+        metric = "p" + format(float(q), "g")
+    else:
+        metric = {"med": "p50", "mean": "avg", "errors": "error_rate"}.get(raw, raw)
+    if metric == "error_rate":
+        if unit == "%":
+            value /= 100.0
+        elif unit is not None:
+            raise ValueError(f"an error rate is a fraction or a percentage (got {text!r})")
+        if value > 1:
+            raise ValueError(f"an error rate above 100% makes no sense (got {text!r})")
+    elif metric == "rps":
+        if unit not in (None, "/s"):
+            raise ValueError(
+                f"a request rate is in requests per second, e.g. 'rps >= 50' (got {text!r})"
+            )
+    else:
+        if unit in ("%", "/s"):
+            raise ValueError(f"a latency is in ms or s, e.g. 'p(95) < 300ms' (got {text!r})")
+        if unit == "s":
+            value *= 1000.0
+    return Threshold(metric, m.group("op"), value, " ".join(text.split()))
+
+
+def _endpoint_key(value: Any) -> str:
+    if not isinstance(value, str) or not (value == OVERALL or _ENDPOINT_RE.fullmatch(value)):
+        raise ValueError(
+            f"expected 'overall' or an endpoint as Locust names it, 'METHOD name' like "
+            f"'GET /healthz' (got {value!r})"
+        )
+    return value
+
+
+def _class_name(value: Any) -> str:
+    if not isinstance(value, str) or not _CLASS_RE.fullmatch(value):
+        raise ValueError(f"expected a Python class name like AgentUser (got {value!r})")
+    return value
+
+
+def _host(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"https?://[^\s/?#]+", value.rstrip("/")):
+        raise ValueError(f"expected a base URL like https://127.0.0.1:8443 (got {value!r})")
+    return value.rstrip("/")
+
+
+def _locustfile(value: Any) -> str:
+    if (
+        not isinstance(value, str)
+        or not re.fullmatch(r"[A-Za-z0-9._/-]+\.py", value)
+        or ".." in value
+    ):
+        raise ValueError(
+            f"expected a .py file next to scenarios.yaml, like vots.py (got {value!r})"
+        )
+    return value
+
+
+def _run_time(value: Any) -> float:
+    seconds = parse_seconds(value)
+    if seconds > MAX_DURATION_S:
+        raise ValueError(
+            f"at most {MAX_DURATION_S // 3600}h (got {value!r}); split a soak into runs"
+        )
+    if seconds < 1:
+        raise ValueError(f"at least 1s (got {value!r})")
+    return seconds
+
+
+RunTime = Annotated[float, BeforeValidator(_run_time)]
+Rate = Annotated[float, BeforeValidator(_rate)]
+ThresholdT = Annotated[Threshold, BeforeValidator(parse_threshold)]
+EndpointKey = Annotated[str, BeforeValidator(_endpoint_key)]
+ClassName = Annotated[str, BeforeValidator(_class_name)]
+Host = Annotated[str, BeforeValidator(_host)]
+Locustfile = Annotated[str, BeforeValidator(_locustfile)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class Scenario(_Model):
+    """One load profile with its objectives."""
+
+    description: str = ""
+    locustfile: Locustfile
+    user_classes: list[ClassName] = Field(default_factory=list)
+    host: Host | None = None
+    users: int = Field(ge=1, le=MAX_USERS)
+    spawn_rate: float = Field(default=0.0, ge=0, le=MAX_USERS)
+    duration: RunTime
+    arrival_rate: Rate | None = None
+    max_requests: int = Field(default=DEFAULT_MAX_REQUESTS, ge=1, le=100_000_000)
+    slo: dict[EndpointKey, list[ThresholdT]] = Field(default_factory=dict)
+
+    @property
+    def effective_spawn_rate(self) -> float:
+        """All users within the first second when not given: Locust's ramp is then not part of the figures."""
+        return self.spawn_rate or float(self.users)
+
+
+class ScenarioFile(_Model):
+    scenarios: dict[str, Scenario]
+
+    @model_validator(mode="after")
+    def _names(self) -> ScenarioFile:
+        for name in self.scenarios:
+            if not _NAME_RE.fullmatch(name):
+                raise ValueError(
+                    f"scenario name {name!r}: use lowercase letters, digits, '-' and '_'"
+                )
+        return self
+
+
+@dataclass(frozen=True)
+class LoadedScenarios:
+    """A scenarios.yaml, validated, with where it came from."""
+
+    path: Path
+    file: ScenarioFile
+    lines: LineMap
+
+    def get(self, name: str) -> Scenario:
+        try:
+            return self.file.scenarios[name]
+        except KeyError:
+            names = sorted(self.file.scenarios)
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise SpecError(
+                f"no scenario named {name!r}; {hint}known: {', '.join(names)}",
+                path=str(self.path),
+                key="scenarios",
+                line=self.lines.line(("scenarios",)),
+            ) from None
+
+    def locustfile(self, name: str) -> Path:
+        return self.path.parent / self.get(name).locustfile
+
+
+def user_classes_in(source: str) -> dict[str, int]:
+    """Top-level classes in a locustfile, by name -> line, without importing it."""
+    tree = ast.parse(source)
+    return {node.name: node.lineno for node in tree.body if isinstance(node, ast.ClassDef)}
+
+
+def _check_locustfiles(loaded: LoadedScenarios) -> None:
+    path = str(loaded.path)
+    for name, sc in loaded.file.scenarios.items():
+        loc: tuple[str | int, ...] = ("scenarios", name, "locustfile")
+        target = loaded.path.parent / sc.locustfile
+        try:
+            source = target.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SpecError(
+                f"cannot read {target} ({exc.strerror or exc})",
+                path=path,
+                line=loaded.lines.line(loc),
+                key=format_loc(loc),
+            ) from None
+        try:
+            classes = user_classes_in(source)
+        except SyntaxError as exc:
+            raise SpecError(
+                f"{target}:{exc.lineno}: {exc.msg}",
+                path=path,
+                line=loaded.lines.line(loc),
+                key=format_loc(loc),
+            ) from None
+        for i, cls in enumerate(sc.user_classes):
+            if cls not in classes:
+                close = difflib.get_close_matches(cls, list(classes), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                at = ("scenarios", name, "user_classes", i)
+                raise SpecError(
+                    f"no class {cls!r} in {sc.locustfile}{hint}",
+                    path=path,
+                    line=loaded.lines.line(at),
+                    key=format_loc(at),
+                )
+
+
+def parse_scenarios(text: str, path: str | Path) -> LoadedScenarios:
+    """Validate scenarios.yaml text; ``path`` anchors locustfiles and error messages."""
+    data, lines = load_yaml(text, str(path))
+    file = validate(ScenarioFile, data, lines, str(path))
+    loaded = LoadedScenarios(Path(path), file, lines)
+    _check_locustfiles(loaded)
+    return loaded
+
+
+def load_scenarios(path: str | Path) -> LoadedScenarios:
+    """Read and validate a scenarios.yaml from disk."""
+    return parse_scenarios(read_text(Path(path)), path)
+
+
+Mode = Literal["local", "master", "worker"]

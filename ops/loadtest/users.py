@@ -1,0 +1,68 @@
+"""``VotsUser``: the base of the bundled Locust user classes (imports Locust).
+
+It is a ``FastHttpUser`` (geventhttpclient: several times the requests/s of
+``HttpUser`` per core) that knows about the scenario's arrival rate. Without
+one, a user waits ``think_time`` seconds between tasks, like any Locust user.
+With ``arrival_rate`` set, each user starts a task every
+``users / arrival_rate`` seconds on a fixed schedule, as wrk2 paces each
+connection: a task that starts late (because the previous response was slow)
+records how late it was, and the Locust plugin adds that to the latency it
+reports "from intended start". A user that falls behind catches up back-to-back
+instead of silently lowering the offered load.
+
+One task iteration is one scheduled arrival; write one request per task for
+figures that mean what they say.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from typing import Any
+
+from locust import FastHttpUser
+
+_CONFIG: dict[str, Any] = json.loads(os.environ.get("VOTS_OPS_LOADTEST", "{}"))
+
+
+def _pacing_interval() -> float | None:
+    rate, users = _CONFIG.get("arrival_rate"), _CONFIG.get("users")
+    return float(users) / float(rate) if rate and users else None
+
+
+class VotsUser(FastHttpUser):
+    """A FastHttpUser with think time, or wrk2-style pacing under an arrival rate."""
+
+    abstract = True
+    think_time: tuple[float, float] = (0.0, 0.0)
+    _interval: float | None = _pacing_interval()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._next: float | None = None
+        self._fresh = True
+        self._late_us = 0
+
+    def wait_time(self) -> float:
+        if self._interval is None:
+            lo, hi = self.think_time
+            return random.uniform(lo, hi) if hi > 0 else 0.0
+        now = time.time()
+        if self._next is None:
+            self._next = now
+        self._next += self._interval
+        self._fresh = True
+        return max(0.0, self._next - now)
+
+    def context(self) -> dict[str, Any]:
+        if self._interval is None:
+            return {}
+        if self._fresh:
+            now = time.time()
+            if self._next is None:  # the first task runs right after on_start
+                self._next = now
+            self._late_us = max(0, int((now - self._next) * 1_000_000))
+            self._fresh = False
+        return {"vots_late_us": self._late_us}

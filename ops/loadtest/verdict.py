@@ -1,0 +1,284 @@
+"""From Locust's raw figures to the result a pipeline acts on: exact percentiles, SLOs, regressions.
+
+The result is a plain dict with a stable, versioned schema (``SCHEMA``,
+documented in the README). Latency objectives are judged on exact percentiles
+from the HdrHistograms; with an arrival rate, on latency from each request's
+intended start (what a user waiting in line sees), otherwise on service time.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ops.errors import SpecError
+from ops.loadtest import hdr
+from ops.loadtest.scenario import OVERALL, Scenario, Threshold
+
+SCHEMA = "vots-ops/loadtest-result/1"
+REGRESSION_METRICS = ("p50", "p95", "p99")
+LATENCY_NOISE_MS = 1.0  # a change smaller than this is never a regression
+ERROR_RATE_NOISE = 0.001  # 0.1 percentage points
+
+
+def _iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds") if ts else None
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _figures(
+    requests: int, failures: int, seconds: float, nbytes: int, svc: Any, intended: Any, locust: dict
+) -> dict:
+    return {
+        "requests": requests,
+        "failures": failures,
+        "error_rate": _round(failures / requests if requests else 0.0, 6),
+        "rps": _round(requests / seconds if seconds > 0 else 0.0, 2),
+        "bytes": nbytes,
+        "latency_ms": {k: _round(v) for k, v in hdr.summary(svc).items()},
+        "latency_from_intended_ms": (
+            {k: _round(v) for k, v in hdr.summary(intended).items()}
+            if intended is not None
+            else None
+        ),
+        "locust_latency_ms": {
+            "p50": locust.get("locust_p50_ms"),
+            "p95": locust.get("locust_p95_ms"),
+            "p99": locust.get("locust_p99_ms"),
+        },
+    }
+
+
+def build_result(
+    raw: dict[str, Any],
+    *,
+    name: str,
+    scenario: Scenario,
+    host: str,
+    processes: int,
+    mode: str,
+    interrupted: bool = False,
+) -> dict[str, Any]:
+    """The result document (without verdict) from the plugin's raw file."""
+    arrival = scenario.arrival_rate is not None
+    by_key = {f"{e['method']} {e['name']}": e for e in raw.get("entries", []) if e["method"]}
+    total = next((e for e in raw.get("entries", []) if not e["method"]), {})
+    seconds = 0.0
+    if total.get("last_request") and total.get("first_request"):
+        seconds = max(0.0, total["last_request"] - total["first_request"])
+    hists = {
+        k: (hdr.decode(v[0]), hdr.decode(v[1]) if v[1] else None)
+        for k, v in raw.get("hdr", {}).items()
+    }
+    endpoints: dict[str, Any] = {}
+    all_svc, all_int = hdr.new(), hdr.new() if arrival else None
+    for key in sorted(set(by_key) | set(hists)):
+        entry = by_key.get(key, {})
+        svc, intended = hists.get(key, (hdr.new(), None))
+        if arrival and intended is None:
+            intended = hdr.new()
+        all_svc.add(svc)
+        if all_int is not None and intended is not None:
+            all_int.add(intended)
+        endpoints[key] = _figures(
+            entry.get("requests", 0),
+            entry.get("failures", 0),
+            seconds,
+            entry.get("bytes", 0),
+            svc,
+            intended,
+            entry,
+        )
+    overall = _figures(
+        total.get("requests", 0),
+        total.get("failures", 0),
+        seconds,
+        total.get("bytes", 0),
+        all_svc,
+        all_int,
+        total,
+    )
+    return {
+        "schema": SCHEMA,
+        "scenario": name,
+        "host": host,
+        "started": _iso(raw.get("started")),
+        "ended": _iso(raw.get("ended")),
+        "measured_s": round(seconds, 3),
+        "planned": {
+            "users": scenario.users,
+            "spawn_rate": scenario.effective_spawn_rate,
+            "duration_s": scenario.duration,
+            "arrival_rate": scenario.arrival_rate,
+            "max_requests": scenario.max_requests,
+            "processes": processes,
+            "mode": mode,
+            "workers": raw.get("workers", 0),
+        },
+        "stop_reason": "interrupted" if interrupted else raw.get("stop_reason", "duration"),
+        "latency_basis": "intended" if arrival else "service",
+        "endpoints": endpoints,
+        "overall": overall,
+        "errors": [
+            {"endpoint": f"{e['method']} {e['name']}", "error": e["error"], "count": e["count"]}
+            for e in sorted(raw.get("errors", []), key=lambda e: -e["count"])
+        ],
+        "hdr_counts_match": all_svc.get_total_count() == total.get("requests", 0),
+    }
+
+
+def _actual(figures: dict[str, Any], th: Threshold, basis: str) -> float | None:
+    if figures["requests"] == 0:
+        return None
+    if th.metric == "error_rate":
+        return float(figures["error_rate"])
+    if th.metric == "rps":
+        return float(figures["rps"])
+    lat = figures["latency_from_intended_ms"] if basis == "intended" else figures["latency_ms"]
+    key = th.metric
+    if key not in lat:  # a percentile outside the summary set, e.g. p(75)
+        return None
+    return float(lat[key])
+
+
+def judge(result: dict[str, Any], scenario: Scenario) -> list[dict[str, Any]]:
+    """Each SLO with its actual figure, pass/fail and margin (positive = inside the objective)."""
+    out = []
+    basis = result["latency_basis"]
+    for target, thresholds in scenario.slo.items():
+        figures = result["overall"] if target == OVERALL else result["endpoints"].get(target)
+        for th in thresholds:
+            actual = _actual(figures, th, basis) if figures is not None else None
+            row: dict[str, Any] = {
+                "target": target,
+                "threshold": th.text,
+                "metric": th.metric,
+                "op": th.op,
+                "value": th.value,
+                "unit": th.unit,
+                "actual": _round(actual, 6),
+                "pass": actual is not None and th.holds(actual),
+                "margin": _round(th.margin(actual), 6) if actual is not None else None,
+            }
+            if figures is None or figures["requests"] == 0:
+                row["note"] = f"no requests recorded for {target!r}"
+            out.append(row)
+    return out
+
+
+def _percentiles_for(scenario: Scenario) -> set[str]:
+    return {th.metric for ths in scenario.slo.values() for th in ths if th.metric.startswith("p")}
+
+
+def extra_percentiles(result: dict[str, Any], raw: dict[str, Any], scenario: Scenario) -> None:
+    """Add percentiles an SLO names beyond the standard set (``p(75)``) to the figures it judges."""
+    wanted = _percentiles_for(scenario) - {f"p{format(q, 'g')}" for q in hdr.PERCENTILES}
+    if not wanted:
+        return
+    hists = {
+        k: (hdr.decode(v[0]), hdr.decode(v[1]) if v[1] else None)
+        for k, v in raw.get("hdr", {}).items()
+    }
+    all_svc, all_int = hdr.new(), hdr.new()
+    for key, (svc, intended) in hists.items():
+        all_svc.add(svc)
+        if intended is not None:
+            all_int.add(intended)
+        fig = result["endpoints"].get(key)
+        if fig is None:
+            continue
+        for metric in wanted:
+            fig["latency_ms"][metric] = _round(hdr.value_at(svc, metric))
+            if fig["latency_from_intended_ms"] is not None and intended is not None:
+                fig["latency_from_intended_ms"][metric] = _round(hdr.value_at(intended, metric))
+    for metric in wanted:
+        result["overall"]["latency_ms"][metric] = _round(hdr.value_at(all_svc, metric))
+        if result["overall"]["latency_from_intended_ms"] is not None:
+            result["overall"]["latency_from_intended_ms"][metric] = _round(
+                hdr.value_at(all_int, metric)
+            )
+
+
+def load_baseline(path: Path) -> dict[str, Any]:
+    """An earlier result file (or a run directory holding ``result.json``)."""
+    target = path / "result.json" if path.is_dir() else path
+    try:
+        data = json.loads(target.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpecError("baseline not found", path=str(target)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read the baseline ({exc})", path=str(target)) from None
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"not JSON ({exc.msg})", path=str(target), line=exc.lineno) from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        got = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        raise SpecError(
+            f"not a vots-ops loadtest result (schema {got!r}, expected {SCHEMA!r})",
+            path=str(target),
+        )
+    return data
+
+
+def compare(
+    result: dict[str, Any], baseline: dict[str, Any], tolerance: float
+) -> list[dict[str, Any]]:
+    """Regressions beyond ``tolerance`` (0.10 = 10%) in latency, error rate or throughput.
+
+    Latency is compared on the same basis in both runs (service time, and time
+    from intended start when both runs had an arrival rate); tiny absolute
+    changes (under 1 ms, under 0.1 percentage points of errors) are noise.
+    """
+    rows: list[dict[str, Any]] = []
+    targets = [(OVERALL, result["overall"], baseline.get("overall"))]
+    targets += [
+        (k, v, baseline.get("endpoints", {}).get(k)) for k, v in result["endpoints"].items()
+    ]
+    for target, new, old in targets:
+        if not old or not new["requests"] or not old.get("requests"):
+            continue
+        bases = ["latency_ms"]
+        if new.get("latency_from_intended_ms") and old.get("latency_from_intended_ms"):
+            bases.append("latency_from_intended_ms")
+        for basis in bases:
+            for metric in REGRESSION_METRICS:
+                a, b = new[basis].get(metric), old[basis].get(metric)
+                if a is None or b is None:
+                    continue
+                if a > b * (1 + tolerance) and a - b > LATENCY_NOISE_MS:
+                    rows.append(
+                        _row(
+                            target,
+                            f"{metric}{'' if basis == 'latency_ms' else ' (intended)'}",
+                            b,
+                            a,
+                            "ms",
+                            tolerance,
+                        )
+                    )
+        a, b = new["error_rate"], old["error_rate"]
+        if a > b * (1 + tolerance) and a - b > ERROR_RATE_NOISE:
+            rows.append(_row(target, "error_rate", b, a, "", tolerance))
+        a, b = new["rps"], old["rps"]
+        if b and a < b * (1 - tolerance):
+            rows.append(_row(target, "rps", b, a, "/s", tolerance))
+    return rows
+
+
+def _row(
+    target: str, metric: str, base: float, actual: float, unit: str, tolerance: float
+) -> dict[str, Any]:
+    change = (actual - base) / base * 100 if base else None
+    return {
+        "target": target,
+        "metric": metric,
+        "baseline": base,
+        "actual": actual,
+        "unit": unit,
+        "change_pct": _round(change, 1),
+        "tolerance_pct": round(tolerance * 100, 1),
+    }

@@ -1,0 +1,57 @@
+"""Locust users for the load tests: one class per stand-in endpoint (tests/support/standin.py)."""
+
+from __future__ import annotations
+
+from locust import FastHttpUser, task
+
+from ops.loadtest.users import VotsUser
+
+
+class Fast(VotsUser):
+    @task
+    def fast(self) -> None:
+        self.client.get("/fast")
+
+
+class Sleep50(VotsUser):
+    @task
+    def sleep50(self) -> None:
+        self.client.get("/sleep/50")
+
+
+class Sleep123(VotsUser):
+    @task
+    def sleep123(self) -> None:
+        self.client.get("/sleep/123")
+
+
+class Slow(VotsUser):
+    @task
+    def slow(self) -> None:
+        self.client.get("/sleep/300")
+
+
+class Fail(VotsUser):
+    @task
+    def fail(self) -> None:
+        self.client.get("/fail")
+
+
+class Delayed(VotsUser):
+    @task
+    def delayed(self) -> None:
+        self.client.get("/delayed")
+
+
+class Stall(VotsUser):
+    @task
+    def stall(self) -> None:
+        self.client.get("/stall")
+
+
+class Plain(FastHttpUser):
+    """Not a VotsUser: cannot be paced to an arrival rate."""
+
+    @task
+    def fast(self) -> None:
+        self.client.get("/fast")

@@ -1,0 +1,134 @@
+"""A real stand-in service for load tests: a plain ASGI app that uvicorn serves in its own process.
+
+Routes (all JSON):
+
+* ``/healthz``, ``/fast``: answer at once.
+* ``/sleep/N``: answer after ``N`` ms (``asyncio.sleep``: the server stays free).
+* ``/delayed``: answer after the delay last set with ``POST /__delay/N`` (ms),
+  so two runs can see the same endpoint get slower.
+* ``/fail``: a real 500.
+* ``/stall``: when at least a second has passed since the last stall ended,
+  block the whole event loop for one second (``time.sleep``), as a GC pause or
+  a stuck lock does; otherwise answer at once. Under steady traffic the server
+  is stalled for one second in every two.
+* ``/api/v1/...``, ``/_next/static/...``, ``/``: small bodies, so the bundled
+  locustfile runs against it through the rendered nginx (POSTs are read).
+
+``serve_standin()`` starts ``uvicorn`` on a free loopback port and waits for
+``/healthz``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from ops.proc import free_port
+from tests.support.processes import stop_process
+
+STATE: dict[str, float] = {"delay_ms": 0.0, "stall_end": 0.0}
+
+
+async def _send(
+    send: Any, status: int, body: dict[str, Any], ctype: str = "application/json"
+) -> None:
+    data = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", ctype.encode()),
+                (b"content-length", str(len(data)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if scope["type"] != "http":
+        return
+    more = True
+    while more:  # read the body, as a real app does
+        message = await receive()
+        more = message.get("more_body", False)
+    path: str = scope["path"]
+    if path in ("/healthz", "/fast"):
+        await _send(send, 200, {"status": "ok"})
+    elif path.startswith("/sleep/"):
+        await asyncio.sleep(int(path.rsplit("/", 1)[1]) / 1000.0)
+        await _send(send, 200, {"slept_ms": int(path.rsplit("/", 1)[1])})
+    elif path.startswith("/__delay/") and scope["method"] == "POST":
+        STATE["delay_ms"] = float(path.rsplit("/", 1)[1])
+        await _send(send, 200, {"delay_ms": STATE["delay_ms"]})
+    elif path == "/delayed":
+        await asyncio.sleep(STATE["delay_ms"] / 1000.0)
+        await _send(send, 200, {"delay_ms": STATE["delay_ms"]})
+    elif path == "/fail":
+        await _send(send, 500, {"error": "deliberate failure"})
+    elif path == "/stall":
+        now = time.monotonic()
+        if now - STATE["stall_end"] >= 1.0:
+            time.sleep(1.0)  # blocks the event loop: every connection waits
+            STATE["stall_end"] = time.monotonic()
+        await _send(send, 200, {"status": "ok"})
+    elif path.startswith("/api/v1/") or path.startswith("/_next/static/") or path == "/":
+        await _send(send, 200, {"path": path, "items": list(range(20))})
+    else:
+        await _send(send, 404, {"error": "not found"})
+
+
+@dataclass
+class Standin:
+    """A running stand-in: its base URL and process."""
+
+    url: str
+    proc: subprocess.Popen[bytes]
+
+    def set_delay(self, ms: float) -> None:
+        req = urllib.request.Request(f"{self.url}/__delay/{ms:g}", method="POST", data=b"")
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            resp.read()
+
+
+@contextmanager
+def serve_standin(timeout: float = 15.0) -> Iterator[Standin]:
+    """Run the stand-in with uvicorn on a free loopback port until the block ends."""
+    port = free_port()
+    argv = [sys.executable, "-m", "uvicorn", "tests.support.standin:app", "--host", "127.0.0.1"]
+    argv += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=1) as resp:
+                    resp.read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"the stand-in did not start (exit {proc.poll()})"
+                    ) from None
+                time.sleep(0.05)
+        yield Standin(url, proc)
+    finally:
+        stop_process(proc)
