@@ -427,3 +427,95 @@ def test_master_and_worker_on_loopback(standin: Standin, tmp_path: Path) -> None
     result = json.loads(out)
     assert result["planned"]["mode"] == "master" and result["planned"]["workers"] == 1
     assert result["overall"]["requests"] > 50 and result["hdr_counts_match"] is True
+
+
+def test_live_progress_on_a_terminal(standin: Standin, tmp_path: Path) -> None:
+    import pty
+
+    primary, secondary = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ops",
+                "loadtest",
+                "pass",
+                "--scenarios",
+                str(SCENARIOS),
+                "--host",
+                standin.url,
+                "--out",
+                str(tmp_path / "runs"),
+                "--format",
+                "json",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=secondary,
+            cwd=tmp_path,
+            env={**_env(), "TERM": "xterm"},
+        )
+        os.close(secondary)
+        secondary = -1
+        seen = b""
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        os.close(primary)
+        if secondary != -1:
+            os.close(secondary)
+    assert proc.returncode == 0
+    screen = seen.decode(errors="replace")
+    # Redrawn status: elapsed, remaining, users, current rate, p95, failures.
+    for word in ("elapsed", "left", "users 6", "req/s", "p95", "failures"):
+        assert word in screen, screen[-1500:]
+    assert json.loads(out)["verdict"] == "pass"  # stdout stays the result alone
+
+
+def test_ctrl_c_stops_early_and_keeps_what_was_measured(standin: Standin, tmp_path: Path) -> None:
+    import signal
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ops",
+            "loadtest",
+            "pass",
+            "--scenarios",
+            str(SCENARIOS),
+            "--host",
+            standin.url,
+            "--out",
+            str(tmp_path / "runs"),
+            "--duration",
+            "60s",
+            "--format",
+            "json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env=_env(),
+    )
+    try:
+        time.sleep(6)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=45)
+    finally:
+        stop_process(proc)
+    assert proc.returncode == 1, err
+    result = json.loads(out)
+    assert result["stop_reason"] == "interrupted" and result["verdict"] == "fail"
+    assert result["overall"]["requests"] > 100 and result["measured_s"] < 20
+    assert "run interrupted" in err.strip().splitlines()[-1]
+    assert (Path(result["run_dir"]) / "report.html").is_file()
