@@ -126,8 +126,7 @@ def run_scenario(
         )
     reason = check_allowed(target, {*stack_names, *allow_hosts})
     base = verdict.load_baseline(baseline) if baseline is not None else None
-    if mode != "worker":
-        preflight(target)
+    preflight(target)
     nprocs = processes or os.cpu_count() or 1
     opts = runner.RunOptions(
         host=target,
