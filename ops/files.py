@@ -7,6 +7,7 @@ import difflib
 import os
 import tempfile
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ops.errors import OutputError
@@ -94,3 +95,31 @@ def diff_all(root: Path, files: Mapping[str, str]) -> str:
             )
         )
     return "".join(chunks)
+
+
+def new_run_dir(root: Path, name: str) -> tuple[Path, Path]:
+    """(staging dir, final dir) for a run named ``name`` under ``root``.
+
+    The run is built in a hidden staging directory and renamed to the final,
+    timestamped name only when complete, so a crash leaves nothing that looks
+    like a result.
+    """
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    root = root.absolute()  # tools we start may run in another directory
+    final = root / f"{name}-{stamp}"
+    n = 1
+    while final.exists():
+        n += 1
+        final = root / f"{name}-{stamp}-{n}"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"{root}: exists and is not a directory") from None
+    except OSError as exc:
+        raise OutputError(f"{root}: cannot create the run directory ({exc.strerror})") from None
+    staging = root / f".{final.name}.partial-{os.getpid()}"
+    try:
+        staging.mkdir()
+    except OSError as exc:
+        raise OutputError(f"{root}: cannot write here ({exc.strerror})") from None
+    return staging, final

@@ -42,10 +42,12 @@ def cli(ctx: click.Context, quiet: bool) -> None:
 def _register() -> None:
     from ops.cli.loadtest import loadtest
     from ops.cli.plan import plan
+    from ops.cli.profile import profile
     from ops.cli.report import report
 
     cli.add_command(plan)
     cli.add_command(loadtest)
+    cli.add_command(profile)
     cli.add_command(report)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ops.errors import CheckFailed, OpsError, SpecError
-from ops.files import atomic_write
+from ops.files import atomic_write, new_run_dir
 
 DEFAULT_RUNS = Path("loadtest-runs")
 
@@ -137,7 +137,7 @@ def run_scenario(
         master_port=master_port,
         master_bind_host=master_bind_host,
     )
-    staging, final = runner.new_run_dir(runs_dir, name)
+    staging, final = new_run_dir(runs_dir, name)
     if on_start is not None:
         on_start(target, scenario, reason)
     try:

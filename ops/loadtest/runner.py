@@ -29,11 +29,10 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from ops.errors import OpsError, OutputError, ToolMissing
+from ops.errors import OpsError, ToolMissing
 from ops.loadtest.scenario import Scenario
 from ops.proc import free_port
 
@@ -132,29 +131,6 @@ def _deadline(scenario: Scenario, opts: RunOptions) -> float:
     ramp = scenario.users / scenario.effective_spawn_rate
     wait = EXPECT_WORKERS_WAIT_S if opts.mode == "master" else 0
     return scenario.duration + ramp + wait + 60.0
-
-
-def new_run_dir(root: Path, name: str) -> tuple[Path, Path]:
-    """(staging dir, final dir) for a run of scenario ``name`` under ``root``."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    root = root.absolute()  # Locust runs in the locustfile's directory
-    final = root / f"{name}-{stamp}"
-    n = 1
-    while final.exists():
-        n += 1
-        final = root / f"{name}-{stamp}-{n}"
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise OutputError(f"{root}: exists and is not a directory") from None
-    except OSError as exc:
-        raise OutputError(f"{root}: cannot create the run directory ({exc.strerror})") from None
-    staging = root / f".{final.name}.partial-{os.getpid()}"
-    try:
-        staging.mkdir()
-    except OSError as exc:
-        raise OutputError(f"{root}: cannot write here ({exc.strerror})") from None
-    return staging, final
 
 
 def run_locust(
