@@ -19,6 +19,9 @@ INSTALL_HINTS = {
     "check-jsonschema": "install it with: pip install check-jsonschema",
     "wrk": "install it with: apt-get install wrk",
     "crontab": "install it with: apt-get install cron (or use --systemd)",
+    "perf": "install it with: apt-get install linux-perf",
+    "go": "install it with: apt-get install golang-go",
+    "cargo": "install it with: apt-get install cargo (or rustup)",
 }
 
 

@@ -184,7 +184,7 @@ def profile() -> None:
 def run(
     console: Console,
     recipe: str | None,
-    recipes_dir: Path,
+    recipes_dir: Path | None,
     stack_path: str,
     pid: int | None,
     match: str | None,
@@ -208,14 +208,14 @@ def run(
 ) -> None:
     """Sample a process and write speedscope, flamegraph and folded stacks."""
     from ops.profile import run_profile
-    from ops.profile.recipe import DEFAULT_PROFILER, find_recipe, load_recipe
+    from ops.profile.recipe import DEFAULT_PROFILER, default_recipes, find_recipe, load_recipe
 
     targets_given = [x for x in (pid, container, service) if x is not None]
     if len(targets_given) > 1:
         raise click.UsageError(
             "give one of --pid, --container, --service (--match may narrow a container or service)"
         )
-    rec = load_recipe(find_recipe(recipe, recipes_dir)) if recipe else None
+    rec = load_recipe(find_recipe(recipe, recipes_dir or default_recipes())) if recipe else None
     req = _request(
         rec,
         recipe,

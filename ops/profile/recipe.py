@@ -127,6 +127,16 @@ def load_recipe(path: Path) -> Recipe:
     return validate(Recipe, data, lines, str(path))
 
 
+def default_recipes() -> Path:
+    """``profiles/`` here, else the recipes shipped in the wheel (``ops/_data``)."""
+    local = Path("profiles")
+    if local.is_dir():
+        return local
+    here = Path(__file__).resolve().parent.parent
+    packaged = here / "_data" / "profiles"
+    return packaged if packaged.is_dir() else here.parent / "profiles"
+
+
 def find_recipe(name: str, directory: Path) -> Path:
     """``agent`` -> ``profiles/agent.yaml``; an unknown name lists the known ones."""
     if name.endswith((".yaml", ".yml")) or "/" in name:
