@@ -83,7 +83,7 @@ def profile() -> None:
       vots-ops profile --match 'uvicorn .*agent' --duration 20s
       vots-ops profile --container vots_rag_1 --native
       vots-ops profile --language go --pprof-url http://127.0.0.1:6060
-      vots-ops profile --pid 4242 --language rust    # perf record -g
+      vots-ops profile --pid 4242 --language rust    # perf record --call-graph dwarf
       vots-ops profile --pid 4242 --dump             # one stack snapshot of every thread
       vots-ops profile diff profile-runs/agent-A profile-runs/agent-B
     """

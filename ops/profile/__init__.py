@@ -112,17 +112,19 @@ def _sample(
                 f"perf cannot sample here: {reason}; or give the service's pprof URL (--pprof-url)"
             )
         runs = [
-            lambda tg=tg, i=i, **_: perf_record(
+            lambda tg=tg, i=i, on_tick=None, stop=None: perf_record(
                 tg.pid,
                 duration_s=req.duration_s,
                 rate_hz=req.rate_hz,
                 target=tg.label,
                 language=req.language,
                 workdir=_sub(workdir, i),
+                on_tick=on_tick,
+                stop=stop,
             )
             for i, tg in enumerate(targets)
         ]
-        return _merge(_parallel(runs, on_tick)), "perf record -g"
+        return _merge(_parallel(runs, on_tick)), "perf record --call-graph dwarf"
     if req.profiler == "py-spy":
         from ops.profile import pyspy
 

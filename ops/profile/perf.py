@@ -17,7 +17,7 @@ Choices, each measured on the test VM (perf 6.1, 2 vCPUs):
   ``call_graph="fp"`` is there for programs built with frame pointers (Go).
 * ``--no-inline`` for ``perf script``: inlined helpers (``black_box``,
   ``Range::next``) would otherwise become the leaf and split a function's
-  self time between them; resolving them is also perf's slowest step.
+  self time between them; resolving them also takes perf script 2.5 times as long.
 * ``--no-bpf-event`` saves perf ~0.9 s of start-up reading BPF programs, and
   ``--no-buildid-cache`` keeps perf from copying every binary it saw into
   ``~/.debug``.
@@ -30,8 +30,10 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -40,13 +42,13 @@ from ops.errors import OpsError, OutputError, ToolMissing
 from ops.proc import INSTALL_HINTS, run, which
 from ops.profile.model import Profile, Stack
 
-# Until ops.proc.INSTALL_HINTS has a "perf" entry.
-PERF_HINT = INSTALL_HINTS.get("perf", "install it with: apt-get install linux-perf")
+PERF_HINT = INSTALL_HINTS["perf"]
 EVENT = "cpu-clock"
 # pid/tid (not the default tid alone) so samples can be kept to the target process.
 SCRIPT_FIELDS = "comm,pid,tid,time,event,ip,sym,symoff,dso"
 RECORD_GRACE_S = 30  # perf's start-up and writing the file, beyond the sampling itself
 STOP_GRACE_S = 30  # after a Ctrl-C, for perf to finish the file
+TICK_S = 0.25  # how often on_tick and stop are looked at
 SCRIPT_TIMEOUT_S = 300  # DWARF unwinding of a long, many-threaded recording is slow
 PARANOID = Path("/proc/sys/kernel/perf_event_paranoid")
 CallGraph = Literal["dwarf", "fp"]
@@ -79,15 +81,19 @@ def perf_record(
     language: str = "rust",
     workdir: Path,
     call_graph: CallGraph = "dwarf",
+    on_tick: Callable[[float], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> Profile:
     """Sample process ``pid`` (all its threads) for ``duration_s`` seconds at ``rate_hz``.
 
     ``perf.data`` and perf's own output (``perf-record.log``) stay in
-    ``workdir``. A Ctrl-C (KeyboardInterrupt) stops the recording early: perf
-    gets SIGINT, finishes the file, and what it holds is folded and returned
-    with ``meta["interrupted"] = True``; a second Ctrl-C kills perf and
-    re-raises. A target that exits while being sampled gives the samples taken
-    until then, with ``meta["target_exited"] = True``.
+    ``workdir``. A Ctrl-C (KeyboardInterrupt) or ``stop`` being set (for a
+    sampler in a thread, which Ctrl-C does not reach) stops the recording
+    early: perf gets SIGINT, finishes the file, and what it holds is folded
+    and returned with ``meta["interrupted"] = True``; a second Ctrl-C kills
+    perf and re-raises. A target that exits while being sampled gives the
+    samples taken until then, with ``meta["target_exited"] = True``.
+    ``on_tick`` gets the seconds elapsed, about four times a second.
     """
     if duration_s <= 0 or rate_hz <= 0:
         raise OpsError(f"duration and rate must be positive (got {duration_s:g}s, {rate_hz:g} Hz)")
@@ -120,14 +126,21 @@ def perf_record(
     try:
         while True:
             try:
-                proc.wait(max(0.0, deadline - time.monotonic()))
+                proc.wait(TICK_S)
                 break
             except subprocess.TimeoutExpired:
-                _stop(proc)
-                raise OpsError(
-                    f"perf record did not finish within {deadline - t0:.0f}s; stopped it "
-                    f"(log: {log_path})"
-                ) from None
+                if on_tick is not None:
+                    on_tick(time.time() - started)
+                if stop is not None and stop.is_set() and not interrupted:
+                    interrupted = True
+                    _signal(proc, signal.SIGINT)
+                    deadline = min(deadline, time.monotonic() + STOP_GRACE_S)
+                elif time.monotonic() > deadline:
+                    _stop(proc)
+                    raise OpsError(
+                        f"perf record did not finish within {deadline - t0:.0f}s; stopped it "
+                        f"(log: {log_path})"
+                    ) from None
             except KeyboardInterrupt:
                 if interrupted:  # a second Ctrl-C: stop now
                     _signal(proc, signal.SIGKILL)
@@ -146,20 +159,23 @@ def perf_record(
     ok = proc.returncode == 0 or (interrupted and proc.returncode == -signal.SIGINT)
     if not ok and not target_exited:
         raise OpsError(f"perf record failed for pid {pid}: {explain_failure(log_text, pid=pid)}")
-    if not data.exists() or data.stat().st_size == 0:
+    has_data = data.exists() and data.stat().st_size > 0
+    if not has_data and not target_exited:
         raise OpsError(f"perf record wrote no data for pid {pid}: {explain_failure(log_text)}")
-    try:
-        folded = _script(perf, data, pid)
-    except OpsError:
-        if not target_exited:
-            raise
-        folded = Folded({})  # perf left a file without samples behind
+    folded = Folded({})
+    if has_data:
+        try:
+            folded = _script(perf, data, pid)
+        except OpsError:
+            if not target_exited:
+                raise  # else perf left a file without samples behind
     if target_exited and not folded.stacks:
         raise OpsError(f"pid {pid} exited before perf recorded any samples")
+    cut_short = interrupted or target_exited  # then the wall time is the better measure
     meta = {
         "pid": pid,
         "comm": folded.threads.get(pid) or next(iter(folded.threads.values()), None),
-        "threads": len(folded.threads),
+        "threads_sampled": len(folded.threads),
         "event": folded.event or EVENT,
         "call_graph": call_graph,
         "interrupted": interrupted,
@@ -173,7 +189,7 @@ def perf_record(
         target=target,
         language=language,
         backend="perf",
-        duration_s=round(min(elapsed, duration_s) if interrupted else duration_s, 3),
+        duration_s=round(min(elapsed, duration_s) if cut_short else float(duration_s), 3),
         rate_hz=rate_hz,
         weight="samples",
         started=started,
@@ -222,9 +238,11 @@ class Folded:
     event: str | None = None
 
 
+# "hot 123/125  4567.890123: cpu-clock:" -- comm (may hold spaces, may be right-aligned),
+# pid/tid or tid alone, [cpu], time, period, event, and the one frame when there is no chain.
 _HEADER = re.compile(
-    r"^(?P<comm>.*?)\s+(?:(?P<pid>-?\d+)/)?(?P<tid>-?\d+)\s+(?:\[\d+\]\s+)?"
-    r"(?:\d+\.\d+:\s+)?(?:\d+\s+)?(?P<event>[\w:.-]+):(?:\s+(?P<rest>.*))?$"
+    r"^\s*(?P<comm>\S.*?)\s+(?:(?P<pid>-?\d+)/)?(?P<tid>-?\d+)\s+(?:\[\d+\]\s+)?"
+    r"\d+\.\d+:\s+(?:\d+\s+)?(?P<event>[\w:.-]+):(?:\s+(?P<rest>.*))?$"
 )
 # "  1405f hot::hot_loop+0x4f (/path/hot)"; the DSO may hold one "( )" of its own ("(deleted)").
 _FRAME = re.compile(
@@ -235,10 +253,11 @@ _FRAME = re.compile(
 def fold_perf_script(text: str, *, pid: int | None = None) -> Folded:
     """Fold ``perf script`` output into stacks; with ``pid``, only that process's samples.
 
-    Each sample is a header line then its call chain, leaf first, one frame a
-    line, and a blank line. Filtering needs the ``pid/tid`` form of the header
-    (``-F pid,tid,...``, as :func:`perf_record` asks for); a header with a tid
-    alone is kept.
+    Each sample is a header line (which needs its time field, as perf prints
+    by default) then its call chain, leaf first, one frame a line, and a blank
+    line. Filtering needs the ``pid/tid`` form of the header (``-F
+    pid,tid,...``, as :func:`perf_record` asks for); a header with a tid alone
+    is kept.
     """
     stacks: Counter[Stack] = Counter()
     threads: dict[int, str] = {}
@@ -254,28 +273,22 @@ def fold_perf_script(text: str, *, pid: int | None = None) -> Folded:
         if not line.strip():
             flush()
             frames = None
+        elif line.startswith("#"):
             continue
-        if line.startswith("#"):
-            continue
-        if not line[0].isspace():  # a sample's header
+        elif m := _HEADER.match(line):
             flush()
             frames = None
-            m = _HEADER.match(line)
-            if m is None:
-                continue
-            tid = int(m["tid"])
             sample_pid = int(m["pid"]) if m["pid"] is not None else None
             if pid is not None and sample_pid is not None and sample_pid != pid:
                 other += 1
                 continue
             frames = []
-            threads.setdefault(tid, m["comm"].strip())
+            threads.setdefault(int(m["tid"]), m["comm"])
             event = event or m["event"]
             rest = (m["rest"] or "").strip()
             if rest and (fm := _FRAME.match(rest)):  # no call chain: the one frame on this line
                 frames.append(frame_name(fm["sym"], fm["dso"]))
-            continue
-        if frames is not None and (fm := _FRAME.match(line)):
+        elif frames is not None and (fm := _FRAME.match(line)):
             frames.append(frame_name(fm["sym"], fm["dso"]))
     flush()
     return Folded(dict(stacks), threads, other, event)
@@ -437,15 +450,17 @@ def explain_failure(output: str, *, pid: int | None = None) -> str:
             "perf_event_open is not implemented here: a kernel without perf events, "
             "or a container sandbox (such as gVisor) that does not provide the system call"
         )
-    if "perf_event_mlock_kb" in low:
+    if any(s in low for s in _REFUSED):
+        return _refused(pid)
+    if "error mapping pages" in low:  # the refusal text above mentions mlock_kb too
         return (
             "perf's buffers exceed kernel.perf_event_mlock_kb for this user; "
             "use a lower rate, run as root, or raise that limit"
         )
-    if any(s in low for s in _REFUSED):
-        return _refused(pid)
     if "not supported" in low:
         return f"the {EVENT} event is not supported here"
+    if "perf not found for kernel" in low:  # Ubuntu's /usr/bin/perf wrapper
+        return f"perf does not match this kernel; install linux-tools-{os.uname().release}"
     lines = [
         ln.strip()
         for ln in output.splitlines()
