@@ -206,7 +206,8 @@ def _pprof(req: Request) -> Profile:
     if not req.pprof_url:
         raise OpsError("the pprof profiler needs --pprof-url (or pprof.url in the recipe)")
     data = fetch_pprof(req.pprof_url, kind=req.pprof_kind, seconds=req.duration_s)  # type: ignore[arg-type]
-    return parse_pprof(data, target=req.pprof_url, language=req.language, duration_s=req.duration_s)
+    # The profile knows its own length (a heap snapshot has none).
+    return parse_pprof(data, target=req.pprof_url, language=req.language, duration_s=None)
 
 
 def run_profile(

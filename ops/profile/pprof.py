@@ -72,8 +72,9 @@ def fetch_pprof(
 ) -> bytes:
     """The raw (gzipped) ``profile.proto`` from a Go program's net/http/pprof ``url``.
 
-    ``seconds`` is rounded up to whole seconds: Go's handler parses an integer
-    and silently profiles for 30 s when it gets anything else. The default
+    ``seconds`` (CPU only; a heap profile is a snapshot) is rounded up to whole
+    seconds: Go's handler parses an integer and silently profiles for 30 s
+    when it gets anything else. The default
     ``timeout`` allows for that wait (the handler sends nothing until the
     profile is done) plus 15 s; connecting is capped at 5 s, so a dead target
     fails fast. Refused, timed-out or unresolvable targets raise
@@ -200,12 +201,17 @@ def _ints(buf: bytes, wire: int, a: int, b: int, into: list[int]) -> None:
     if wire == 0:
         into.append(a)
     elif wire == 2:
-        pos = a
-        while pos < b:
-            value, pos = _varint(buf, pos)
-            into.append(value)
-        if pos != b:
-            raise _Malformed(f"packed field overruns its length at byte {pos}")
+        # The hot loop of a big profile (every sample's location ids): inline, no calls.
+        value = shift = 0
+        for byte in buf[a:b]:
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                into.append(value)
+                value = shift = 0
+            else:
+                shift += 7
+        if shift:
+            raise _Malformed(f"packed field ends inside a varint at byte {b}")
     else:
         raise _Malformed(f"integer field with wire type {wire} at byte {a}")
 

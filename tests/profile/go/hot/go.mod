@@ -1,0 +1,3 @@
+module vots-ops/tests/profile/hot
+
+go 1.19
