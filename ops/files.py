@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import errno
 import os
 import tempfile
 from collections.abc import Mapping
@@ -117,9 +118,22 @@ def new_run_dir(root: Path, name: str) -> tuple[Path, Path]:
         raise OutputError(f"{root}: exists and is not a directory") from None
     except OSError as exc:
         raise OutputError(f"{root}: cannot create the run directory ({exc.strerror})") from None
-    staging = root / f".{final.name}.partial-{os.getpid()}"
     try:
-        staging.mkdir()
+        staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=root))
     except OSError as exc:
         raise OutputError(f"{root}: cannot write here ({exc.strerror})") from None
     return staging, final
+
+
+def finish_run_dir(staging: Path, final: Path) -> Path:
+    """Rename a complete run into place; a name taken meanwhile (two runs in one second) gets a suffix."""
+    target, n = final, 1
+    while True:
+        try:
+            staging.rename(target)
+            return target
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY) or n > 100:
+                raise OutputError(f"cannot move the run into {target}: {exc.strerror}") from None
+            n += 1
+            target = final.with_name(f"{final.name}-{n}")

@@ -165,7 +165,9 @@ def validate(model: type[M], data: Any, lines: LineMap, path: str) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
-        err = min(errors, key=lambda e: lines.line(e["loc"]) or 0)
+        # An unknown key usually explains a "missing" one next to it (a typo):
+        # report the typo first, then the earliest line.
+        err = min(errors, key=lambda e: (e["type"] != "extra_forbidden", lines.line(e["loc"]) or 0))
         # pydantic marks a bad dict key with a trailing "[key]" element.
         loc = tuple(p for p in err["loc"] if isinstance(p, int | str) and p != "[key]")
         raise SpecError(

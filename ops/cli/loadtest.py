@@ -16,10 +16,10 @@ from ops.console import Console
 def _seconds(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
     if value is None:
         return None
-    from ops.loadtest.scenario import parse_seconds
+    from ops.loadtest.scenario import _run_time
 
     try:
-        return parse_seconds(value)
+        return _run_time(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
 
@@ -49,18 +49,35 @@ def _tolerance(_ctx: click.Context, _param: click.Parameter, value: str) -> floa
 class _Progress:
     """Live status on stderr: a redrawn line on a terminal, a line every 10 s otherwise."""
 
-    def __init__(self, console: Console, duration: float) -> None:
+    def __init__(
+        self,
+        console: Console,
+        duration: float,
+        worker: str | None = None,
+        baseline: Path | None = None,
+        tolerance: float = 0.0,
+    ) -> None:
         self.console, self.duration = console, duration
+        self.worker, self.baseline, self.tolerance = worker, baseline, tolerance
         self.live: Any = None
         self.last_plain = 0.0
+        self.history: list[tuple[float, int]] = []
 
     def start(self, host: str, scenario: Any, reason: str) -> None:
         if self.console.quiet:
+            return
+        if self.worker is not None:
+            self.console.info(
+                f"worker for {host} ({reason}): joining the master at {self.worker}; Locust retries "
+                "for up to 5 minutes (see locust.log), Ctrl-C to stop"
+            )
             return
         mode = f", arrival rate {scenario.arrival_rate:g}/s" if scenario.arrival_rate else ""
         self.console.info(
             f"{scenario.users} users for {scenario.duration:g}s{mode} → {host} ({reason})"
         )
+        if self.baseline is not None:
+            self.console.info(f"comparing with {self.baseline} (tolerance {self.tolerance:g}%)")
         self.last_plain = time.monotonic()  # the first plain line after 10 s, with figures in it
         if sys.stderr.isatty():
             from rich.live import Live
@@ -72,13 +89,19 @@ class _Progress:
         if self.console.quiet:
             return
         elapsed = s.get("elapsed", 0.0)
-        remaining = max(0.0, self.duration - elapsed)
         p95 = s.get("p95_ms")
-        workers = f"  workers {s['workers']}" if s.get("workers") else ""
+        # Requests/s over the last ~5 s of status lines: workers report every
+        # 3 s, and Locust's own "current" rate lags by several seconds.
+        self.history.append((elapsed, s.get("requests", 0)))
+        while len(self.history) > 2 and elapsed - self.history[0][0] > 5:
+            self.history.pop(0)
+        (t0, n0), (t1, n1) = self.history[0], self.history[-1]
+        rps = (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
+        workers = f" w{s['workers']}" if s.get("workers") else ""
         text = (
-            f"{elapsed:5.0f}s elapsed  {remaining:4.0f}s left  users {s.get('users', 0)}{workers}  "
-            f"{s.get('rps', 0.0):8.1f} req/s  p95 {p95 if p95 is not None else '-'} ms  "
-            f"requests {s.get('requests', 0):,}  failures {s.get('failures', 0):,}"
+            f"{elapsed:3.0f}/{self.duration:.0f}s  users {s.get('users', 0)}{workers}  {rps:7.0f} req/s  "
+            f"p95 {p95 if p95 is not None else '-'} ms  {s.get('requests', 0):,} req  "
+            f"{s.get('failures', 0):,} fail"
         )
         if self.live is not None:
             from rich.text import Text
@@ -254,13 +277,26 @@ def loadtest(
 
     if master and worker:
         raise click.UsageError("--master and --worker exclude each other")
+    ctx = click.get_current_context()
+
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
+
+    for name, needs, ok in (
+        ("expect_workers", "--master", master),
+        ("master_bind_host", "--master", master),
+        ("master_host", "--worker", worker),
+        ("master_port", "--master or --worker", master or worker),
+    ):
+        if given(name) and not ok:
+            raise click.UsageError(f"--{name.replace('_', '-')} only applies with {needs}")
     if master and processes:
         raise click.UsageError(
             "--processes applies to workers; start workers with --worker --processes N"
         )
     scenarios_path = scenarios_path or default_scenarios()
     if list_only:
-        _list(console, scenarios_path)
+        _list(console, scenarios_path, fmt)
         return
     if not scenario:
         raise click.UsageError("give a SCENARIO (see --list)")
@@ -268,7 +304,13 @@ def loadtest(
     from ops.loadtest.scenario import load_scenarios
 
     sc = load_scenarios(scenarios_path).get(scenario)
-    progress = _Progress(console, duration or sc.duration)
+    progress = _Progress(
+        console,
+        duration or sc.duration,
+        worker=f"{master_host}:{master_port}" if worker else None,
+        baseline=baseline,
+        tolerance=tolerance * 100,
+    )
     try:
         outcome = run_scenario(
             scenario,
@@ -304,12 +346,29 @@ def loadtest(
     check_outcome(outcome)
 
 
-def _list(console: Console, path: Path) -> None:
+def _list(console: Console, path: Path, fmt: str) -> None:
     from rich.table import Table
 
     from ops.loadtest.scenario import load_scenarios
 
     loaded = load_scenarios(path)
+    if fmt == "json":
+        console.json(
+            {
+                "file": str(path),
+                "scenarios": {
+                    name: {
+                        "description": sc.description,
+                        "users": sc.users,
+                        "duration_s": sc.duration,
+                        "arrival_rate": sc.arrival_rate,
+                        "slos": {k: [t.text for t in v] for k, v in sc.slo.items()},
+                    }
+                    for name, sc in loaded.file.scenarios.items()
+                },
+            }
+        )
+        return
     t = Table(title=str(path), title_justify="left")
     for col in ("scenario", "users", "duration", "arrival rate", "SLOs", "description"):
         t.add_column(col)

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from ops.errors import CheckFailed, OpsError, SpecError
-from ops.files import atomic_write, new_run_dir
+from ops.files import atomic_write, finish_run_dir, new_run_dir
 
 DEFAULT_RUNS = Path("loadtest-runs")
+DEFAULT_SLO = "error_rate < 1%"  # judged when a scenario sets no objectives at all
 
 
 def default_scenarios() -> Path:
@@ -124,8 +125,32 @@ def run_scenario(
             key=f"scenarios.{name}.host",
             line=loaded.lines.line(("scenarios", name)),
         )
+    if scenario.user_classes and scenario.users < len(scenario.user_classes):
+        raise SpecError(
+            f"{scenario.users} users for {len(scenario.user_classes)} user classes: some classes "
+            "would never run; raise users or list fewer classes",
+            path=str(scenarios_path),
+            key=f"scenarios.{name}.users",
+            line=loaded.lines.line(("scenarios", name, "users")),
+        )
+    default_slo = not scenario.slo
+    if default_slo:
+        from ops.loadtest.scenario import OVERALL, parse_threshold
+
+        scenario = scenario.model_copy(update={"slo": {OVERALL: [parse_threshold(DEFAULT_SLO)]}})
     reason = check_allowed(target, {*stack_names, *allow_hosts})
     base = verdict.load_baseline(baseline) if baseline is not None else None
+    if base is not None:
+        where = str(baseline)
+        if base.get("scenario") != name:
+            raise SpecError(
+                f"the baseline is a run of scenario {base.get('scenario')!r}, not {name!r}",
+                path=where,
+            )
+        if not base.get("overall", {}).get("requests"):
+            raise SpecError(
+                "the baseline run completed no requests; pick a complete run", path=where
+            )
     preflight(target)
     nprocs = processes or os.cpu_count() or 1
     opts = runner.RunOptions(
@@ -146,8 +171,19 @@ def run_scenario(
         _keep_failed(staging, final)
         raise
     if mode == "worker":
+        tail = runner.log_tail(staging)
         shutil.rmtree(staging, ignore_errors=True)
-        return Outcome({"verdict": "pass" if out.exit_code == 0 else "fail"}, None)
+        if out.exit_code != 0 and not out.interrupted:
+            raise OpsError(f"the Locust worker exited with {out.exit_code}: {tail or 'no output'}")
+        return Outcome({"verdict": "pass"}, None)
+    if out.raw.get("stop_reason") == "foreign_host":
+        from ops.errors import TargetRefused
+
+        _keep_failed(staging, final)
+        raise TargetRefused(
+            f"stopped: a request went to {out.raw.get('foreign_url')}, outside {target} "
+            "(an absolute URL in the locustfile, or a redirect a non-VotsUser class followed)"
+        )
     if not out.raw:
         failed = _keep_failed(staging, final)
         tail = runner.log_tail(failed)
@@ -166,12 +202,16 @@ def run_scenario(
     )
     verdict.extra_percentiles(result, out.raw, scenario)
     result["slos"] = verdict.judge(result, scenario)
+    if default_slo:
+        for row in result["slos"]:
+            row["note"] = "default objective: the scenario sets none"
     result["baseline"] = str(baseline) if baseline is not None else None
     result["tolerance_pct"] = round(tolerance * 100, 1) if baseline is not None else None
     result["regressions"] = verdict.compare(result, base, tolerance) if base is not None else []
     ok = (
         all(s["pass"] for s in result["slos"])
         and not result["regressions"]
+        and not result["exceptions"]
         and not out.interrupted
         and result["overall"]["requests"] > 0
     )
@@ -182,9 +222,12 @@ def run_scenario(
         "locust_report": "locust.html",
         "log": "locust.log",
     }
-    _write_run(staging, result)
-    staging.rename(final)
     result["run_dir"] = str(final)
+    _write_run(staging, result)
+    final = finish_run_dir(staging, final)
+    if result["run_dir"] != str(final):  # renamed around a concurrent run
+        result["run_dir"] = str(final)
+        atomic_write(final / "result.json", json.dumps(result, indent=2) + "\n")
     return Outcome(result, final)
 
 
@@ -217,6 +260,9 @@ def check_outcome(outcome: Outcome) -> None:
         for g in r.get("regressions", [])
         if g.get("change_pct") is not None
     ]
+    if r.get("exceptions"):
+        n = sum(e["count"] for e in r["exceptions"])
+        broken.append(f"{n} task errors (first: {r['exceptions'][0]['msg'][:80]})")
     if r.get("stop_reason") == "interrupted":
         broken.append("run interrupted")
     if r.get("overall", {}).get("requests") == 0:

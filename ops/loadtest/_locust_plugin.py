@@ -34,6 +34,7 @@ from ops.loadtest.hdr import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS
 
 CONFIG: dict[str, Any] = json.loads(os.environ.get("VOTS_OPS_LOADTEST", "{}"))
 RATE: float | None = CONFIG.get("arrival_rate")
+_HOST: str = str(CONFIG.get("host") or "")
 
 
 def _new() -> HdrHistogram:
@@ -98,6 +99,8 @@ def _on_request(
     name: str,
     response_time: float | None,
     context: dict[str, Any] | None = None,
+    url: str | None = None,
+    response: Any = None,
     **_: Any,
 ) -> None:
     service_us = int((response_time or 0.0) * 1000.0)
@@ -107,6 +110,10 @@ def _on_request(
         service_us = HIGHEST_US
     late = context.get("vots_late_us", 0) if context else 0
     RECORDER.record(f"{request_type} {name}", service_us, late)
+    if not (url or _HOST).startswith(_HOST) or not (
+        getattr(response, "url", None) or _HOST
+    ).startswith(_HOST):
+        _foreign(str(getattr(response, "url", None) or url))
     if _SHARE:
         _COUNT[0] += 1
         if _COUNT[0] >= _SHARE and not _COUNT[1]:
@@ -114,6 +121,20 @@ def _on_request(
             STATE["stop_reason"] = "max_requests"
             if STATE["env"] is not None and STATE["env"].runner is not None:
                 gevent.spawn(_stop_self, STATE["env"].runner)
+
+
+def _foreign(url: str) -> None:
+    """A request left the allowed host (an absolute URL, a followed redirect): stop everything."""
+    if STATE["stop_reason"] == "foreign_host":
+        return
+    STATE["stop_reason"] = "foreign_host"
+    STATE["foreign_url"] = url
+    sys.stderr.write(f"vots-ops: a request went to {url}, outside {_HOST}; stopping the run\n")
+    environment = STATE["env"]
+    if environment is not None:
+        environment.process_exit_code = 2
+        if environment.runner is not None:
+            gevent.spawn(_stop_self, environment.runner)
 
 
 def _stop_self(runner: Any) -> None:
@@ -130,6 +151,7 @@ def _stop_self(runner: Any) -> None:
 def _on_report_to_master(client_id: str, data: dict[str, Any]) -> None:
     data["vots_hdr"] = RECORDER.export()
     data["vots_stop_reason"] = STATE["stop_reason"]
+    data["vots_foreign_url"] = STATE.get("foreign_url")
     RECORDER.reset()
 
 
@@ -137,8 +159,17 @@ def _on_report_to_master(client_id: str, data: dict[str, Any]) -> None:
 def _on_worker_report(client_id: str, data: dict[str, Any]) -> None:
     if "vots_hdr" in data:
         RECORDER.merge(data["vots_hdr"])
-    if data.get("vots_stop_reason") == "max_requests":
-        STATE["stop_reason"] = "max_requests"
+    if (
+        data.get("vots_stop_reason") in ("max_requests", "foreign_host")
+        and STATE["stop_reason"] != "foreign_host"
+    ):
+        STATE["stop_reason"] = data["vots_stop_reason"]
+        if data.get("vots_foreign_url"):
+            STATE["foreign_url"] = data["vots_foreign_url"]
+            sys.stderr.write(
+                f"vots-ops: a worker's request went to {data['vots_foreign_url']}; stopping the run\n"
+            )
+            gevent.spawn(STATE["env"].runner.quit)
 
 
 @events.init.add_listener
@@ -170,6 +201,7 @@ def _on_test_start(environment: Any, **_: Any) -> None:
             f"vots-ops: the master asked for host {environment.host!r}; this worker "
             f"was started for {expected!r} and refuses\n"
         )
+        environment.process_exit_code = 2
         environment.runner.quit()
 
 
@@ -246,6 +278,15 @@ def _on_quit(exit_code: int, **_: Any) -> None:
     raw = {
         "locust_exit_code": exit_code,
         "stop_reason": STATE["stop_reason"],
+        "foreign_url": STATE.get("foreign_url"),
+        "exceptions": [
+            {
+                "msg": str(row["msg"]),
+                "count": int(row["count"]),
+                "traceback": str(row["traceback"])[-2000:],
+            }
+            for row in runner.exceptions.values()
+        ],
         "started": STATE["started"],
         "ended": time.time(),
         "runner": "master" if isinstance(runner, MasterRunner) else "local",

@@ -69,7 +69,7 @@ def tables(result: dict[str, Any]) -> list[Any]:
         lat = fig[_basis(result)] or {}
         style = "bold" if name == "overall" else None
         t.add_row(
-            name,
+            Text(name),
             f"{fig['requests']:,}",
             f"{fig['failures']:,}",
             f"{fig['rps']:,.1f}",
@@ -93,8 +93,8 @@ def tables(result: dict[str, Any]) -> list[Any]:
         for row in result["slos"]:
             ok = row["pass"]
             s.add_row(
-                row["target"],
-                row["threshold"],
+                Text(row["target"]),
+                Text(row["threshold"]),
                 fmt_value(row["actual"], row["unit"]),
                 _margin(row),
                 Text("pass", style="green") if ok else Text("FAIL", style="bold red"),
@@ -110,7 +110,7 @@ def tables(result: dict[str, Any]) -> list[Any]:
         for row in result["regressions"]:
             unit = "%" if row["metric"] == "error_rate" else row["unit"] or "ms"
             g.add_row(
-                row["target"],
+                Text(row["target"]),
                 row["metric"],
                 fmt_value(row["baseline"], unit),
                 fmt_value(row["actual"], unit),
@@ -126,7 +126,7 @@ def tables(result: dict[str, Any]) -> list[Any]:
         e.add_column("error")
         e.add_column("count", justify="right")
         for row in result["errors"][:10]:
-            e.add_row(row["endpoint"], row["error"][:160], f"{row['count']:,}")
+            e.add_row(Text(row["endpoint"]), Text(row["error"][:160]), f"{row['count']:,}")
         out.append(e)
     verdict = result["verdict"]
     line = Text(
@@ -207,8 +207,11 @@ def html_report(result: dict[str, Any], locust_html: str | None) -> str:
     """Locust's report with the verdict first, or the verdict alone when Locust wrote none."""
     section = verdict_section(result)
     if locust_html:
+        # Locust's <head> holds minified JavaScript that itself contains "<body":
+        # the real body is the first one after </head>.
         lower = locust_html.lower()
-        at = lower.find("<body")
+        head_end = lower.find("</head>")
+        at = lower.find("<body", head_end) if head_end != -1 else -1
         if at != -1:
             end = locust_html.find(">", at) + 1
             return locust_html[:end] + "\n" + section + "\n" + locust_html[end:]

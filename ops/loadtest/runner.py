@@ -26,6 +26,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -176,6 +177,10 @@ def run_locust(
         log.close()
     statuses: list[Status] = []
     interrupted = False
+    # systemd, timeout(1) and CI cancellations send SIGTERM: stop Locust the
+    # same way as on Ctrl-C instead of leaving it loading the target.
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if main else None
     deadline = time.monotonic() + _deadline(scenario, opts)
     buf = b""
     try:
@@ -206,10 +211,18 @@ def run_locust(
                     _stop(proc, signal.SIGKILL, 5)
                     raise
                 interrupted = True
-                _signal(proc, signal.SIGINT)
+                if opts.mode == "worker":
+                    _signal(proc, signal.SIGINT)
+                else:
+                    # Only the master: it stops its workers, which send their
+                    # last figures first; a SIGINT to each would lose them.
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(proc.pid, signal.SIGINT)
                 deadline = min(deadline, time.monotonic() + 30)
     finally:
         os.close(read_fd)
+        if main:
+            signal.signal(signal.SIGTERM, previous)
         if proc.poll() is None:
             _stop(proc, signal.SIGTERM, 10)
     raw: dict[str, Any] = {}
@@ -217,6 +230,10 @@ def run_locust(
         raw = json.loads(result_path.read_text(encoding="utf-8"))
         result_path.unlink()
     return RunOutput(raw, workdir, proc.returncode, interrupted, statuses)
+
+
+def _raise_interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _signal(proc: subprocess.Popen[bytes], sig: int) -> None:

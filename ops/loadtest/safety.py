@@ -24,6 +24,11 @@ def split_host(url: str) -> tuple[str, str, int]:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise TargetRefused(f"{url}: expected an http:// or https:// base URL")
+    if parts.username or parts.password:
+        raise TargetRefused(
+            f"{parts.scheme}://…@{parts.hostname}: no credentials in the URL (they would land in "
+            "result.json and the reports); send them from the locustfile, read from a file or env"
+        )
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
@@ -71,9 +76,10 @@ def check_allowed(url: str, allowed: Iterable[str] = ()) -> str:
     if all(a.is_loopback or a in own for a in addrs):
         return f"{host} is this machine"
     others = ", ".join(str(a) for a in addrs if not a.is_loopback and a not in own)
+    what = host if literal is not None else f"{host} ({others})"
     named = f" ({', '.join(sorted(names))})" if names else ""
     raise TargetRefused(
-        f"refusing to send load to {url}: {host} is {others}, not this machine, not the domain "
+        f"refusing to send load to {url}: {what} is not this machine, not the domain "
         f"in stack.yaml and not given with --allow-host{named}; add --allow-host {host} if you "
         "own it and mean it"
     )

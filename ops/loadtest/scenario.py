@@ -201,21 +201,21 @@ class Scenario(_Model):
     locustfile: Locustfile
     user_classes: list[ClassName] = Field(default_factory=list)
     host: Host | None = None
-    users: int = Field(ge=1, le=MAX_USERS)
-    spawn_rate: float = Field(default=0.0, ge=0, le=MAX_USERS)
+    users: int = Field(ge=1, le=MAX_USERS, strict=True)
+    spawn_rate: float | None = Field(default=None, gt=0, le=MAX_USERS)
     duration: RunTime
     arrival_rate: Rate | None = None
-    max_requests: int = Field(default=DEFAULT_MAX_REQUESTS, ge=1, le=100_000_000)
+    max_requests: int = Field(default=DEFAULT_MAX_REQUESTS, ge=1, le=100_000_000, strict=True)
     slo: dict[EndpointKey, list[ThresholdT]] = Field(default_factory=dict)
 
     @property
     def effective_spawn_rate(self) -> float:
         """All users within the first second when not given: Locust's ramp is then not part of the figures."""
-        return self.spawn_rate or float(self.users)
+        return self.spawn_rate if self.spawn_rate is not None else float(self.users)
 
 
 class ScenarioFile(_Model):
-    scenarios: dict[str, Scenario]
+    scenarios: dict[str, Scenario] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _names(self) -> ScenarioFile:

@@ -11,7 +11,8 @@ reports "from intended start". A user that falls behind catches up back-to-back
 instead of silently lowering the offered load.
 
 One task iteration is one scheduled arrival; write one request per task for
-figures that mean what they say.
+figures that mean what they say. Redirects are not followed: a 3xx is the
+response, so load never follows a Location header to another host.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ class VotsUser(FastHttpUser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Redirects are answers, not instructions: a 301 to https:// or an SSO
+        # login page elsewhere must not carry the load to a host nobody allowed.
+        self.client.client.redirect_response_codes = frozenset()
         self._next: float | None = None
         self._fresh = True
         self._late_us = 0

@@ -128,6 +128,10 @@ def build_result(
             {"endpoint": f"{e['method']} {e['name']}", "error": e["error"], "count": e["count"]}
             for e in sorted(raw.get("errors", []), key=lambda e: -e["count"])
         ],
+        "exceptions": [
+            {"msg": e["msg"], "count": e["count"]}
+            for e in sorted(raw.get("exceptions", []), key=lambda e: -e["count"])
+        ],
         "hdr_counts_match": all_svc.get_total_count() == total.get("requests", 0),
     }
 

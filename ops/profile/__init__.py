@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ops.errors import OpsError, SpecError
-from ops.files import atomic_write, new_run_dir
+from ops.files import atomic_write, finish_run_dir, new_run_dir
 from ops.profile.model import Profile, parse_folded
 
 DEFAULT_RUNS = Path("profile-runs")
@@ -227,7 +227,7 @@ def run_profile(
             for f in work.iterdir():
                 f.rename(staging / f.name)
             work.rmdir()
-        staging.rename(final)
+        final = finish_run_dir(staging, final)
     except BaseException:
         import shutil
 

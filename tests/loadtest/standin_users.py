@@ -55,3 +55,25 @@ class Plain(FastHttpUser):
     @task
     def fast(self) -> None:
         self.client.get("/fast")
+
+
+class Redirected(VotsUser):
+    @task
+    def redirected(self) -> None:
+        self.client.get("/redirect")
+
+
+class Escape(VotsUser):
+    """Sends a request to a host nobody allowed (an absolute URL)."""
+
+    @task
+    def escape(self) -> None:
+        self.client.get("http://127.0.0.2:9/elsewhere")
+
+
+class Broken(VotsUser):
+    """Every task raises after its request, like a check on a missing JSON key."""
+
+    @task
+    def broken(self) -> None:
+        self.client.get("/fast").json()["missing_key"]

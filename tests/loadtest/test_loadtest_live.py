@@ -117,11 +117,17 @@ def test_run_directory_holds_result_and_reports(
     )
     # The report opens in a browser: the verdict section and Locust's own app both render.
     dom = chromium(
-        "--dump-dom", (run_dir / "report.html").as_uri(), profile=tmp_path / "profile"
+        "--dump-dom",
+        "--virtual-time-budget=5000",
+        (run_dir / "report.html").as_uri(),
+        profile=tmp_path / "profile",
     ).stdout
-    assert 'id="vots-verdict"' in dom and 'data-verdict="pass"' in dom
-    assert "GET /sleep/50" in dom
-    assert "Request Statistics" in dom or "request_statistics" in dom.lower(), dom[-2000:]
+    body = dom[dom.index("<body") :]
+    assert 'id="vots-verdict"' in body and 'data-verdict="pass"' in body
+    assert "GET /sleep/50" in body
+    # Locust's own app rendered into its root (these headings exist only once React ran).
+    root = body[body.index('id="root"') :]
+    assert "Locust Test Report" in root and "Request Statistics" in root, root[:500]
 
 
 def test_latency_breach_on_a_slow_endpoint_exits_1(standin: Standin, tmp_path: Path) -> None:
@@ -474,9 +480,12 @@ def test_live_progress_on_a_terminal(standin: Standin, tmp_path: Path) -> None:
             os.close(secondary)
     assert proc.returncode == 0
     screen = seen.decode(errors="replace")
-    # Redrawn status: elapsed, remaining, users, current rate, p95, failures.
-    for word in ("elapsed", "left", "users 6", "req/s", "p95", "failures"):
-        assert word in screen, screen[-1500:]
+    # Redrawn status: elapsed of planned seconds, users, current rate, p95, requests, failures.
+    import re
+
+    assert re.search(r"\b[1-3]/3s  users 6( w\d+)?  +\d+ req/s  p95 \d+ ms  [\d,]+ req  0 fail", screen), (
+        screen[-1500:]
+    )
     assert json.loads(out)["verdict"] == "pass"  # stdout stays the result alone
 
 
@@ -519,3 +528,85 @@ def test_ctrl_c_stops_early_and_keeps_what_was_measured(standin: Standin, tmp_pa
     assert result["overall"]["requests"] > 100 and result["measured_s"] < 20
     assert "run interrupted" in err.strip().splitlines()[-1]
     assert (Path(result["run_dir"]) / "report.html").is_file()
+
+
+def test_redirects_are_not_followed(standin: Standin, tmp_path: Path) -> None:
+    code, result, err = run_json("redirect", standin.url, tmp_path)
+    assert code == 0, err
+    # The 302 is the response; nothing went to the Location (127.0.0.2:9 would refuse).
+    assert result["endpoints"]["GET /redirect"]["failures"] == 0
+    assert result["endpoints"]["GET /redirect"]["requests"] > 10
+    assert result["errors"] == []
+
+
+def test_a_request_to_another_host_stops_the_run(standin: Standin, tmp_path: Path) -> None:
+    started = time.monotonic()
+    proc = vots(
+        "escape",
+        "--scenarios",
+        str(SCENARIOS),
+        "--host",
+        standin.url,
+        "--out",
+        str(tmp_path / "runs"),
+        cwd=tmp_path,
+    )
+    assert time.monotonic() - started < 10  # the scenario would run 10 s
+    assert proc.returncode == 2, proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith(
+        "error: stopped: a request went to http://127.0.0.2:9/elsewhere, outside "
+    )
+
+
+def test_task_exceptions_fail_the_run(standin: Standin, tmp_path: Path) -> None:
+    code, result, err = run_json("broken", standin.url, tmp_path)
+    assert code == 1, err
+    assert result["overall"]["failures"] == 0  # the requests themselves were fine
+    (exc,) = result["exceptions"]
+    assert "missing_key" in exc["msg"] and exc["count"] > 10
+    assert "task errors (first: " in err.strip().splitlines()[-1]
+    # No SLOs in this scenario: the default objective was judged and says so.
+    (slo,) = result["slos"]
+    assert slo["threshold"] == "error_rate < 1%" and "default objective" in slo["note"]
+
+
+def test_sigterm_stops_locust_and_keeps_the_run(standin: Standin, tmp_path: Path) -> None:
+    import psutil
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ops",
+            "loadtest",
+            "pass",
+            "--scenarios",
+            str(SCENARIOS),
+            "--host",
+            standin.url,
+            "--out",
+            str(tmp_path / "runs"),
+            "--duration",
+            "60s",
+            "--format",
+            "json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env=_env(),
+    )
+    try:
+        time.sleep(6)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert children, "no Locust processes"
+        proc.terminate()
+        out, err = proc.communicate(timeout=45)
+    finally:
+        stop_process(proc)
+    assert proc.returncode == 1, err
+    assert json.loads(out)["stop_reason"] == "interrupted"
+    _gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, f"Locust left running: {alive}"

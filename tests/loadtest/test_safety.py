@@ -105,3 +105,9 @@ def test_preflight_times_out_on_a_silent_server() -> None:
 def test_preflight_reports_tls_to_a_plain_http_port(http_server: str) -> None:
     with pytest.raises(TargetUnreachable, match="TLS handshake failed"):
         preflight(http_server.replace("http://", "https://"))
+
+
+def test_credentials_in_the_url_are_refused() -> None:
+    with pytest.raises(TargetRefused, match="no credentials in the URL") as info:
+        check_allowed("http://admin:hunter2@127.0.0.1:8000")
+    assert "hunter2" not in str(info.value)

@@ -176,6 +176,27 @@ def test_threshold_margin_and_verdict() -> None:
             "expected a rate",
         ),
         ("users: 5", "users: 5\n    host: ftp://x", "host:", "scenarios.smoke.host", "base URL"),
+        (
+            "duration: 10s",
+            "duraton: 10s",
+            "duraton:",
+            "scenarios.smoke.duraton",
+            "did you mean 'duration'",
+        ),
+        (
+            "users: 5",
+            "users: 5\n    spawn_rate: 0",
+            "spawn_rate:",
+            "scenarios.smoke.spawn_rate",
+            "greater than 0",
+        ),
+        (
+            "users: 5",
+            "users: 5\n    max_requests: true",
+            "max_requests:",
+            "scenarios.smoke.max_requests",
+            "valid integer",
+        ),
     ],
 )
 def test_bad_input_is_one_line_with_line_and_key(
@@ -234,3 +255,8 @@ def test_cli_bad_scenarios_file_exits_2_with_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1, proc.stderr
     assert f"scenarios.yaml:{_line_of(GOOD, 'users:')}: scenarios.smoke.users:" in lines[0]
     assert proc.stdout == ""
+
+
+def test_scenarios_must_not_be_empty(tmp_path: Path) -> None:
+    err = _error(tmp_path, "scenarios: {}\n")
+    assert err.key == "scenarios" and "at least 1 item" in str(err)

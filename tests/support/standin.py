@@ -7,6 +7,7 @@ Routes (all JSON):
 * ``/delayed``: answer after the delay last set with ``POST /__delay/N`` (ms),
   so two runs can see the same endpoint get slower.
 * ``/fail``: a real 500.
+* ``/redirect``: a 302 to another loopback address where nothing listens.
 * ``/stall``: when at least a second has passed since the last stall ended,
   block the whole event loop for one second (``time.sleep``), as a GC pause or
   a stuck lock does; otherwise answer at once. Under steady traffic the server
@@ -81,6 +82,18 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     elif path == "/delayed":
         await asyncio.sleep(STATE["delay_ms"] / 1000.0)
         await _send(send, 200, {"delay_ms": STATE["delay_ms"]})
+    elif path == "/redirect":  # elsewhere on loopback, where nothing listens
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 302,
+                "headers": [
+                    (b"location", b"http://127.0.0.2:9/elsewhere"),
+                    (b"content-length", b"0"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": b""})
     elif path == "/fail":
         await _send(send, 500, {"error": "deliberate failure"})
     elif path == "/stall":
