@@ -180,3 +180,19 @@ def test_wheel_runs_the_bundled_load_scenarios(installed: Installed, tmp_path: P
     result = json.loads(proc.stdout)
     assert result["verdict"] == "pass" and result["endpoints"]["GET /healthz"]["requests"] > 50
     assert (tmp_path / "loadtest-runs").is_dir()
+
+
+def test_wheel_ships_the_profile_recipes(installed: Installed, tmp_path: Path) -> None:
+    """Outside a checkout, recipe names resolve against the recipes in the wheel."""
+    proc = subprocess.run(
+        [str(installed.cli), "profile", "no-such-recipe"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=_clean_env(),
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert "ops/_data/profiles" in line and "agent, go-service, rag, rust-service" in line

@@ -452,3 +452,24 @@ def test_without_perf_the_reason_is_the_install_hint(
 def test_perf_is_available_here() -> None:
     # The suite needs it: `make test` installs linux-perf, and the VM allows cpu-clock.
     assert perf_available() is None
+
+
+def test_the_cli_profiles_the_rust_program_end_to_end(
+    hot: subprocess.Popen[str], tmp_path: Path
+) -> None:
+    """`vots-ops profile --language rust --pid` goes through perf and names it."""
+    import json
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "ops", "profile", "--language", "rust", "--pid", str(hot.pid), "--duration", "2s", "--format", "json", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["backend"] == "perf" and result["language"] == "rust"
+    assert "hot_loop" in result["top"][0]["function"]
+    assert result["meta"]["used"].startswith("perf record")
+    assert (Path(result["run_dir"]) / "flamegraph.svg").is_file()

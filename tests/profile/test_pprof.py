@@ -560,3 +560,25 @@ def test_sample_pointing_at_a_missing_location_is_an_error() -> None:
     b.sample([99], [1])
     with pytest.raises(OpsError, match="refers to location 99, which is not in the profile"):
         parse_pprof(b.encode(), target="svc")
+
+
+def test_the_cli_profiles_the_go_program_end_to_end(hot_url: str, tmp_path: Path) -> None:
+    """`vots-ops profile --language go --pprof-url` writes the same four files as for Python."""
+    import json
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "ops", "profile", "--language", "go", "--pprof-url", hot_url, "--duration", "2s", "--format", "json", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["backend"] == "pprof" and result["language"] == "go"
+    assert result["top"][0]["function"].startswith("main.hotLoop")
+    assert result["meta"]["used"] == f"pprof endpoint {hot_url}"
+    run_dir = Path(result["run_dir"])
+    assert {"profile.folded", "profile.json", "speedscope.json", "flamegraph.svg"} <= {
+        p.name for p in run_dir.iterdir()
+    }
