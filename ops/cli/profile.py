@@ -95,10 +95,9 @@ def profile() -> None:
     "--recipes",
     "recipes_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path("profiles"),
-    show_default=True,
+    default=None,
     envvar="VOTS_OPS_RECIPES",
-    help="Recipe directory (env VOTS_OPS_RECIPES).",
+    help="Recipe directory (env VOTS_OPS_RECIPES) [default: profiles/, else the bundled one].",
 )
 @stack_option
 @click.option("--pid", type=click.IntRange(min=1), default=None, help="Profile this process.")
