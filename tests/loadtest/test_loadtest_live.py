@@ -483,9 +483,9 @@ def test_live_progress_on_a_terminal(standin: Standin, tmp_path: Path) -> None:
     # Redrawn status: elapsed of planned seconds, users, current rate, p95, requests, failures.
     import re
 
-    assert re.search(r"\b[1-3]/3s  users 6( w\d+)?  +\d+ req/s  p95 \d+ ms  [\d,]+ req  0 fail", screen), (
-        screen[-1500:]
-    )
+    assert re.search(
+        r"\b[1-3]/3s  users 6( w\d+)?  +\d+ req/s  p95 \d+ ms  [\d,]+ req  0 fail", screen
+    ), screen[-1500:]
     assert json.loads(out)["verdict"] == "pass"  # stdout stays the result alone
 
 

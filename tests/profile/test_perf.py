@@ -462,7 +462,22 @@ def test_the_cli_profiles_the_rust_program_end_to_end(
     import sys
 
     proc = subprocess.run(
-        [sys.executable, "-m", "ops", "profile", "--language", "rust", "--pid", str(hot.pid), "--duration", "2s", "--format", "json", "--out", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "ops",
+            "profile",
+            "--language",
+            "rust",
+            "--pid",
+            str(hot.pid),
+            "--duration",
+            "2s",
+            "--format",
+            "json",
+            "--out",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         timeout=90,

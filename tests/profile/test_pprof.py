@@ -568,7 +568,22 @@ def test_the_cli_profiles_the_go_program_end_to_end(hot_url: str, tmp_path: Path
     import sys
 
     proc = subprocess.run(
-        [sys.executable, "-m", "ops", "profile", "--language", "go", "--pprof-url", hot_url, "--duration", "2s", "--format", "json", "--out", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "ops",
+            "profile",
+            "--language",
+            "go",
+            "--pprof-url",
+            hot_url,
+            "--duration",
+            "2s",
+            "--format",
+            "json",
+            "--out",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         timeout=60,
