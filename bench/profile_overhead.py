@@ -3,7 +3,7 @@
 Why: profiling is meant to run against a live service under real traffic, so
 sampling must not cost the service its throughput. One CPU-bound Python HTTP
 service runs here on a free loopback port, one process; every request
-recurses 20 frames deep and then does arithmetic in a loop (about 3 ms of
+recurses 20 frames deep and then does arithmetic in a loop (3-5 ms of
 CPU), so the service is CPU-bound and py-spy has a deep stack to read on
 every sample. `wrk -t1 -c4` drives it for a fixed time under three
 conditions, interleaved (the order rotates every round):
@@ -22,9 +22,9 @@ to show that sampling really happened.
 
 The service is uvicorn with a plain ASGI app (no framework), pinned to the
 asyncio loop and the h11 parser (what `auto` resolves to in this venv, so a
-later uvloop/httptools install does not move the figures): that is how the
-stack's Python services are served, and a single event-loop thread does all
-the work, so every sample lands on the request's stack. The stdlib
+later uvloop/httptools install does not move the figures): the stack's
+Python services run under uvicorn (profiles/agent.yaml), and one event-loop
+thread does all the work, so every sample lands on the request's stack. The stdlib
 http.server would serve four keep-alive connections with four threads
 contending for the GIL, which measures thread switching as much as the
 profiler.
@@ -33,15 +33,18 @@ On a shared machine other processes take CPU from the service, wrk and
 py-spy alike; the CPU the rest of the machine used during each measurement
 is printed (/proc/stat minus the service, wrk, the profiler and this bench,
 via psutil and rusage). A measurement in which they used more than
---max-other (10%) of the machine is taken again, up to --retries (2) times,
-and the quietest attempt is kept; a warning says how many kept runs were
-still noisy.
+--max-other of the machine (25%: half a core, so the service, wrk and py-spy
+still fit) is taken again, up to --retries (2) times, and the quietest
+attempt is kept; a warning says how many kept runs were still noisy. On a VM
+the CPU itself may change speed under a neighbour's load, which no share of
+CPU time shows: the service's CPU per request is printed for every run, and
+a noise-floor line gives the spread of the runs without a profiler.
 
 Prints per-round requests/s, the medians, then LAST the slowdowns of the
 medians: non-blocking vs none (goal <= 2%) and blocking vs none.
 
 Run: .venv/bin/python bench/profile_overhead.py [--seconds 10] [--rounds 5]
-[--max-other 0.1] [--retries 2] (about 4 minutes on a quiet machine, up to
+[--max-other 0.25] [--retries 2] (about 4 minutes on a quiet machine, up to
 three times that on a busy one).
 """
 
@@ -77,9 +80,9 @@ BIN = Path(sys.executable).parent
 NONE, NONBLOCKING, BLOCKING = "none", "non-blocking", "blocking"
 CONDITIONS = [NONE, NONBLOCKING, BLOCKING]
 DEPTH = 20  # recursive frames under the ASGI app per request
-ITERATIONS = 30_000  # arithmetic loop at the bottom: about 3 ms of CPU here
+ITERATIONS = 30_000  # arithmetic loop at the bottom: 3-5 ms of CPU on the 2-CPU VM
 GOAL_PCT = 2.0
-NOISY_SHARE = 0.10
+NOISY_SHARE = 0.25  # others at half a core: the service, wrk and py-spy still fit
 
 SERVICE = """\
 \"\"\"CPU-bound ASGI app for bench/profile_overhead.py: recurse DEPTH frames, then loop.\"\"\"
@@ -414,19 +417,23 @@ def line(prefix: str, run: Run) -> str:
     return text
 
 
-def measure(bench: Bench, condition: str, args: argparse.Namespace, prefix: str) -> Run:
+def measure(
+    bench: Bench, condition: str, args: argparse.Namespace, prefix: str, attempts: list[Run]
+) -> Run:
     """One measurement; measured again (up to --retries times) while other processes used
     more than --max-other of the machine, keeping the quietest attempt."""
-    best: Run | None = None
+    mine: list[Run] = []
     for attempt in range(args.retries + 1):
         run = bench.run(condition, args.seconds)
-        if best is None or run.other_share < best.other_share:
-            best = run
+        mine.append(run)
         if run.other_share <= args.max_other:
             break
         if attempt < args.retries:
             print(f"{prefix} {condition:<12} noisy, measuring again: {line('', run)}", flush=True)
-    assert best is not None
+    attempts.extend(mine)
+    best = min(mine, key=lambda r: r.other_share)
+    if best is not mine[-1]:
+        print(f"{prefix} {condition:<12} noisy, dropped:         {line('', mine[-1])}", flush=True)
     return best
 
 
@@ -466,7 +473,8 @@ def main() -> int:
         f"--pid PID --duration {args.seconds + 2}s` (py-spy, 100 Hz) non-blocking and --blocking",
         flush=True,
     )
-    runs: list[Run] = []
+    runs: list[Run] = []  # the kept measurements
+    attempts: list[Run] = []  # every measurement, noisy ones included
     try:
         service.start()
         bench = Bench(tmp, service)
@@ -476,7 +484,7 @@ def main() -> int:
         for i in range(args.rounds):
             k = i % len(CONDITIONS)
             for condition in CONDITIONS[k:] + CONDITIONS[:k]:
-                run = measure(bench, condition, args, f"round {i + 1}")
+                run = measure(bench, condition, args, f"round {i + 1}", attempts)
                 runs.append(run)
                 print(line(f"round {i + 1}", run), flush=True)
     finally:
@@ -507,11 +515,17 @@ def main() -> int:
             f"of about {args.seconds + 2} s, idle time not sampled; deepest stack "
             f"{max(r.max_depth or 0 for r in mine)} frames)"
         )
-    failed = [r for r in runs if r.profile_error]
+    failed = [r for r in attempts if r.profile_error]
     if failed:
+        per = ", ".join(
+            f"{c} {sum(1 for r in failed if r.condition == c)} of "
+            f"{sum(1 for r in attempts if r.condition == c)}"
+            for c in (NONBLOCKING, BLOCKING)
+        )
+        errors = sorted({r.profile_error or "" for r in failed})
         print(
-            f"warning: vots-ops profile failed in {len(failed)} runs after sampling them: "
-            + "; ".join(f"{r.condition}: {r.profile_error}" for r in failed)
+            f"warning: vots-ops profile failed after sampling in {len(failed)} runs ({per}, "
+            f"noisy attempts included): {'; '.join(errors)}"
         )
     bad = [r for r in runs if r.failures]
     if bad:
@@ -532,17 +546,40 @@ def main() -> int:
             per_round.append(slowdown(rps[NONE], rps[condition]))
         return statistics.median(per_round)
 
+    base = [r for r in runs if r.condition == NONE]
+    lo, hi = min(r.rps for r in base), max(r.rps for r in base)
+    cpu_lo = min(r.cpu_ms_per_request for r in runs)
+    cpu_hi = max(r.cpu_ms_per_request for r in runs)
+    spread = (hi - lo) / medians[NONE] * 100
+    print(
+        f"noise floor: without a profiler {lo:.1f}-{hi:.1f} req/s "
+        f"({lo / medians[NONE] - 1:+.0%} to {hi / medians[NONE] - 1:+.0%} of the median, a "
+        f"{spread:.0f}% spread); the same request cost the service {cpu_lo:.2f}-{cpu_hi:.2f} ms "
+        "of CPU across the kept runs. A slowdown smaller than that spread is not resolved."
+    )
+    cores = {
+        c: statistics.median(r.service_cores for r in runs if r.condition == c) for c in CONDITIONS
+    }
+
+    def on_cpu(condition: str) -> str:
+        """The service's lost running time: blind to CPU speed, blind to cache effects too."""
+        lost = slowdown(cores[NONE], cores[condition])
+        return f"service on CPU {cores[condition]:.3f} vs {cores[NONE]:.3f} cores, {lost:.1f}% less"
+
     nb = slowdown(medians[NONE], medians[NONBLOCKING])
     verdict = "met" if nb <= GOAL_PCT else "NOT met"
+    if spread > GOAL_PCT:
+        verdict += f" (unresolved: the noise floor is a {spread:.0f}% spread)"
     print(
         f"slowdown non-blocking vs none: {nb:5.1f}% ({medians[NONBLOCKING]:.1f} vs "
-        f"{medians[NONE]:.1f} req/s; per-round median {paired(NONBLOCKING):.1f}%) "
-        f"goal <= {GOAL_PCT:g}%: {verdict}"
+        f"{medians[NONE]:.1f} req/s; per-round median {paired(NONBLOCKING):.1f}%; "
+        f"{on_cpu(NONBLOCKING)}) goal <= {GOAL_PCT:g}%: {verdict}"
     )
     bl = slowdown(medians[NONE], medians[BLOCKING])
     print(
         f"slowdown blocking vs none:     {bl:5.1f}% ({medians[BLOCKING]:.1f} vs "
-        f"{medians[NONE]:.1f} req/s; per-round median {paired(BLOCKING):.1f}%)"
+        f"{medians[NONE]:.1f} req/s; per-round median {paired(BLOCKING):.1f}%; "
+        f"{on_cpu(BLOCKING)})"
     )
     return 0
 

@@ -11,6 +11,7 @@ sampled and the top functions) in one rename. ``load_profile()`` and
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 from collections import Counter
@@ -219,13 +220,19 @@ def run_profile(
 ) -> Outcome:
     """Sample, then write the run directory; raises OpsError (exit 2) on a bad target."""
     staging, final = new_run_dir(runs_dir, req.name)
+    # SIGTERM (timeout, cron, systemd) stops sampling like Ctrl-C: the profiler
+    # is told to stop and write, instead of pausing the target until its end.
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if main else None
     try:
         profile, note = _sample(req, staging, on_tick)
         profile.meta["used"] = note
         write_run(staging, profile, top_n)
-        for work in staging.glob(".work-*"):
-            for f in work.iterdir():
-                f.rename(staging / f.name)
+        works = sorted(staging.glob(".work-*"))
+        for i, work in enumerate(works):
+            for f in work.iterdir():  # profiler logs (and perf.data): one set per replica
+                name = f.name if len(works) == 1 else f"{f.stem}-{i + 1}{f.suffix}"
+                f.rename(staging / name)
             work.rmdir()
         final = finish_run_dir(staging, final)
     except BaseException:
@@ -233,11 +240,22 @@ def run_profile(
 
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
     return Outcome(profile, final, profile.top(top_n), note)
 
 
+def _raise_interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def write_run(directory: Path, profile: Profile, top_n: int = 20) -> None:
-    """The four files of a run: folded stacks, profile.json, speedscope, flamegraph."""
+    """The four files of a run: folded stacks, profile.json, speedscope, flamegraph.
+
+    The profiler's own log (and perf.data) sit beside them for when a result
+    looks wrong.
+    """
     from ops.profile.export import flamegraph_svg, speedscope_json
 
     title = f"{profile.language} {profile.target} — {profile.backend}, {profile.samples} samples"

@@ -97,8 +97,12 @@ def parse_folded(text: str) -> dict[Stack, int]:
         if not line:
             continue
         stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
+        if not count.isdigit():
             raise ValueError(f"not a folded stack line: {raw[:120]!r}")
+        if not stack.strip():
+            # A sample with no frames (py-spy's non-blocking mode can read a
+            # thread between frames): nothing to attribute, so not counted.
+            continue
         out[tuple(stack.split(";"))] += int(count)
     return dict(out)
 

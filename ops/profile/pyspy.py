@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -141,8 +142,12 @@ def record(
     stderr = log.read_text(errors="replace")
     if not out.exists() or (proc.returncode not in (0, -signal.SIGINT) and not interrupted):
         raise OpsError(explain(stderr, target))
-    stacks = parse_folded(out.read_text(encoding="utf-8", errors="replace"))
+    try:
+        stacks = parse_folded(out.read_text(encoding="utf-8", errors="replace"))
+    except ValueError as exc:
+        raise OpsError(f"py-spy wrote output vots-ops cannot read ({exc}); see {log}") from None
     out.unlink()
+    counted = re.search(r"Samples: (\d+) Errors: (\d+)", stderr)
     return Profile(
         stacks=stacks,
         target=target.label,
@@ -161,6 +166,8 @@ def record(
             "idle": idle,
             "subprocesses": subprocesses,
             "interrupted": interrupted,
+            # Samples py-spy could not read (torn stacks, more in non-blocking mode).
+            "sample_errors": int(counted.group(2)) if counted else None,
         },
     )
 

@@ -281,12 +281,13 @@ def test_percentiles_are_exact_where_locust_rounds(standin: Standin, tmp_path: P
     code, result, err = run_json("accuracy", standin.url, tmp_path)
     assert code == 0, err
     s123 = result["endpoints"]["GET /sleep/123"]
-    # asyncio.sleep(0.123) plus loopback HTTP: 123 ms and a little more.
-    assert 123.0 <= s123["latency_ms"]["p50"] <= 128.0, s123
+    # asyncio.sleep(0.123) plus loopback HTTP and a busy machine's scheduling:
+    # 123 ms and a little more, never less.
+    assert 123.0 <= s123["latency_ms"]["p50"] <= 134.0, s123
     # Locust keeps 2 significant digits above 100 ms: its median is 120 or 130.
     assert s123["locust_latency_ms"]["p50"] in (120, 130), s123
     s50 = result["endpoints"]["GET /sleep/50"]["latency_ms"]
-    assert 50.0 <= s50["p50"] <= 54.0, s50
+    assert 50.0 <= s50["p50"] <= 56.0, s50
     assert s50["p50"] != round(s50["p50"])  # microsecond resolution, not whole ms
 
 
@@ -340,7 +341,9 @@ def test_max_requests_bounds_the_run(standin: Standin, tmp_path: Path) -> None:
     assert result["stop_reason"] == "max_requests"
     # Each worker stops at its share; a user whose response is already on its
     # way may still count it before the stop runs: a few over, never a flood.
-    assert 300 <= result["overall"]["requests"] <= 300 + 2 * result["planned"]["users"]
+    # (Measured here: 0-13 over with 6 users; at the ~1,500 req/s of this run
+    # a missed stop would overshoot by thousands.)
+    assert 300 <= result["overall"]["requests"] <= 300 + 5 * result["planned"]["users"]
 
 
 def test_the_bundled_smoke_scenario_through_the_rendered_nginx(

@@ -355,3 +355,51 @@ def test_every_replica_of_a_stack_service(image: str, tmp_path: Path) -> None:
     assert len(result["meta"]["replicas"]) == 2
     assert result["top"][0]["function"].startswith("alpha (<string>")
     assert result["samples"] >= 300  # two replicas at 100 Hz for ~2 s
+
+
+def test_sigterm_stops_sampling_and_leaves_nothing_half_written(
+    alpha: subprocess.Popen[bytes], tmp_path: Path
+) -> None:
+    import psutil
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ops",
+            "profile",
+            "--pid",
+            str(alpha.pid),
+            "--duration",
+            "60s",
+            "--format",
+            "json",
+            "--out",
+            str(tmp_path / "runs"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env=_env(),
+    )
+    try:
+        time.sleep(3)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert children, "py-spy is not running"
+        proc.terminate()
+        out, err = proc.communicate(timeout=30)
+    finally:
+        stop_process(proc)
+    assert proc.returncode == 0, err
+    result = json.loads(out)
+    assert result["meta"]["interrupted"] is True and result["samples"] > 50
+    _gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, f"the profiler kept running: {alive}"
+    assert not list((tmp_path / "runs").glob(".*")), "staging left behind"
+
+
+def test_samples_without_frames_are_skipped_not_fatal() -> None:
+    assert parse_folded("a;b 3\n 2\nc 1\n") == {("a", "b"): 3, ("c",): 1}
+    with pytest.raises(ValueError, match="not a folded stack line"):
+        parse_folded("a;b three\n")
