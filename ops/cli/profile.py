@@ -147,7 +147,7 @@ def profile() -> None:
 @click.option(
     "--blocking/--nonblocking",
     default=None,
-    help="py-spy: pause the target per sample (exact stacks, ~6% overhead) or not (default, ~1%).",
+    help="py-spy: pause the target per sample (exact stacks; ~7% of its time stopped at 100 Hz) or not (default: never paused, some torn stacks).",
 )
 @click.option(
     "--dump",

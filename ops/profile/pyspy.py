@@ -3,10 +3,12 @@
 ``record`` samples for a duration into py-spy's raw (folded) format with
 ``--function`` (one frame per function, not per line, so the top table adds
 up); ``dump`` takes one snapshot of every thread. Non-blocking sampling is the
-default: py-spy then reads the target's memory without pausing it, which
-costs the service about 1% instead of ~6% at 100 Hz, at the price of an
-occasional torn stack (a frame read while it changes). ``blocking=True``
-pauses the process for each sample, for exact stacks.
+default: py-spy then reads the target's memory without pausing it (the
+service's time on a CPU is unchanged; blocking mode stopped it 6.7% of the
+time at 100 Hz in bench/profile_overhead.py), at the price of some torn
+stacks (a frame read while it changes; ~5% under load, counted in
+``meta["sample_errors"]``). ``blocking=True`` pauses the process for each
+sample, for exact stacks.
 """
 
 from __future__ import annotations
