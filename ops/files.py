@@ -120,6 +120,9 @@ def new_run_dir(root: Path, name: str) -> tuple[Path, Path]:
         raise OutputError(f"{root}: cannot create the run directory ({exc.strerror})") from None
     try:
         staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=root))
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)  # mkdtemp's 0700 would hide the reports from the team
     except OSError as exc:
         raise OutputError(f"{root}: cannot write here ({exc.strerror})") from None
     return staging, final

@@ -30,10 +30,10 @@ class _DefaultGroup(click.Group):
 def _seconds(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
     if value is None:
         return None
-    from ops.loadtest.scenario import parse_seconds
+    from ops.profile.recipe import _duration
 
     try:
-        return parse_seconds(value)
+        return _duration(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
 
@@ -257,12 +257,38 @@ def run(
     from ops.profile.report import top_table
 
     console.print(top_table(outcome.profile, outcome.top))
-    console.info(
-        f"{outcome.note}; {outcome.profile.samples} samples in {time.monotonic() - started:.1f}s"
-    )
+    p = outcome.profile
+    console.info(f"{outcome.note}; {p.samples:,} {p.weight} in {time.monotonic() - started:.1f}s")
+    for warning in _warnings(p):
+        console.warning(warning)
     console.success(
         f"wrote {outcome.run_dir}/ (flamegraph.svg, speedscope.json — open in https://www.speedscope.app, profile.folded, profile.json)"
     )
+
+
+def _warnings(p: Any) -> list[str]:
+    """What makes this profile less than it seems, from its metadata (all replicas)."""
+    metas = p.meta.get("replicas") or [p.meta]
+    out = []
+    if any(m.get("target_exited") for m in metas):
+        out.append(
+            f"the target exited during sampling: {p.duration_s:g}s of samples, not the planned duration"
+        )
+    if any(m.get("interrupted") for m in metas):
+        out.append(
+            "stopped early (Ctrl-C or SIGTERM): the profile covers what was sampled until then"
+        )
+    if any(m.get("idle_unknown") for m in metas):
+        out.append(
+            "in a container py-spy cannot tell idle threads from running ones: time spent waiting "
+            "(sleep, I/O, locks) counts as busy here"
+        )
+    errors = sum(m.get("sample_errors") or 0 for m in metas)
+    if errors and p.samples and errors > 0.05 * p.samples:
+        out.append(
+            f"{errors} samples could not be read (torn stacks in non-blocking mode); --blocking reads exact stacks"
+        )
+    return out
 
 
 def _request(
@@ -289,6 +315,12 @@ def _request(
     if prof == "pprof" and not (pprof_url or (rec and rec.pprof)):
         raise click.UsageError(
             "pprof needs --pprof-url http://HOST:PORT (or pprof.url in the recipe)"
+        )
+    if heap and prof != "pprof":
+        raise click.UsageError("--heap is a pprof profile; give --pprof-url (Go, Rust pprof-rs)")
+    if prof == "pprof" and any(x is not None for x in (pid, container, service, match)):
+        raise click.UsageError(
+            "pprof samples the --pprof-url endpoint; --pid/--match/--container/--service do not apply"
         )
     if prof == "py-spy" and lang != "python":
         raise click.UsageError(f"py-spy profiles Python, not {lang}; use --profiler perf or pprof")

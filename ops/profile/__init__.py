@@ -98,7 +98,7 @@ def _sample(
 ) -> tuple[Profile, str]:
     """Run the backend; returns the profile and a note on what was used."""
     if req.profiler == "pprof":
-        return _pprof(req), f"pprof endpoint {req.pprof_url}"
+        return _pprof(req, on_tick), f"pprof endpoint {req.pprof_url}"
     targets = resolve_targets(req)
     if req.profiler == "perf":
         from ops.profile.perf import perf_available, perf_record
@@ -107,7 +107,7 @@ def _sample(
         if reason is not None:
             if req.pprof_url:
                 return _pprof(
-                    req
+                    req, on_tick
                 ), f"perf unavailable ({reason}); used the pprof endpoint {req.pprof_url}"
             raise OpsError(
                 f"perf cannot sample here: {reason}; or give the service's pprof URL (--pprof-url)"
@@ -145,8 +145,11 @@ def _sample(
             )
             for i, tg in enumerate(targets)
         ]
-        mode = "blocking" if opts.get("blocking") else "non-blocking"
-        return _merge(_parallel(runs, on_tick)), f"py-spy record ({mode})"
+        merged = _merge(_parallel(runs, on_tick))
+        mode = (
+            "blocking" if merged.meta.get("blocking") else "non-blocking"
+        )  # --native implies blocking
+        return merged, f"py-spy record ({mode})"
     raise OpsError(f"unknown profiler {req.profiler!r}")
 
 
@@ -201,12 +204,36 @@ def _parallel(
     return out
 
 
-def _pprof(req: Request) -> Profile:
+def _pprof(req: Request, on_tick: Callable[[float], None] | None = None) -> Profile:
+    """One pprof request; the program profiles itself and answers at the end.
+
+    Ctrl-C therefore cancels (there is nothing partial to keep), unlike the
+    samplers that run here.
+    """
     from ops.profile.pprof import fetch_pprof, parse_pprof
 
     if not req.pprof_url:
         raise OpsError("the pprof profiler needs --pprof-url (or pprof.url in the recipe)")
-    data = fetch_pprof(req.pprof_url, kind=req.pprof_kind, seconds=req.duration_s)  # type: ignore[arg-type]
+    box: dict[str, Any] = {}
+
+    def fetch() -> None:
+        try:
+            box["data"] = fetch_pprof(
+                req.pprof_url or "", kind=req.pprof_kind, seconds=req.duration_s
+            )  # type: ignore[arg-type]
+        except BaseException as exc:
+            box["error"] = exc
+
+    worker = threading.Thread(target=fetch, daemon=True)
+    started = time.time()
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.25)
+        if on_tick is not None:
+            on_tick(time.time() - started)
+    if "error" in box:
+        raise box["error"]
+    data = box["data"]
     # The profile knows its own length (a heap snapshot has none).
     return parse_pprof(data, target=req.pprof_url, language=req.language, duration_s=None)
 
@@ -227,6 +254,9 @@ def run_profile(
     try:
         profile, note = _sample(req, staging, on_tick)
         profile.meta["used"] = note
+        for m in [profile.meta, *profile.meta.get("replicas", [])]:
+            if m.get("perf_data"):  # moved out of the work directory below
+                m["perf_data"] = Path(m["perf_data"]).name
         write_run(staging, profile, top_n)
         works = sorted(staging.glob(".work-*"))
         for i, work in enumerate(works):
@@ -281,6 +311,8 @@ def load_profile(path: Path) -> Profile:
         stacks = parse_folded(text)
     except ValueError as exc:
         raise SpecError(str(exc), path=str(folded)) from None
+    if not stacks:
+        raise SpecError("the profile holds no samples", path=str(folded))
     header: dict[str, Any] = {}
     meta_path = folded.with_name("profile.json")
     if meta_path.exists():

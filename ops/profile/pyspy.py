@@ -45,6 +45,18 @@ def pyspy_path() -> str:
     return found
 
 
+_PROCESS_FRAME = re.compile(r'(?m)(?<![^;\n])process \d+:(".*?")')
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def _ptrace_scope() -> str:
     try:
         return Path("/proc/sys/kernel/yama/ptrace_scope").read_text().strip()
@@ -71,8 +83,13 @@ def explain(stderr: str, target: Target) -> str:
         return f"PID {target.pid} exited or cannot be opened ({target.cmdline[:60]})"
     if "failed to find python version" in low or "python interpreter" in low:
         return f"PID {target.pid} is not a Python process py-spy can read ({target.cmdline[:60]})"
-    lines = [ln for ln in stderr.splitlines() if ln.strip() and not ln.startswith(" ")]
-    return f"py-spy failed on PID {target.pid}: {(lines[-1] if lines else text)[:200]}"
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip() and not ln.startswith(" ")]
+    errors = [
+        ln for ln in lines if ln.lower().startswith("error") and "backtrace" not in ln.lower()
+    ]
+    useful = [ln for ln in lines if not ln.startswith(("py-spy>", "Stack backtrace"))]
+    best = errors[-1] if errors else (useful[-1] if useful else "no error message")
+    return f"py-spy failed on PID {target.pid}: {best[:200]}"
 
 
 def record(
@@ -90,6 +107,13 @@ def record(
     stop: threading.Event | None = None,
 ) -> Profile:
     """Sample ``target`` for ``duration_s``; Ctrl-C (or ``stop``) ends early and keeps what was sampled."""
+    if native:
+        if target.container:
+            raise OpsError(
+                f"--native cannot unwind {target.label} from the host (py-spy reads native stacks "
+                "only for processes in its own mount namespace); profile without --native"
+            )
+        blocking = True  # py-spy reads native stacks only while the process is paused
     out = workdir / "py-spy.raw"
     argv = [
         pyspy_path(),
@@ -121,7 +145,11 @@ def record(
     started = time.time()
     log = workdir / "py-spy.log"
     with log.open("wb") as err:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err)  # noqa: S603
+        # Its own session: a SIGTERM to our process group (timeout, systemd)
+        # reaches us, and we tell py-spy to stop and write, instead of it dying.
+        proc = subprocess.Popen(  # noqa: S603
+            argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True
+        )
     interrupted = False
     deadline = time.monotonic() + duration_s + 30
     try:
@@ -144,8 +172,12 @@ def record(
     stderr = log.read_text(errors="replace")
     if not out.exists() or (proc.returncode not in (0, -signal.SIGINT) and not interrupted):
         raise OpsError(explain(stderr, target))
+    exited = not _alive(target.pid)
     try:
-        stacks = parse_folded(out.read_text(encoding="utf-8", errors="replace"))
+        text = out.read_text(encoding="utf-8", errors="replace")
+        if subprocesses:  # root frames `process 123:"cmd"`: drop the PID so runs compare
+            text = _PROCESS_FRAME.sub(r"process \1", text)
+        stacks = parse_folded(text)
     except ValueError as exc:
         raise OpsError(f"py-spy wrote output vots-ops cannot read ({exc}); see {log}") from None
     out.unlink()
@@ -168,6 +200,10 @@ def record(
             "idle": idle,
             "subprocesses": subprocesses,
             "interrupted": interrupted,
+            "target_exited": exited,
+            # py-spy cannot tell idle threads from running ones in a container
+            # (its thread ids are the container's): idle time counts as busy.
+            "idle_unknown": bool(target.container),
             # Samples py-spy could not read (torn stacks, more in non-blocking mode).
             "sample_errors": int(counted.group(2)) if counted else None,
         },
@@ -180,6 +216,11 @@ def dump(
     """One snapshot of every thread: a Profile with one sample per thread, and py-spy's threads."""
     argv = [pyspy_path(), "dump", "--pid", str(target.pid), "--json"]
     if native:
+        if target.container:
+            raise OpsError(
+                f"--native cannot unwind {target.label} from the host; dump without --native"
+            )
+        blocking = True
         argv.append("--native")
     if not blocking:
         argv.append("--nonblocking")

@@ -85,6 +85,8 @@ def by_pattern(pattern: str, within: list[int] | None = None) -> Target:
         if proc.pid in skip:
             continue
         cmd = _cmdline(proc)
+        if cmd.startswith("[") and cmd.endswith("]"):
+            continue  # a kernel thread (no command line), never a service
         if cmd and rx.search(cmd):
             found.append(Target(proc.pid, cmd, f"pid {proc.pid}"))
     if not found:
@@ -128,7 +130,7 @@ def _pick(pids: list[int], language: str | None, pattern: str | None, label: str
     """The process in a container to sample: by pattern, else the first of the language, else PID 1's."""
     if pattern:
         t = by_pattern(pattern, within=pids)
-        return Target(t.pid, t.cmdline, label)
+        return Target(t.pid, t.cmdline, label, container=label.removeprefix("container "))
     import psutil
 
     if language in _LANG_EXE:
@@ -139,9 +141,11 @@ def _pick(pids: list[int], language: str | None, pattern: str | None, label: str
             except psutil.Error:
                 continue
             if rx.search(exe):
-                return Target(proc.pid, _cmdline(proc), label)
+                return Target(
+                    proc.pid, _cmdline(proc), label, container=label.removeprefix("container ")
+                )
     t = by_pid(pids[0])
-    return Target(t.pid, t.cmdline, label)
+    return Target(t.pid, t.cmdline, label, container=label.removeprefix("container "))
 
 
 def by_container(name: str, *, language: str | None = None, pattern: str | None = None) -> Target:

@@ -751,7 +751,9 @@ def test_engine_stats_agree_with_the_cgroup_files(lab: dict[str, str]) -> None:
         assert abs(a["memory"]["usage"] - b["memory"]["usage"]) < 4 * MiB
         assert b["cpu"]["usage_ns"] >= a["cpu"]["usage_ns"]  # read later, never less
         assert a["cpu"]["online_cpus"] == b["cpu"]["online_cpus"]
-        assert a["pids"] == b["pids"]
+        # The lab's shells fork (sleep, dd) between the two reads: the counts
+        # are live, so both must be there and small, not equal.
+        assert 1 <= a["pids"] <= 16 and 1 <= b["pids"] <= 16, (a["pids"], b["pids"])
         assert a["net"] is not None and b["net"] is not None
         assert b["net"]["rx_bytes"] >= a["net"]["rx_bytes"]
         assert a["oom_kill_count"] == b["oom_kill_count"]
