@@ -8,8 +8,42 @@ because nothing but the result ever reaches stdout.
 from __future__ import annotations
 
 import sys
+import time
 from functools import cached_property
 from typing import Any
+
+
+class StatusLine:
+    """One line of progress on stderr: redrawn on a terminal, else printed every ``plain_every`` s."""
+
+    def __init__(self, console: Console, plain_every: float | None) -> None:
+        self.quiet, self.plain_every = console.quiet, plain_every
+        self.live: Any = None
+        self.last_plain = time.monotonic()  # the first plain line after one interval, with figures
+        if not self.quiet and sys.stderr.isatty():
+            from rich.live import Live
+
+            self.live = Live(console=console.err, refresh_per_second=4, transient=True)
+            self.live.start()
+
+    def update(self, text: str) -> None:
+        if self.live is not None:
+            from rich.text import Text
+
+            self.live.update(Text(text))
+        elif (
+            not self.quiet
+            and self.plain_every is not None
+            and time.monotonic() - self.last_plain >= self.plain_every
+        ):
+            self.last_plain = time.monotonic()
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
 
 
 class Console:
@@ -62,6 +96,10 @@ class Console:
         else:
             sys.stderr.write(f"error: {message}\n")
             sys.stderr.flush()
+
+    def status_line(self, plain_every: float | None = None) -> StatusLine:
+        """A live progress line on stderr (see StatusLine); call ``stop()`` when done."""
+        return StatusLine(self, plain_every)
 
     def print(self, renderable: Any) -> None:
         """A result (table, text) to stdout."""

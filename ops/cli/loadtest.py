@@ -2,37 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ops.cli.options import format_option, quiet_option, stack_option
-from ops.console import Console
-
-
-def _seconds(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
-    if value is None:
-        return None
-    from ops.loadtest.scenario import _run_time
-
-    try:
-        return _run_time(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
-def _rate(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
-    if value is None:
-        return None
-    from ops.loadtest.scenario import _rate as parse_rate
-
-    try:
-        return parse_rate(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+from ops.cli.options import format_option, lazy, parsed, quiet_option, stack_option
+from ops.console import Console, StatusLine
 
 
 def _tolerance(_ctx: click.Context, _param: click.Parameter, value: str) -> float:
@@ -59,8 +35,7 @@ class _Progress:
     ) -> None:
         self.console, self.duration = console, duration
         self.worker, self.baseline, self.tolerance = worker, baseline, tolerance
-        self.live: Any = None
-        self.last_plain = 0.0
+        self.line: StatusLine | None = None
         self.history: list[tuple[float, int]] = []
 
     def start(self, host: str, scenario: Any, reason: str) -> None:
@@ -78,12 +53,7 @@ class _Progress:
         )
         if self.baseline is not None:
             self.console.info(f"comparing with {self.baseline} (tolerance {self.tolerance:g}%)")
-        self.last_plain = time.monotonic()  # the first plain line after 10 s, with figures in it
-        if sys.stderr.isatty():
-            from rich.live import Live
-
-            self.live = Live(console=self.console.err, refresh_per_second=4, transient=True)
-            self.live.start()
+        self.line = self.console.status_line(plain_every=10.0)
 
     def __call__(self, s: dict[str, Any]) -> None:
         if self.console.quiet:
@@ -103,19 +73,12 @@ class _Progress:
             f"p95 {p95 if p95 is not None else '-'} ms  {s.get('requests', 0):,} req  "
             f"{s.get('failures', 0):,} fail"
         )
-        if self.live is not None:
-            from rich.text import Text
-
-            self.live.update(Text(text))
-        elif time.monotonic() - self.last_plain >= 10:
-            self.last_plain = time.monotonic()
-            sys.stderr.write(text + "\n")
-            sys.stderr.flush()
+        if self.line is not None:
+            self.line.update(text)
 
     def stop(self) -> None:
-        if self.live is not None:
-            self.live.stop()
-            self.live = None
+        if self.line is not None:
+            self.line.stop()
 
 
 @click.command()
@@ -151,11 +114,14 @@ class _Progress:
     help="Override users started per second.",
 )
 @click.option(
-    "--duration", callback=_seconds, default=None, help="Override the run time, e.g. 30s or 5m."
+    "--duration",
+    callback=parsed(lazy("ops.loadtest.scenario", "parse_run_time")),
+    default=None,
+    help="Override the run time, e.g. 30s or 5m.",
 )
 @click.option(
     "--arrival-rate",
-    callback=_rate,
+    callback=parsed(lazy("ops.loadtest.scenario", "parse_rate")),
     default=None,
     help="Override the arrival rate (requests/s), e.g. 200/s.",
 )

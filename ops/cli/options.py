@@ -47,3 +47,30 @@ def quiet_option(f: Any) -> Any:
         callback=_set_quiet,
         help="Print nothing on success; errors still go to stderr.",
     )(f)
+
+
+def parsed(
+    parse: Callable[[str], Any],
+) -> Callable[[click.Context, click.Parameter, str | None], Any]:
+    """A Click callback that runs a spec parser (``30s``, ``200/s``) and turns its ValueError into usage."""
+
+    def callback(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+
+    return callback
+
+
+def lazy(module: str, name: str) -> Callable[[str], Any]:
+    """``module.name``, imported on first use: the parsers live in modules that import pydantic."""
+
+    def call(value: str) -> Any:
+        import importlib
+
+        return getattr(importlib.import_module(module), name)(value)
+
+    return call

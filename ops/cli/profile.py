@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ops.cli.options import format_option, quiet_option, stack_option
-from ops.console import Console
+from ops.cli.options import format_option, lazy, parsed, quiet_option, stack_option
+from ops.console import Console, StatusLine
 
 
 class _DefaultGroup(click.Group):
@@ -27,47 +26,27 @@ class _DefaultGroup(click.Group):
         return super().parse_args(ctx, args)
 
 
-def _seconds(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
-    if value is None:
-        return None
-    from ops.profile.recipe import _duration
-
-    try:
-        return _duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
 class _Ticker:
     """Progress on stderr while sampling: a redrawn line on a terminal, nothing otherwise."""
 
     def __init__(self, console: Console, duration: float, label: str) -> None:
         self.console, self.duration, self.label = console, duration, label
-        self.live: Any = None
+        self.line: StatusLine | None = None
 
     def __enter__(self) -> _Ticker:
-        if not self.console.quiet and sys.stderr.isatty():
-            from rich.live import Live
-
-            self.live = Live(console=self.console.err, refresh_per_second=4, transient=True)
-            self.live.start()
+        self.line = self.console.status_line()
         return self
 
     def __call__(self, elapsed: float) -> None:
-        if self.live is None:
-            return
-        from rich.text import Text
-
-        left = max(0.0, self.duration - elapsed)
-        self.live.update(
-            Text(
-                f"sampling {self.label}: {elapsed:4.0f}s elapsed, {left:4.0f}s left (Ctrl-C stops and keeps the samples)"
+        if self.line is not None:
+            left = max(0.0, self.duration - elapsed)
+            self.line.update(
+                f"sampling {self.label}: {elapsed:.0f}/{self.duration:.0f}s, {left:.0f}s left"
             )
-        )
 
     def __exit__(self, *exc: object) -> None:
-        if self.live is not None:
-            self.live.stop()
+        if self.line is not None:
+            self.line.stop()
 
 
 @click.group(cls=_DefaultGroup)
@@ -128,7 +107,7 @@ def profile() -> None:
 )
 @click.option(
     "--duration",
-    callback=_seconds,
+    callback=parsed(lazy("ops.profile.recipe", "parse_profile_duration")),
     default=None,
     help="How long to sample, e.g. 10s [default: the recipe's, else 10s].",
 )

@@ -166,7 +166,9 @@ def run_scenario(
     if on_start is not None:
         on_start(target, scenario, reason)
     try:
-        out = runner.run_locust(scenario, loaded.locustfile(name), opts, staging, on_status)
+        out = runner.run_locust(
+            scenario, loaded.locustfile(name).resolve(), opts, staging, on_status
+        )
     except BaseException:
         _keep_failed(staging, final)
         raise

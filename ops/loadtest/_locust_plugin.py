@@ -30,6 +30,7 @@ from hdrh.histogram import HdrHistogram
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
+from ops.loadtest import users
 from ops.loadtest.hdr import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS
 
 CONFIG: dict[str, Any] = json.loads(os.environ.get("VOTS_OPS_LOADTEST", "{}"))
@@ -118,6 +119,7 @@ def _on_request(
         _COUNT[0] += 1
         if _COUNT[0] >= _SHARE and not _COUNT[1]:
             _COUNT[1] = True
+            users.BUDGET_SPENT[0] = True
             STATE["stop_reason"] = "max_requests"
             if STATE["env"] is not None and STATE["env"].runner is not None:
                 gevent.spawn(_stop_self, STATE["env"].runner)
@@ -175,9 +177,7 @@ def _on_worker_report(client_id: str, data: dict[str, Any]) -> None:
 @events.init.add_listener
 def _on_init(environment: Any, **_: Any) -> None:
     if RATE is not None:
-        from ops.loadtest.users import VotsUser
-
-        plain = [c.__name__ for c in environment.user_classes if not issubclass(c, VotsUser)]
+        plain = [c.__name__ for c in environment.user_classes if not issubclass(c, users.VotsUser)]
         if plain:
             sys.stderr.write(
                 "vots-ops: arrival_rate needs user classes derived from ops.loadtest.users.VotsUser "

@@ -57,7 +57,7 @@ def parse_seconds(value: Any) -> float:
     return seconds
 
 
-def _rate(value: Any) -> float:
+def parse_rate(value: Any) -> float:
     """``50``, ``50/s`` or ``600/m`` -> requests per second."""
     if isinstance(value, bool):
         raise ValueError(f"expected a rate like 50/s (got {value!r})")
@@ -170,7 +170,7 @@ def _locustfile(value: Any) -> str:
     return value
 
 
-def _run_time(value: Any) -> float:
+def parse_run_time(value: Any) -> float:
     seconds = parse_seconds(value)
     if seconds > MAX_DURATION_S:
         raise ValueError(
@@ -181,8 +181,8 @@ def _run_time(value: Any) -> float:
     return seconds
 
 
-RunTime = Annotated[float, BeforeValidator(_run_time)]
-Rate = Annotated[float, BeforeValidator(_rate)]
+RunTime = Annotated[float, BeforeValidator(parse_run_time)]
+Rate = Annotated[float, BeforeValidator(parse_rate)]
 ThresholdT = Annotated[Threshold, BeforeValidator(parse_threshold)]
 EndpointKey = Annotated[str, BeforeValidator(_endpoint_key)]
 ClassName = Annotated[str, BeforeValidator(_class_name)]

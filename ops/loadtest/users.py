@@ -24,8 +24,12 @@ import time
 from typing import Any
 
 from locust import FastHttpUser
+from locust.exception import StopUser
 
 _CONFIG: dict[str, Any] = json.loads(os.environ.get("VOTS_OPS_LOADTEST", "{}"))
+# Set by the plugin when this process has spent its share of max_requests: a
+# VotsUser then sends nothing more, instead of until the runner gets to stop it.
+BUDGET_SPENT = [False]
 
 
 def _pacing_interval() -> float | None:
@@ -50,6 +54,8 @@ class VotsUser(FastHttpUser):
         self._late_us = 0
 
     def wait_time(self) -> float:
+        if BUDGET_SPENT[0]:
+            raise StopUser
         if self._interval is None:
             lo, hi = self.think_time
             return random.uniform(lo, hi) if hi > 0 else 0.0

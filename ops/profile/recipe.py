@@ -25,7 +25,7 @@ DEFAULT_PROFILER: dict[str, str] = {"python": "py-spy", "go": "pprof", "rust": "
 MAX_DURATION_S = 3600.0
 
 
-def _duration(value: Any) -> float:
+def parse_profile_duration(value: Any) -> float:
     seconds = parse_seconds(value)
     if seconds > MAX_DURATION_S:
         raise ValueError(f"at most 1h (got {value!r})")
@@ -48,7 +48,7 @@ def _url(value: Any) -> str:
     return value.rstrip("/")
 
 
-Duration = Annotated[float, BeforeValidator(_duration)]
+Duration = Annotated[float, BeforeValidator(parse_profile_duration)]
 Regex = Annotated[str, BeforeValidator(_regex)]
 Url = Annotated[str, BeforeValidator(_url)]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]

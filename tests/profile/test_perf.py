@@ -459,29 +459,13 @@ def test_the_cli_profiles_the_rust_program_end_to_end(
 ) -> None:
     """`vots-ops profile --language rust --pid` goes through perf and names it."""
     import json
-    import sys
 
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ops",
-            "profile",
-            "--language",
-            "rust",
-            "--pid",
-            str(hot.pid),
-            "--duration",
-            "2s",
-            "--format",
-            "json",
-            "--out",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
+    from tests.support import cli
+
+    proc = cli.run(
+        "profile", "--language", "rust", "--pid", str(hot.pid), "--duration", "2s", "--format", "json",
+        "--out", str(tmp_path), cwd=tmp_path, timeout=90,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["backend"] == "perf" and result["language"] == "rust"

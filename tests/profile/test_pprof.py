@@ -565,29 +565,13 @@ def test_sample_pointing_at_a_missing_location_is_an_error() -> None:
 def test_the_cli_profiles_the_go_program_end_to_end(hot_url: str, tmp_path: Path) -> None:
     """`vots-ops profile --language go --pprof-url` writes the same four files as for Python."""
     import json
-    import sys
 
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ops",
-            "profile",
-            "--language",
-            "go",
-            "--pprof-url",
-            hot_url,
-            "--duration",
-            "2s",
-            "--format",
-            "json",
-            "--out",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    from tests.support import cli
+
+    proc = cli.run(
+        "profile", "--language", "go", "--pprof-url", hot_url, "--duration", "2s", "--format", "json",
+        "--out", str(tmp_path), cwd=tmp_path, timeout=60,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["backend"] == "pprof" and result["language"] == "go"

@@ -8,7 +8,6 @@ line and exit 2.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -23,6 +22,7 @@ from typing import Any
 import pytest
 
 from ops.profile.model import parse_folded
+from tests.support import cli
 from tests.support.processes import stop_process
 from tests.support.python_image import python_image
 
@@ -54,19 +54,10 @@ main(sys.argv[1])
 """
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VOTS_OPS_")}
-    env["COLUMNS"] = "200"
-    return env
-
-
 def vots(
     *args: str, cwd: Path, timeout: float = 120, prefix: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess[str]:
-    argv = [*prefix, sys.executable, "-m", "ops", "profile", *args]
-    return subprocess.run(
-        argv, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=_env()
-    )
+    return cli.run("profile", *args, cwd=cwd, timeout=timeout, prefix=prefix)
 
 
 @pytest.fixture(scope="module")
@@ -172,34 +163,11 @@ def test_dump_prints_every_threads_stack(alpha: subprocess.Popen[bytes], tmp_pat
 def test_ctrl_c_stops_early_and_keeps_the_samples(
     alpha: subprocess.Popen[bytes], tmp_path: Path
 ) -> None:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ops",
-            "profile",
-            "--pid",
-            str(alpha.pid),
-            "--duration",
-            "60s",
-            "--format",
-            "json",
-            "--out",
-            str(tmp_path / "runs"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
-        env=_env(),
-        start_new_session=True,
-    )
-    try:
-        time.sleep(3)
-        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
-        out, err = proc.communicate(timeout=30)
-    finally:
-        stop_process(proc)
+    proc = cli.start(
+        "profile", "--pid", str(alpha.pid), "--duration", "60s", "--format", "json",
+        "--out", str(tmp_path / "runs"), cwd=tmp_path, start_new_session=True,
+    )  # fmt: skip
+    out, err, _ = cli.signal_midway(proc, signal.SIGINT, after=3, group=True, timeout=30)
     assert proc.returncode == 0, err
     result = json.loads(out)
     assert result["meta"]["interrupted"] is True
@@ -267,26 +235,10 @@ def test_ptrace_refused_names_the_missing_capability(tmp_path: Path) -> None:
 def test_a_missing_profiler_is_named_with_its_install_hint(
     alpha: subprocess.Popen[bytes], tmp_path: Path
 ) -> None:
-    env = {**_env(), "PATH": "/nonexistent"}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ops",
-            "profile",
-            "--pid",
-            str(alpha.pid),
-            "--language",
-            "rust",
-            "--duration",
-            "1s",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-        env=env,
-    )
+    proc = cli.run(
+        "profile", "--pid", str(alpha.pid), "--language", "rust", "--duration", "1s",
+        cwd=tmp_path, timeout=60, env=cli.cli_env(PATH="/nonexistent"),
+    )  # fmt: skip
     assert proc.returncode == 2
     assert "perf" in _line(proc) and "apt-get install linux-perf" in _line(proc)
 
@@ -362,35 +314,12 @@ def test_sigterm_stops_sampling_and_leaves_nothing_half_written(
 ) -> None:
     import psutil
 
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ops",
-            "profile",
-            "--pid",
-            str(alpha.pid),
-            "--duration",
-            "60s",
-            "--format",
-            "json",
-            "--out",
-            str(tmp_path / "runs"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
-        env=_env(),
-    )
-    try:
-        time.sleep(3)
-        children = psutil.Process(proc.pid).children(recursive=True)
-        assert children, "py-spy is not running"
-        proc.terminate()
-        out, err = proc.communicate(timeout=30)
-    finally:
-        stop_process(proc)
+    proc = cli.start(
+        "profile", "--pid", str(alpha.pid), "--duration", "60s", "--format", "json",
+        "--out", str(tmp_path / "runs"), cwd=tmp_path,
+    )  # fmt: skip
+    out, err, children = cli.signal_midway(proc, signal.SIGTERM, after=3, timeout=30)
+    assert children, "py-spy is not running"
     assert proc.returncode == 0, err
     result = json.loads(out)
     assert result["meta"]["interrupted"] is True and result["samples"] > 50
