@@ -13,7 +13,7 @@ Wall time is measured around spawn and wait; CPU time (user + sys) and peak
 RSS come from the child's own rusage (os.wait4). The bench process stays small
 (it imports nothing of ops), because a child's ru_maxrss starts from the RSS of
 the process it was forked from. The in-process cost of
-`ops.report.collect.sample()` is measured in a child of its own.
+`ops.report.sample.sample()` is measured in a child of its own.
 
 With --containers N (default 20), N busybox containers (`sleep 600`, with
 --cpus/--memory limits) run during the measurement and are always removed.
@@ -60,7 +60,7 @@ TAKE_SAMPLE = (
 LIBRARY = """
 import json, statistics, sys, time
 t0 = time.perf_counter()
-from ops.report.collect import sample
+from ops.report.sample import sample
 t1 = time.perf_counter()
 first = sample()
 t2 = time.perf_counter()
@@ -80,14 +80,15 @@ print(json.dumps({
 SEED = """
 import sys
 from pathlib import Path
-from ops.report import collect
 from ops.report.history import History
+from ops.report.rates import rates as rates_between
 from ops.report.run import _points
+from ops.report.sample import sample
 
 db, n = Path(sys.argv[1]), int(sys.argv[2])
 with History(db) as history:
     for i in range(n):
-        cur = collect.sample()
+        cur = sample()
         back = 60.0 * (n - i)  # one minute apart, the last one a minute ago
         cur["time"] -= back
         cur["mono"] -= back
@@ -95,7 +96,7 @@ with History(db) as history:
             if c.get("read_mono") is not None:
                 c["read_mono"] -= back
         prev = history.previous(cur["host"]["hostname"])
-        rates = collect.rates(prev[1] if prev else None, cur)
+        rates = rates_between(prev[1] if prev else None, cur)
         history.record(cur["time"], cur["host"]["hostname"], cur, list(_points(cur, rates)))
 """
 
@@ -272,7 +273,7 @@ def main() -> None:
         f"this process's peak RSS (a floor for the children's): {floor / 2**20:.1f} MiB"
     )
     print(
-        f"library: ops.report.collect.sample() in one process: import "
+        f"library: ops.report.sample.sample() in one process: import "
         f"{lib['import'] * 1000:.1f} ms, first sample {lib['first'] * 1000:.1f} ms, then median "
         f"{lib['median'] * 1000:.1f} ms (n={lib['n']}); peak RSS {lib['hwm_kib'] / 1024:.1f} MiB; "
         f"heavy modules loaded: {', '.join(lib['heavy']) or 'none'}"

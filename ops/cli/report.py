@@ -340,7 +340,7 @@ def serve_cmd(
     from pathlib import Path
 
     from ops.report.history import default_db_path
-    from ops.report.prom import serve
+    from ops.report.serve import serve
 
     db = db or _group_db()
     path = None if no_history else Path(db) if db else default_db_path()

@@ -150,17 +150,17 @@ def _pick(pids: list[int], language: str | None, pattern: str | None, label: str
 
 def by_container(name: str, *, language: str | None = None, pattern: str | None = None) -> Target:
     """A container's process, as a host PID, found through the Docker Engine API."""
-    from ops.report.engine import Engine, EngineError, NotFound
+    from ops.engine import EngineError, NotFound, connect
 
     try:
-        with Engine() as engine:
+        with connect() as engine:
             info = engine.inspect(name)
     except NotFound:
         raise TargetError(
             f"no container named {name!r} (docker ps lists the running ones)"
         ) from None
-    except (EngineError, OSError) as exc:
-        raise TargetUnreachable(f"cannot ask the Docker engine about {name!r}: {exc}") from None
+    except EngineError as exc:
+        raise TargetUnreachable(f"cannot ask about container {name!r}: {exc}") from None
     state = info.get("State") or {}
     pid = int(state.get("Pid") or 0)
     cname = str(info.get("Name", name)).lstrip("/")
@@ -179,15 +179,13 @@ def by_service(
     service: str, project: str, *, language: str | None = None, pattern: str | None = None
 ) -> list[Target]:
     """Every running replica of a stack service (Compose labels), one target each."""
-    from ops.report.engine import Engine, EngineError
+    from ops.engine import EngineError, connect
 
     try:
-        with Engine() as engine:
+        with connect() as engine:
             listed = engine.containers()
-    except (EngineError, OSError) as exc:
-        raise TargetUnreachable(
-            f"cannot list containers through the Docker engine: {exc}"
-        ) from None
+    except EngineError as exc:
+        raise TargetUnreachable(f"cannot list the containers: {exc}") from None
     names = sorted(
         str((c.get("Names") or ["?"])[0]).lstrip("/")
         for c in listed

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ops.report.analysis import CurrentResources, Recommendation, Usage, recommend_all
 from ops.report.history import History
+from ops.report.rightsizing import CurrentResources, Recommendation, Usage, recommend_all
 
 HISTORY_S = 14 * 86400.0
 

@@ -127,7 +127,7 @@ ANOMALY_METRICS = frozenset(
 
 def _anomalies(history: History, host: str, ts: float, points: list[Point]) -> list[Finding]:
     """Judge this run's key points against each metric's own recent history."""
-    from ops.report.analysis import detect_anomalies
+    from ops.report.anomalies import detect_anomalies
 
     out: list[Finding] = []
     for point in points:
@@ -152,16 +152,17 @@ def take_sample(db: Path | None, *, docker: bool = True) -> ReportRun:
 
     ``db=None`` samples without history (rates then say "first sample").
     """
-    from ops.report import collect
+    from ops.report.rates import rates as rates_between
+    from ops.report.sample import sample
 
-    cur = collect.sample(docker=docker)
+    cur = sample(docker=docker)
     hostname = cur["host"]["hostname"]
     if db is None:
-        rates = collect.rates(None, cur)
+        rates = rates_between(None, cur)
         return ReportRun(cur, rates, None, None, _findings(rates))
     with History(db) as history:
         prev = history.previous(hostname)
-        rates = collect.rates(prev[1] if prev else None, cur)
+        rates = rates_between(prev[1] if prev else None, cur)
         points = list(_points(cur, rates))
         stored = cur
         if (
@@ -183,14 +184,15 @@ def live(interval: float, *, docker: bool = True, count: int | None = None) -> I
     not in the history): the engine behind ``report --interval``."""
     import time
 
-    from ops.report import collect
+    from ops.report.rates import rates as rates_between
+    from ops.report.sample import sample
 
     prev = None
     n = 0
     while count is None or n < count:
         start = time.monotonic()
-        cur = collect.sample(docker=docker)
-        rates = collect.rates(prev, cur)
+        cur = sample(docker=docker)
+        rates = rates_between(prev, cur)
         yield ReportRun(cur, rates, None, None, _findings(rates))
         prev = cur
         n += 1

@@ -116,7 +116,7 @@ def test_fail_on_anomaly_flags_a_break_from_recent_behaviour(tmp_path: Path) -> 
     """An hour of history says this host uses ~3x the memory it uses now."""
     import socket
 
-    from ops.report.collect import sample
+    from ops.report.sample import sample
 
     db = tmp_path / "h.sqlite3"
     raw = sample(docker=False)

@@ -1,4 +1,4 @@
-"""A minimal Docker Engine API client: the four read-only calls ``report`` needs.
+"""A minimal Docker Engine API client, shared by ``report``, ``profile`` and ``deploy``.
 
 ``vots-ops report`` runs from cron every minute on a budget of about 0.15 s and
 35 MiB. The Docker SDK costs about 0.1 s and 20 MiB just to import (requests,
@@ -12,18 +12,22 @@ module speaks it directly with :mod:`socket` and :mod:`json` only:
   threads.
 * Bodies sized by ``Content-Length`` or sent ``chunked`` (as the engine sends
   JSON); a connection the engine closed while idle is reopened once.
-* Every socket operation has a short timeout; transport failures surface as the
-  ``OSError`` subclasses they are (``FileNotFoundError``, ``PermissionError``,
-  ``ConnectionRefusedError``, ``TimeoutError``), and :func:`error_reason` turns
-  any failure into the one line ``report`` prints.
+* Every socket operation has a short timeout. Every failure is an
+  :class:`EngineError` (part of the ``OpsError`` tree, so a command that lets it
+  through prints one line and exits 2): :class:`EngineUnreachable` for the
+  transport (no socket, no permission, refused, no answer: the ``OSError`` is
+  its ``cause``), :class:`NotFound` for a 404, :class:`ProtocolError` for an
+  answer this client cannot read, :class:`EngineError` itself for other error
+  statuses.
 * Paths carry no API version: the engine answers with its own, which is what
   the SDK's ``version="auto"`` negotiates with an extra round trip.
 
-Only ``unix://`` hosts (and the default ``/var/run/docker.sock``) are spoken to
-directly. For ``tcp://``, ``ssh://`` or ``npipe://`` (TLS, SSH tunnels) the Docker
-SDK is imported lazily and wrapped in :class:`SdkEngine`, with the same methods;
-:func:`connect` picks one. A ``docker.DockerClient`` built elsewhere can be
-wrapped the same way (:func:`wrap_client`).
+:func:`connect` is how every command reaches the engine: it honours
+``DOCKER_HOST`` (default ``unix:///var/run/docker.sock``). Only ``unix://``
+hosts are spoken to directly; for ``tcp://``, ``ssh://`` or ``npipe://`` (TLS,
+SSH tunnels) the Docker SDK is imported lazily and wrapped in
+:class:`SdkEngine`, with the same methods and errors. A ``docker.DockerClient``
+built elsewhere can be wrapped the same way (:func:`wrap_client`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ import socket
 import threading
 from collections.abc import Iterable
 from typing import Any
+
+from ops.errors import OpsError
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 DEFAULT_HOST = f"unix://{DEFAULT_SOCKET}"
@@ -46,13 +52,25 @@ _MAX_LINE = 65536
 _MAX_HEADERS = 100
 
 
-class EngineError(Exception):
-    """The engine answered, but not with what was asked for (an HTTP error status
-    or a malformed answer); ``status`` is the HTTP status, or None."""
+class EngineError(OpsError):
+    """The engine could not be used, or answered with an error; ``status`` is the
+    HTTP status where there was one."""
 
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class EngineUnreachable(EngineError):
+    """No usable connection: no socket, no permission, refused, or no answer in
+    time. The message is one line naming the address and the likely fix;
+    ``reason`` is that fix alone, and the ``OSError`` is the ``__cause__``."""
+
+    def __init__(self, where: str, cause: BaseException, timeout: float) -> None:
+        self.where = where
+        self.reason = _what(cause, timeout)
+        self.timed_out = self.reason.startswith("no answer within")
+        super().__init__(f"Docker engine not usable at {where}: {self.reason}")
 
 
 class NotFound(EngineError):
@@ -285,8 +303,15 @@ class Engine:
     def request(self, path: str, timeout: float | None = None) -> tuple[int, bytes]:
         """``GET path``: the status and the whole body. A kept-alive connection
         that the engine closed meanwhile is replaced once, transparently (GETs
-        are idempotent); timeouts are never retried."""
+        are idempotent); timeouts are never retried. Transport failures raise
+        :class:`EngineUnreachable`."""
         limit = self.timeout if timeout is None else timeout
+        try:
+            return self._request(path, limit)
+        except OSError as exc:
+            raise EngineUnreachable(self.url, exc, limit) from exc
+
+    def _request(self, path: str, limit: float) -> tuple[int, bytes]:
         for attempt in (1, 2):
             conn, reused = self._take(limit)
             try:
@@ -372,6 +397,7 @@ class SdkEngine:
         self.pool_size = getattr(adapter, "max_pool_size", 10)
         socket_path = getattr(adapter, "socket_path", None)
         self.url = f"unix://{socket_path}" if socket_path else str(self.api.base_url)
+        self.timeout = float(getattr(self.api, "timeout", None) or DEFAULT_TIMEOUT)
 
     def __repr__(self) -> str:
         return f"SdkEngine({self.url!r})"
@@ -388,12 +414,18 @@ class SdkEngine:
             self.client.close()
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        from docker.errors import APIError, DockerException
         from docker.errors import NotFound as SdkNotFound
+        from requests.exceptions import RequestException
 
         try:
             return fn(*args, **kwargs)
         except SdkNotFound as exc:
-            raise NotFound(str(exc).splitlines()[0] if str(exc) else "404", 404) from exc
+            raise NotFound(_first_line(exc) or "404", 404) from exc
+        except APIError as exc:
+            raise EngineError(_first_line(exc), exc.status_code) from exc
+        except (DockerException, RequestException, OSError) as exc:
+            raise EngineUnreachable(self.url, exc, self.timeout) from exc
 
     def ping(self, timeout: float | None = None) -> str:
         return "OK" if self._call(self.api.ping) else ""
@@ -408,11 +440,14 @@ class SdkEngine:
         return self._call(self.api.inspect_container, cid)
 
     def stats(self, cid: str, timeout: float | None = None) -> dict[str, Any]:
-        from docker.errors import InvalidVersion
-
         try:
             return self._call(self.api.stats, cid, stream=False, one_shot=True)
-        except InvalidVersion:  # engine API < 1.41: two readings, about 2 s
+        except EngineUnreachable as exc:
+            from docker.errors import InvalidVersion
+
+            if not isinstance(exc.__cause__, InvalidVersion):
+                raise
+            # Engine API < 1.41: no one-shot, two readings, about 2 s.
             return self._call(self.api.stats, cid, stream=False)
 
 
@@ -438,14 +473,18 @@ def connect(
         return Engine(path, timeout, pool_size=pool_size)
     try:
         import docker
+        from docker.errors import DockerException
     except ImportError as exc:  # pragma: no cover - docker is a dependency
         raise EngineError(
             f"{host.split('://', 1)[0]}:// engines need the Docker SDK (pip install docker)"
         ) from exc
-    if host == docker_host():  # DOCKER_HOST with DOCKER_TLS_VERIFY/DOCKER_CERT_PATH
-        client = docker.from_env(timeout=timeout, max_pool_size=pool_size)
-    else:
-        client = docker.DockerClient(base_url=host, timeout=timeout, max_pool_size=pool_size)
+    try:
+        if host == docker_host():  # DOCKER_HOST with DOCKER_TLS_VERIFY/DOCKER_CERT_PATH
+            client = docker.from_env(timeout=timeout, max_pool_size=pool_size)
+        else:
+            client = docker.DockerClient(base_url=host, timeout=timeout, max_pool_size=pool_size)
+    except (DockerException, OSError) as exc:
+        raise EngineUnreachable(host, exc, timeout) from exc
     return SdkEngine(client, owned=True)
 
 
@@ -465,8 +504,20 @@ def _exception_chain(exc: BaseException) -> Iterable[BaseException]:
         todo.extend(n for n in nested if isinstance(n, BaseException))
 
 
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else ""
+
+
 def error_reason(exc: BaseException, where: str, timeout: float) -> str:
     """One line saying why the engine at ``where`` could not be used."""
+    if isinstance(exc, EngineError):
+        return str(exc)
+    return f"Docker engine not usable at {where}: {_what(exc, timeout)}"
+
+
+def _what(exc: BaseException, timeout: float) -> str:
+    """What went wrong on the way to the engine, with the likely fix."""
     what = None
     for e in _exception_chain(exc):
         if isinstance(e, FileNotFoundError):
@@ -480,9 +531,8 @@ def error_reason(exc: BaseException, where: str, timeout: float) -> str:
         if what:
             break
     if what is None:
-        text = str(exc).strip().splitlines()
-        what = (text[0] if text else type(exc).__name__)[:200]
-    return f"Docker engine not usable at {where}: {what}"
+        what = _first_line(exc) or type(exc).__name__
+    return what
 
 
 __all__ = [
@@ -491,6 +541,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "Engine",
     "EngineError",
+    "EngineUnreachable",
     "NotFound",
     "ProtocolError",
     "SdkEngine",
