@@ -179,22 +179,30 @@ def take_sample(db: Path | None, *, docker: bool = True) -> ReportRun:
     return ReportRun(cur, rates, sample_id, Path(db), _findings(rates) + anomalies)
 
 
+def measure(prev: dict[str, Any] | None, *, docker: bool = True) -> ReportRun:
+    """Sample now and rate against ``prev`` (a sample kept in memory), judging the
+    findings without any history: what ``report --interval`` and ``report serve``
+    without ``--db`` do between their own samples."""
+    from ops.report.rates import rates as rates_between
+    from ops.report.sample import sample
+
+    cur = sample(docker=docker)
+    rates = rates_between(prev, cur)
+    return ReportRun(cur, rates, None, None, _findings(rates))
+
+
 def live(interval: float, *, docker: bool = True, count: int | None = None) -> Iterator[ReportRun]:
     """Samples every ``interval`` seconds, rates from the one before (kept in memory,
     not in the history): the engine behind ``report --interval``."""
     import time
 
-    from ops.report.rates import rates as rates_between
-    from ops.report.sample import sample
-
     prev = None
     n = 0
     while count is None or n < count:
         start = time.monotonic()
-        cur = sample(docker=docker)
-        rates = rates_between(prev, cur)
-        yield ReportRun(cur, rates, None, None, _findings(rates))
-        prev = cur
+        run = measure(prev, docker=docker)
+        yield run
+        prev = run.sample
         n += 1
         if count is not None and n >= count:
             return

@@ -18,7 +18,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from ops.report.prom import _registry, families
-from ops.report.run import ReportRun, take_sample
+from ops.report.run import ReportRun, measure, take_sample
 
 log = logging.getLogger(__name__)
 
@@ -88,14 +88,9 @@ class MetricsServer:
     def _take(self) -> ReportRun:
         if self.db is not None:
             return take_sample(self.db, docker=self.docker)
-        from ops.report.rates import rates as rates_between
-        from ops.report.run import _findings
-        from ops.report.sample import sample
-
-        cur = sample(docker=self.docker)
-        rates = rates_between(self._prev, cur)
-        self._prev = cur
-        return ReportRun(cur, rates, None, None, _findings(rates))
+        run = measure(self._prev, docker=self.docker)
+        self._prev = run.sample
+        return run
 
     def current(self) -> ReportRun:
         """The cached run, re-sampled first if it is ``interval`` seconds old."""
