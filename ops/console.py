@@ -7,8 +7,10 @@ because nothing but the result ever reaches stdout.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
+from collections.abc import Iterator
 from functools import cached_property
 from typing import Any
 
@@ -89,12 +91,21 @@ class Console:
 
     def error(self, message: str) -> None:
         """Errors print even with ``--quiet``: cron must mail problems."""
+        self._always("bold red", "error:", message)
+
+    def alert(self, message: str, label: str = "warning:") -> None:
+        """A line that prints even with ``--quiet``: something cron should mail once
+        (a finding that started or resolved, a damaged row skipped)."""
+        self._always("yellow", label, message)
+
+    def _always(self, style: str, label: str, message: str) -> None:
         if sys.stderr.isatty():
             from rich.markup import escape
 
-            self.err.print(f"[bold red]error:[/] {escape(message)}")
+            prefix = f"[{style}]{label}[/] " if label else ""
+            self.err.print(f"{prefix}{escape(message)}")
         else:
-            sys.stderr.write(f"error: {message}\n")
+            sys.stderr.write(f"{label} {message}\n" if label else f"{message}\n")
             sys.stderr.flush()
 
     def status_line(self, plain_every: float | None = None) -> StatusLine:
@@ -103,15 +114,35 @@ class Console:
 
     def print(self, renderable: Any) -> None:
         """A result (table, text) to stdout."""
-        self.out.print(renderable)
+        with _stdout_errors():
+            self.out.print(renderable)
+            sys.stdout.flush()
 
     def text(self, text: str) -> None:
         """Plain text to stdout, byte for byte (diffs, generated files)."""
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        with _stdout_errors():
+            sys.stdout.write(text)
+            sys.stdout.flush()
 
     def json(self, data: Any) -> None:
         import json
 
-        sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
-        sys.stdout.flush()
+        self.text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+@contextlib.contextmanager
+def _stdout_errors() -> Iterator[None]:
+    """A failed write to stdout (a full disk under ``> file``, a closed pipe under
+    ``| head``) ends the command: never a traceback, never exit 0 on a truncated
+    file. A closed pipe propagates as BrokenPipeError (``main`` exits quietly, as
+    a program killed by SIGPIPE would); anything else is one line and exit 2."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        from ops.errors import OutputError
+
+        raise OutputError(
+            f"cannot write to standard output: {exc.strerror or exc} (the output is incomplete)"
+        ) from None

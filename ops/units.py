@@ -17,3 +17,32 @@ def format_bytes(n: int) -> str:
 def format_cpus(milli: int) -> str:
     """Millicores as a decimal CPU count (``250`` -> ``0.25``)."""
     return f"{milli / 1000:.3f}".rstrip("0").rstrip(".")
+
+
+def format_duration(seconds: float) -> str:
+    """A span as people say it: ``45 s``, ``12 min``, ``5 h``, ``400 d``."""
+    seconds = abs(seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} d"
+
+
+_SECONDS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration_s(text: str) -> float:
+    """``90s``, ``30m``, ``4h``, ``1d`` (or a bare number of seconds) as seconds > 0."""
+    value = text.strip().lower()
+    unit = value.lstrip("0123456789.")
+    number = value[: len(value) - len(unit)]
+    try:
+        seconds = float(number) * _SECONDS[unit or "s"]
+    except (KeyError, ValueError):
+        raise ValueError(f"expected a duration like 90s, 30m, 4h or 1d (got {text!r})") from None
+    if not seconds > 0:
+        raise ValueError(f"expected a duration above zero (got {text!r})")
+    return seconds

@@ -8,6 +8,7 @@ documented exit code; anything else is a bug and keeps its traceback
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -54,11 +55,30 @@ def _register() -> None:
 _register()
 
 
+#: What a shell reports for a program killed by SIGPIPE (128 + 13): ``| head`` closed
+#: the pipe; nothing is printed, and a pipeline under ``set -o pipefail`` still fails.
+EXIT_BROKEN_PIPE = 141
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so the interpreter's final
+    flush does not complain about the pipe a second time."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the group and map errors to exit codes."""
     console = Console()
     try:
         cli.main(args=argv, prog_name="vots-ops", standalone_mode=False)
+        sys.stdout.flush()  # here, not at exit, so a failed write is an error below
+    except BrokenPipeError:
+        _silence_stdout()
+        sys.exit(EXIT_BROKEN_PIPE)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
@@ -72,8 +92,14 @@ def main(argv: list[str] | None = None) -> None:
         console.error(str(exc))
         sys.exit(exc.exit_code)
     except OpsError as exc:
-        console.error(str(exc))
+        if str(exc):  # an empty message: the command said what mattered already
+            console.error(str(exc))
         sys.exit(exc.exit_code)
+    except OSError as exc:
+        if exc.errno == errno.EPIPE:
+            _silence_stdout()
+            sys.exit(EXIT_BROKEN_PIPE)
+        raise
     except BaseException:
         if os.environ.get("VOTS_OPS_DEBUG") and sys.exc_info()[0] not in (
             SystemExit,

@@ -31,32 +31,79 @@ def _db_option(f: object) -> object:
     )(f)
 
 
+def _duration(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    from ops.units import parse_duration_s
+
+    try:
+        return parse_duration_s(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+FAIL_ON = ("over-limit", "restart", "anomaly")
+_FAIL_ON_HELP = (
+    "Exit 1 while this is found, and with --quiet say it (when it starts, worsens, repeats "
+    "and resolves): over-limit (memory >= 90% of a limit, CPU-throttled in >= 25% of "
+    "periods, an OOM kill), restart (restarted by the engine or by hand), anomaly (a "
+    "figure far from its own recent behaviour, in the direction that hurts). Repeatable."
+)
+
+
+def _stack_option(f: object) -> object:
+    return click.option(
+        "--stack",
+        "stack_path",
+        type=click.Path(dir_okay=False),
+        default=None,
+        envvar="VOTS_OPS_STACK",
+        help="Show what `plan` gives each service of this stack next to its containers "
+        "(matched by Compose project and service; env VOTS_OPS_STACK).",
+    )(f)
+
+
+def _textfile_option(f: object) -> object:
+    return click.option(
+        "--textfile",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Also write the figures for node_exporter's textfile collector (atomically), e.g. "
+        "/var/lib/node_exporter/textfile_collector/vots.prom.",
+    )(f)
+
+
+def _fail_on_option(f: object) -> object:
+    return click.option("--fail-on", type=click.Choice(FAIL_ON), multiple=True, help=_FAIL_ON_HELP)(
+        f
+    )
+
+
+def _repeat_option(f: object) -> object:
+    return click.option(
+        "--repeat-interval",
+        callback=_duration,
+        default="4h",
+        show_default=True,
+        help="With a history: say a finding that lasts again after this long (Alertmanager's "
+        "repeat_interval), e.g. 30m, 4h, 1d.",
+    )(f)
+
+
+def _no_docker_option(f: object) -> object:
+    return click.option(
+        "--no-docker", is_flag=True, help="Host figures only; do not ask the Docker engine."
+    )(f)
+
+
 @click.group(invoke_without_command=True)
 @_db_option
-@click.option(
-    "--stack",
-    "stack_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    envvar="VOTS_OPS_STACK",
-    help="Show what `plan` gives each service next to its usage (env VOTS_OPS_STACK).",
-)
-@click.option(
-    "--textfile",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Also write the figures for node_exporter's textfile collector (atomically), e.g. "
-    "/var/lib/node_exporter/textfile_collector/vots.prom.",
-)
+@_stack_option
+@_textfile_option
 @click.option("--no-history", is_flag=True, help="Sample without reading or writing the history.")
-@click.option("--no-docker", is_flag=True, help="Host figures only; do not ask the Docker engine.")
-@click.option(
-    "--fail-on",
-    type=click.Choice(["over-limit", "anomaly"]),
-    multiple=True,
-    help="Exit 1 when this is found: over-limit (memory >= 90% of a limit, heavy throttling, "
-    "an OOM kill) or anomaly (a figure far from its own recent behaviour). Repeatable.",
-)
+@_no_docker_option
+@_fail_on_option
+@_repeat_option
 @click.option(
     "--interval",
     type=click.FloatRange(min=0.2),
@@ -74,7 +121,7 @@ def _db_option(f: object) -> object:
     type=click.FloatRange(min=0.01),
     default=1.0,
     show_default=True,
-    help="With --format html: how much history the charts cover.",
+    help="With --format html: how much history the page covers (up to the newest sample).",
 )
 @format_option("table", "json", "markdown", "html")
 @quiet_option
@@ -87,6 +134,7 @@ def report(
     no_history: bool,
     no_docker: bool,
     fail_on: tuple[str, ...],
+    repeat_interval: float,
     interval: float | None,
     count: int | None,
     days: float,
@@ -96,16 +144,15 @@ def report(
 
     Rates (CPU %, I/O per second) come from the previous stored sample, so a
     cron run never sleeps; the first run says so instead of inventing a rate.
-    Cron-friendly: with --quiet a healthy run prints nothing.
+    Cron-friendly: with --quiet a healthy run prints nothing, and a finding is
+    said when it starts, worsens, repeats and resolves, not every minute.
+    --format html draws the history only (it samples and writes nothing).
     """
     if ctx.invoked_subcommand is not None:
         return
     from pathlib import Path
 
-    from ops.errors import CheckFailed
     from ops.report.history import default_db_path
-    from ops.report.render import report_json, report_markdown, report_tables
-    from ops.report.run import take_sample
 
     console: Console = ctx.obj
     if count is not None and interval is None:
@@ -118,49 +165,115 @@ def report(
             )
         _live(console, interval, count, not no_docker)
         return
+    path = None if no_history else Path(db) if db else default_db_path()
+    if fmt == "html":
+        if path is None:
+            raise click.UsageError("--format html draws the history: drop --no-history")
+        if fail_on or textfile or no_docker or stack_path:
+            raise click.UsageError(
+                "--format html only draws the history; it takes no --fail-on, --textfile, "
+                "--no-docker or --stack"
+            )
+        _html(console, path, days)
+        return
     if textfile and not Path(textfile).parent.is_dir():
         from ops.errors import OutputError
 
         raise OutputError(f"cannot write {textfile}: {Path(textfile).parent} is not a directory")
-    path = None if no_history else Path(db) if db else default_db_path()
-    planned = {}
+    project, planned = None, {}
     if stack_path:
         from ops.report.run import planned_limits
 
-        planned = planned_limits(Path(stack_path))
-    run = take_sample(path, docker=not no_docker)
-    run.planned = planned
+        project, planned = planned_limits(Path(stack_path))
+    from ops.report.run import take_sample
+
+    run = take_sample(path, docker=not no_docker, repeat_interval=repeat_interval)
+    run.project, run.planned = project, planned
     if textfile:
         from ops.report.prom import write_textfile
 
         write_textfile(run, Path(textfile))
-    if run.sample.get("docker_error") and not no_docker:
-        console.warning(f"containers not sampled: {run.sample['docker_error']}")
+    _say(console, run, fail_on, no_docker)
     if fmt == "json":
+        from ops.report.render import report_json
+
         console.json(report_json(run))
     elif fmt == "markdown":
-        console.text(report_markdown(run))
-    elif fmt == "html":
-        if path is None:
-            raise click.UsageError("--format html draws the history: drop --no-history")
-        from ops.report.history import History
-        from ops.report.html import render_html
+        from ops.report.render import report_markdown
 
-        with History(path) as history:
-            now = run.sample["time"]
-            console.text(render_html(history, since=now - days * 86400, until=now + 1))
+        console.text(report_markdown(run))
     elif not console.quiet:
+        from ops.report.render import report_tables
+
         for table in report_tables(run):
             console.print(table)
     failing = [f for f in run.findings if f.kind in fail_on]
     if failing:
+        from ops.errors import CheckFailed
+
+        if console.quiet:
+            raise CheckFailed("")  # the lines that matter were said above
         raise CheckFailed(
-            f"{len(failing)} finding(s): " + "; ".join(f"{f.scope}: {f.message}" for f in failing)
+            f"{len(failing)} finding(s) (--fail-on {' '.join(fail_on)}): "
+            + "; ".join(f"{f.scope}: {f.message}" for f in failing)
         )
+
+
+def _say(console: Console, run: object, fail_on: tuple[str, ...], no_docker: bool) -> None:
+    """Status lines on stderr. With --quiet (cron), only what is news: a finding of a
+    --fail-on kind that started, worsened, repeats or resolved, a change of the
+    clock's verdict, a damaged row skipped (each is said once)."""
+    from ops.report.findings import event_line
+    from ops.report.run import ReportRun
+
+    assert isinstance(run, ReportRun)
+    if run.sample.get("docker_error") and not no_docker:
+        console.warning(f"containers not sampled: {run.sample['docker_error']}")
+    for line in run.warnings:
+        console.alert(line)
+    if run.clock_note and (run.clock_note_is_new or not console.quiet):
+        console.alert(run.clock_note)
+    if console.quiet:
+        for event in run.events:
+            if event.kind in fail_on:
+                console.alert(event_line(event), label="")
+        if run.db is None:  # no history, no state: every finding is news
+            for f in run.findings:
+                if f.kind in fail_on:
+                    console.alert(f.line(), label="")
+
+
+def _html(console: Console, path: object, days: float) -> None:
+    """The history as one HTML page: read-only, up to its newest trusted sample."""
+    from ops.report.history import History
+    from ops.report.html import render_html
+
+    with History(path, readonly=True) as history:  # type: ignore[arg-type]
+        now = history.newest_ts()
+        if now is None:
+            from ops.errors import SpecError
+
+            raise SpecError("no samples yet; run `vots-ops report` first", path=str(path))
+        page = render_html(history, since=now - days * 86400, until=now + 1)
+        for line in history.warnings:
+            console.alert(line)
+    console.text(page)
 
 
 @report.command("install-cron")
 @_db_option
+@_stack_option
+@_textfile_option
+@_no_docker_option
+@click.option(
+    "--fail-on",
+    type=click.Choice(FAIL_ON),
+    multiple=True,
+    default=("over-limit", "restart"),
+    show_default=True,
+    help="What the cron line reports (and exits 1 on); repeatable.",
+)
+@_repeat_option
 @click.option(
     "--every",
     type=click.IntRange(1, 59),
@@ -172,23 +285,61 @@ def report(
     "--systemd", is_flag=True, help="Print a systemd service and timer instead of a crontab line."
 )
 @click.option("--install", is_flag=True, help="Add (or replace) the line in this user's crontab.")
-@click.pass_obj
+@click.pass_context
 def install_cron(
-    console: Console, db: str | None, every: int, systemd: bool, install: bool
+    ctx: click.Context,
+    db: str | None,
+    stack_path: str | None,
+    textfile: str | None,
+    no_docker: bool,
+    fail_on: tuple[str, ...],
+    repeat_interval: float,
+    every: int,
+    systemd: bool,
+    install: bool,
 ) -> None:
     """Print (or install) the crontab line that samples every minute.
 
     The line uses the absolute path of this vots-ops and --quiet, so cron mails
-    only problems.
+    only what is news: a finding of a --fail-on kind when it starts, worsens,
+    repeats (--repeat-interval) or resolves. Options given to `report` before
+    `install-cron` (--db, --stack, --textfile, --no-docker) count too.
     """
     from pathlib import Path
 
     from ops.report.history import default_db_path
     from ops.report.schedule import Schedule, cron_line, executable, install_crontab, systemd_units
 
-    db = db or _group_db()
+    console: Console = ctx.obj
+    group = ctx.parent.params if ctx.parent is not None else {}
+    db = db or group.get("db")
+    stack_path = stack_path or group.get("stack_path")
+    textfile = textfile or group.get("textfile")
+    no_docker = no_docker or bool(group.get("no_docker"))
     path = Path(db).resolve() if db else default_db_path()
-    schedule = Schedule(executable=executable(), db=str(path), every_minutes=every)
+    if stack_path:
+        from ops.errors import SpecError
+
+        if not Path(stack_path).is_file():
+            raise SpecError("file not found", path=stack_path)
+    if textfile and not Path(textfile).resolve().parent.is_dir():
+        from ops.errors import OutputError
+
+        raise OutputError(f"cannot write {textfile}: {Path(textfile).parent} is not a directory")
+    schedule = Schedule(
+        executable=executable(),
+        db=str(path),
+        every_minutes=every,
+        stack=str(Path(stack_path).resolve()) if stack_path else None,
+        textfile=str(Path(textfile).resolve()) if textfile else None,
+        fail_on=fail_on,
+        no_docker=no_docker,
+        repeat_interval=(
+            None
+            if ctx.get_parameter_source("repeat_interval") == click.core.ParameterSource.DEFAULT
+            else repeat_interval
+        ),
+    )
     if systemd:
         if install:
             raise click.UsageError(

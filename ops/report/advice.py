@@ -37,7 +37,7 @@ def usage_by_service(
         latest = history.previous(h)
         if latest is None:
             continue
-        for c in latest[1].get("containers") or []:
+        for c in latest.raw.get("containers") or []:
             containers[c["name"]] = c
     # Containers seen in the history but gone now still count for their service.
     names = {

@@ -109,8 +109,19 @@ def detect_anomalies(
     scale_window: int = SCALE_WINDOW,
     rel_floor: float = REL_FLOOR,
     abs_floor: float = ABS_FLOOR,
+    direction: str = "both",
+    min_change: float = 0.0,
 ) -> list[Anomaly]:
     """Points of one series ``(ts, value)`` whose robust z-score exceeds ``threshold``.
+
+    ``min_change`` is the floor of practical significance, in the metric's unit:
+    a point closer than that to its prediction is never an anomaly, however
+    quiet the series was (an idle container going from 0% to 0.13% CPU is
+    statistically far out and means nothing). ``direction`` ("up", "down" or
+    "both") says which side is reported: only the side that hurts is worth a
+    page (a host getting less busy is not). Points beyond the threshold on the
+    other side are still outliers to the baseline (kept out of the noise scale,
+    counted for level shifts), just not reported.
 
     Level: each point is predicted from the ``window`` points before it (never
     from itself) in two ways, the window's median (flat) and the recent half's
@@ -140,6 +151,8 @@ def detect_anomalies(
         raise ValueError(
             "need window >= min_history >= 2, shift_after >= 1, threshold > 0, scale_window >= 1"
         )
+    if direction not in ("up", "down", "both") or not min_change >= 0:
+        raise ValueError('need direction "up", "down" or "both", and min_change >= 0')
     data = _clean(points)
     flat_pool, trend_pool = _ErrorPool(scale_window), _ErrorPool(scale_window)
     out: list[Anomaly] = []
@@ -164,9 +177,10 @@ def detect_anomalies(
             scale, expected = trend_pool.sigma() * trend_k, trend
         scale = max(scale, rel_floor * abs(flat), abs_floor)
         z = (value - expected) / scale
-        flagged = abs(z) > threshold
-        if flagged:
-            out.append(Anomaly(ts, value, expected, abs(z), "up" if z > 0 else "down"))
+        flagged = abs(z) > threshold and abs(value - expected) >= min_change
+        way = "up" if z > 0 else "down"
+        if flagged and direction in ("both", way):
+            out.append(Anomaly(ts, value, expected, abs(z), way))
         else:  # anomalies would inflate the noise estimate
             flat_pool.add(abs(value - flat) / flat_k)
             if trend is not None:
@@ -195,6 +209,8 @@ def find_anomalies(
     scale_window: int = SCALE_WINDOW,
     rel_floor: float = REL_FLOOR,
     abs_floor: float = ABS_FLOOR,
+    direction: str = "both",
+    min_change: float = 0.0,
 ) -> list[Anomaly]:
     """``detect_anomalies`` over named series; each anomaly carries its metric name.
 
@@ -212,6 +228,8 @@ def find_anomalies(
             scale_window=scale_window,
             rel_floor=rel_floor,
             abs_floor=abs_floor,
+            direction=direction,
+            min_change=min_change,
         )
     ]
     return sorted(found, key=lambda a: (a.ts, a.metric))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from ops import engine as _engine
@@ -126,6 +127,9 @@ def _describe(summary: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
         "state": state.get("Status"),
         "health": health.get("Status") if health else None,
         "started_at": state.get("StartedAt"),
+        "finished_at": state.get("FinishedAt"),
+        "exit_code": state.get("ExitCode"),
+        "restarting": bool(state.get("Restarting")),
         "restart_count": info.get("RestartCount", 0),
         "oom_killed": bool(state.get("OOMKilled")),
         "network_mode": host.get("NetworkMode"),
@@ -170,7 +174,13 @@ def _inspect_and_read(
         oom_kill_count=None,
         cgroup_version=None,
     )
-    pid = (info.get("State") or {}).get("Pid") or 0
+    state = info.get("State") or {}
+    pid = state.get("Pid") or 0
+    entry["running"] = bool(state.get("Running")) and not state.get("Restarting") and pid > 0
+    if not entry["running"]:
+        # Exited, or waiting out a restart delay: no processes, no cgroup to read.
+        entry["stats_error"] = f"not running ({entry['state'] or 'unknown'})"
+        return entry
     dirs = cgroups.locate(entry["id"], pid)
     if dirs is None:
         entry["stats_error"] = "cgroup not found on this host"
@@ -213,8 +223,15 @@ def collect_containers(
     *,
     source: str = "auto",
     max_workers: int = MAX_WORKERS,
+    follow: Collection[str] = (),
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Cumulative counters of every running container, and why not if no engine.
+
+    ``follow``: ids of containers to describe even when they are no longer
+    running (those of the previous sample), so a container that was OOM-killed
+    and stopped between two samples is still seen exiting. Containers waiting
+    out a restart delay are listed by the engine as running; they have no
+    cgroup and get ``stats_error`` "not running (restarting)".
 
     One ``containers`` list call, then per container an inspect (limits,
     labels, health, restarts, OOMKilled, pid) and its counters. ``source``:
@@ -231,8 +248,10 @@ def collect_containers(
     raises for an engine problem.
 
     Keys per container: ``id``, ``name``, ``service`` and ``project`` (compose
-    labels), ``image``, ``state``, ``health``, ``started_at``, ``restart_count``,
-    ``oom_killed`` (the *last* exit only), ``oom_kill_count`` (kernel OOM kills in
+    labels), ``image``, ``state``, ``health``, ``started_at``, ``finished_at`` (the
+    last exit), ``exit_code``, ``restarting``, ``restart_count`` (restarts by the
+    engine's policy; survives them), ``running`` (processes up: not exited, not
+    waiting to restart), ``oom_killed`` (the *last* exit only), ``oom_kill_count`` (kernel OOM kills in
     the current cgroup, any process; None if unreadable), ``network_mode``,
     ``limits`` (cpus, cpuset_cpus, cpu_shares, memory, memory_reservation, pids),
     ``cpu`` (usage_ns, system_ns, online_cpus, periods, throttled_periods,
@@ -254,7 +273,13 @@ def collect_containers(
         else:
             api = _engine.wrap_client(client)
         where = api.url
-        summaries = api.containers()
+        summaries = api.containers(all=bool(follow))
+        if follow:
+            summaries = [
+                s
+                for s in summaries
+                if s.get("State") in ("running", "restarting") or s.get("Id") in follow
+            ]
     except Exception as exc:  # any engine failure is reported, never raised
         if api is not None and client is None:
             api.close()
@@ -300,7 +325,7 @@ def collect_containers(
                 raised.append(exc)
                 entries[i] = _unreadable(summary, docker_error_reason(exc, where, timeout))
                 continue
-            if entries[i]["stats_source"] is None and source == "auto":
+            if entries[i]["stats_source"] is None and source == "auto" and entries[i]["running"]:
                 ask_engine(i)
         if futures:
             from concurrent.futures import wait as wait_futures
@@ -356,6 +381,10 @@ def _unreadable(summary: dict[str, Any], error: str) -> dict[str, Any]:
         "state": summary.get("State"),
         "health": None,
         "started_at": None,
+        "finished_at": None,
+        "exit_code": None,
+        "restarting": None,
+        "running": None,
         "restart_count": None,
         "oom_killed": None,
         "network_mode": None,

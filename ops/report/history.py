@@ -10,6 +10,33 @@ Safety: WAL mode (readers never block the writer), a busy timeout so
 overlapping cron runs wait instead of failing, every write in one
 ``BEGIN IMMEDIATE`` transaction, and compaction that aggregates and deletes the
 same rows in one transaction, so it can never count a point twice.
+
+Faults of real machines:
+
+* *Clocks.* The previous sample is the last one *recorded* (insertion order),
+  never the one with the largest timestamp, so one sample dated in the future
+  cannot hide every later one. Each sample is checked against the last trusted
+  one: within one boot (the kernel's ``boot_id``) the monotonic clock says when
+  it should be, and a wall clock more than ``CLOCK_SLACK_S`` away from that (or,
+  across a reboot, more than that ahead of or behind the history) marks the
+  sample ``ahead``/``behind``. Such a sample is stored (its counters still give
+  rates) but hidden from every series, and nothing is compacted or pruned while
+  the clock is in doubt: retention is judged against the newest *trusted*
+  sample, never the wall clock of one run. When a trusted sample of the same boot
+  arrives (NTP fixed the clock), the flagged ones are re-dated from the monotonic
+  clock; a clock that stays consistent for ``CLOCK_TRUST_AFTER_S`` is taken as
+  the time.
+* *Damaged rows.* A raw sample whose JSON does not parse (or that a caller's
+  check rejects) is skipped with a one-line warning and marked unreadable, so
+  the warning is not repeated every minute; a point or aggregate that is not a
+  finite number is skipped the same way. Nothing here raises for a row's
+  content.
+* *The file system.* Full disks, read-only mounts and read-only files are told
+  apart from files that are not SQLite (``HistoryError`` says which, and what to
+  do). ``History(path, readonly=True)`` opens without writing anything, so a
+  snapshot or a read-only mount can be reported on. A SQLite file of another
+  application (another ``application_id``, or tables of its own) is refused
+  before anything is written to it.
 """
 
 from __future__ import annotations
@@ -21,7 +48,8 @@ import os
 import random
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -38,6 +66,12 @@ COMPACT_EVERY_S = HOUR
 COMPACT_CHUNK_S = DAY
 # PRAGMA application_id, "VOTS": tells our files apart from other SQLite files.
 APPLICATION_ID = 0x564F5453
+#: A sample this far from where the history says "now" is, is not trusted.
+CLOCK_SLACK_S = DAY
+#: A clock that stays consistently off for this long (one boot) is taken as the time.
+CLOCK_TRUST_AFTER_S = HOUR
+#: Unreadable raw samples skipped (and marked) before ``previous`` gives up.
+MAX_SKIPPED = 20
 
 # Schema migrations, applied in order inside one transaction; index i takes the
 # file from user_version i to i + 1. Append only: never edit a released entry.
@@ -82,8 +116,43 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 2: the hourly 95th percentile, for right-sizing on the tail rather than the
     # mean. Hours aggregated before this migration keep p95 NULL (unknown).
     ("ALTER TABLE hourly ADD COLUMN p95 REAL",),
+    # 3: clocks and damaged rows (see the module docstring), and the state of
+    # findings across runs, so cron reports a finding when it starts, worsens,
+    # repeats and resolves instead of every minute.
+    (
+        "ALTER TABLE samples ADD COLUMN boot_id TEXT",
+        "ALTER TABLE samples ADD COLUMN mono REAL",
+        "ALTER TABLE samples ADD COLUMN clock TEXT NOT NULL DEFAULT 'ok'",
+        "ALTER TABLE samples ADD COLUMN unreadable TEXT",
+        "CREATE INDEX samples_host_id ON samples (host, id)",
+        "CREATE INDEX samples_flagged ON samples (clock) WHERE clock != 'ok'",
+        "CREATE TABLE findings ("
+        " host TEXT NOT NULL,"
+        " key TEXT NOT NULL,"
+        " kind TEXT NOT NULL,"
+        " scope TEXT NOT NULL,"
+        " since REAL NOT NULL,"
+        " last_seen REAL NOT NULL,"
+        " notified REAL NOT NULL,"
+        " level INTEGER NOT NULL,"
+        " total REAL NOT NULL,"
+        " message TEXT NOT NULL,"
+        " clear_since REAL,"
+        " PRIMARY KEY (host, key)) WITHOUT ROWID",
+        "CREATE TABLE finding_events ("
+        " id INTEGER PRIMARY KEY,"
+        " host TEXT NOT NULL,"
+        " ts REAL NOT NULL,"
+        " key TEXT NOT NULL,"
+        " kind TEXT NOT NULL,"
+        " scope TEXT NOT NULL,"
+        " state TEXT NOT NULL,"
+        " message TEXT NOT NULL)",
+        "CREATE INDEX finding_events_host_ts ON finding_events (host, ts)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+_NUMBER = "typeof({}) IN ('integer', 'real')"
 
 
 class HistoryError(OpsError):
@@ -95,11 +164,30 @@ class HistoryTooNewError(HistoryError):
 
 
 class Point(NamedTuple):
-    """One measurement of a sample: ``scope`` is "vm" or a container, ``metric`` a name."""
+    """One measurement of a sample: ``scope`` is "host" or a container, ``metric`` a name."""
 
     scope: str
     metric: str
     value: float
+
+
+class Stored(NamedTuple):
+    """A raw sample as stored: its time, counters, row id and clock verdict."""
+
+    ts: float
+    raw: dict[str, Any]
+    id: int
+    clock: str  # "ok" | "ahead" | "behind"
+
+
+class Recorded(NamedTuple):
+    """What ``record`` did: the new row, what its clock was judged, and a line to say
+    when something about the clock changed (``note_is_new``) or still holds."""
+
+    sample_id: int
+    clock: str  # "ok" | "ahead" | "behind"
+    note: str | None = None
+    note_is_new: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,6 +214,37 @@ class Stats:
     file_bytes: int
     wal_bytes: int
     last_compact: float | None
+    flagged: int = 0  # samples whose clock is not trusted (hidden from series)
+
+
+@dataclass
+class FindingState:
+    """One finding's life across runs (a row of ``findings``): when it began, was
+    last seen and last reported, how bad it was then (``level``), the episode's
+    running ``total`` for counted events, and since when it has looked clear."""
+
+    key: str
+    kind: str
+    scope: str
+    since: float
+    last_seen: float
+    notified: float
+    level: int
+    total: float
+    message: str
+    clear_since: float | None = None
+
+
+@dataclass(frozen=True)
+class FindingEvent:
+    """A line cron said about a finding: ``state`` is new, worse, repeat or resolved."""
+
+    ts: float
+    key: str
+    kind: str
+    scope: str
+    state: str
+    message: str
 
 
 def default_db_path() -> Path:
@@ -145,26 +264,49 @@ def _p95(values: Sequence[float]) -> float:
     return values[max(0, math.ceil(0.95 * len(values)) - 1)]
 
 
+def _number(value: Any) -> float | None:
+    """A finite number as float; None for anything else a damaged row may hold."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _when(ts: float) -> str:
+    import datetime as dt
+
+    try:
+        return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except (OverflowError, OSError, ValueError):
+        return f"{ts:.0f}"
+
+
 class History:
     """An open history file; use as a context manager so the connection is closed.
 
     ``raw_days`` and ``hourly_days`` are the retention that ``record``'s
     opportunistic compaction applies; ``auto_compact=False`` turns it off.
+    ``readonly=True`` opens an existing file without writing anything (not even
+    the WAL switch or a migration); every write then raises ``HistoryError``.
+    ``warnings`` collects one line per damaged row skipped while reading.
     """
 
     def __init__(
         self,
         path: str | os.PathLike[str] | None = None,
         *,
+        readonly: bool = False,
         raw_days: float = 7,
         hourly_days: float = 90,
         auto_compact: bool = True,
     ) -> None:
         _check_retention(raw_days, hourly_days)
         self.path = Path(path) if path is not None else default_db_path()
+        self.readonly = readonly
         self.raw_days, self.hourly_days = raw_days, hourly_days
         self.auto_compact = auto_compact
-        self._conn = self._connect()
+        self.warnings: list[str] = []
+        self._conn = self._connect_readonly() if readonly else self._connect()
         try:
             self._prepare()
         except BaseException:
@@ -189,8 +331,38 @@ class History:
             # isolation_level=None: no implicit transactions; we BEGIN ourselves.
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         except sqlite3.Error as exc:
-            raise OutputError(f"cannot write {self.path}: {exc}") from exc
+            raise HistoryError(self._explain(exc, "cannot open")) from exc
         return conn
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        if self.path.is_dir():
+            raise HistoryError(f"history {self.path}: is a directory")
+        if not self.path.exists():
+            raise HistoryError(
+                f"no history at {self.path}; run `vots-ops report` (e.g. from cron) first"
+            )
+        quoted = urllib.parse.quote(str(self.path.absolute()))
+        last: sqlite3.Error | None = None
+        # mode=ro first: it reads a live file's WAL. Where that cannot work (the
+        # -shm file cannot be created on a read-only mount or directory), the file
+        # cannot change under us either, and immutable=1 reads it as it is.
+        for options in ("mode=ro", "mode=ro&immutable=1"):
+            try:
+                conn = sqlite3.connect(
+                    f"file:{quoted}?{options}",
+                    uri=True,
+                    timeout=BUSY_TIMEOUT_S,
+                    isolation_level=None,
+                )
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                return conn
+            except sqlite3.Error as exc:
+                last = exc
+                code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+                if code not in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY):
+                    break
+        assert last is not None
+        raise HistoryError(self._explain(last, "cannot open")) from last
 
     def _prepare(self) -> None:
         """Check the file is ours and not newer, then WAL, pragmas and migrations."""
@@ -198,15 +370,15 @@ class History:
             conn = self._conn
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             conn.execute("PRAGMA foreign_keys = ON")
-            try:
-                version = self._check_file()
-            except sqlite3.DatabaseError as exc:
-                if _is_busy(exc):
-                    raise
-                raise HistoryError(
-                    f"history {self.path} is not a readable SQLite database ({exc}); "
-                    "move it aside or choose another file"
-                ) from exc
+            version = self._check_file()
+            if self.readonly:
+                if version < SCHEMA_VERSION:
+                    raise HistoryError(
+                        f"history {self.path} has schema version {version} (this vots-ops "
+                        f"reads {SCHEMA_VERSION}); run `vots-ops report --db {self.path}` once "
+                        "where it is writable to upgrade it"
+                    )
+                return
             # Only now write anything: a newer or foreign file is left untouched.
             self._enable_wal()
             # NORMAL in WAL mode: a power cut may lose the last commits, never corrupts.
@@ -249,7 +421,9 @@ class History:
                 f"history {self.path} is a SQLite database of something else "
                 f"(application_id {app:#x}, schema version {version}); choose another file"
             )
-        return version
+        if self.readonly and version == 0:
+            raise HistoryError(f"history {self.path} is empty; nothing has been recorded yet")
+        return int(version)
 
     def _refuse_newer(self, version: int) -> None:
         if version > SCHEMA_VERSION:
@@ -271,6 +445,42 @@ class History:
 
     # -- plumbing ------------------------------------------------------------
 
+    def _explain(self, exc: sqlite3.Error, doing: str) -> str:
+        """One line saying what is wrong with the file or its disk, and what to do.
+
+        SQLite's own texts mislead here: a full disk or a read-only mount is not
+        "not a database", and the advice to move a healthy history aside would
+        throw it away.
+        """
+        code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+        where = f"history {self.path}: {doing}"
+        if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or _is_busy(exc):
+            return f"{where}: {exc} (another process kept it busy; waited {BUSY_TIMEOUT_S:g} s)"
+        full = _disk_full(self.path)
+        if code == sqlite3.SQLITE_FULL or (code == sqlite3.SQLITE_IOERR and full):
+            return f"{where}: no space left on the device ({full or 'the disk is full'}); free some space, the history is unchanged"
+        if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CANTOPEN) or (
+            "readonly" in str(exc) or "read-only" in str(exc)
+        ):
+            why = _why_readonly(self.path)
+            if why:
+                return f"{where}: {why}; use --db for a writable copy, or --no-history"
+            if code == sqlite3.SQLITE_CANTOPEN:
+                return f"{where}: SQLite cannot open the file ({exc})"
+        if code == sqlite3.SQLITE_NOTADB:
+            return (
+                f"history {self.path} is not a SQLite database ({exc}); "
+                "choose another file with --db"
+            )
+        if code == sqlite3.SQLITE_CORRUPT:
+            return (
+                f"{where}: the database file is damaged ({exc}); keep a copy, then try "
+                f"`sqlite3 {self.path} .recover`"
+            )
+        if code == sqlite3.SQLITE_IOERR:
+            return f"{where}: I/O error from the disk ({exc})"
+        return f"{where}: {exc}"
+
     @contextlib.contextmanager
     def _guard(self, doing: str) -> Iterator[None]:
         """SQLite's runtime failures (locked, full, read-only, malformed) → one-line errors."""
@@ -279,15 +489,14 @@ class History:
         except (sqlite3.IntegrityError, sqlite3.ProgrammingError):
             raise  # our bug, not the environment's: keep the traceback
         except sqlite3.DatabaseError as exc:
-            text = str(exc)
-            if _is_busy(exc):
-                text += f" (another process kept it busy; waited {BUSY_TIMEOUT_S:g} s)"
-            raise HistoryError(f"history {self.path}: {doing}: {text}") from exc
+            raise HistoryError(self._explain(exc, doing)) from exc
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE takes the write lock up front (waiting up to the busy timeout),
         so a transaction never fails half-way because another writer got there first."""
+        if self.readonly:
+            raise HistoryError(f"history {self.path} was opened read-only")
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -300,6 +509,10 @@ class History:
         except BaseException:
             conn.rollback()
             raise
+
+    def _warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
 
     def close(self) -> None:
         """Close the connection; the last closer checkpoints the WAL into the file."""
@@ -318,35 +531,67 @@ class History:
 
     # -- writing -------------------------------------------------------------
 
-    def record(self, ts: float, host: str, raw: Mapping[str, Any], points: Iterable[Point]) -> int:
-        """Store one sample and its points in one transaction; return the sample id.
+    def record(
+        self,
+        ts: float,
+        host: str,
+        raw: Mapping[str, Any],
+        points: Iterable[Point],
+        *,
+        boot_id: str | None = None,
+        mono: float | None = None,
+    ) -> Recorded:
+        """Store one sample and its points in one transaction.
 
-        ``raw`` holds the cumulative counters the next run needs for rates. Then,
-        at most once per hour, compacts old points so cron needs no second job; if
-        that compaction fails the sample is already stored and the error is raised.
+        ``boot_id`` and ``mono`` (the monotonic clock when it was taken) let the
+        history judge the wall clock ``ts`` against the last trusted sample; a
+        sample under a clock in doubt is stored but flagged (see the module
+        docstring). Then, at most once per hour and only when the clock is trusted,
+        old points are compacted relative to the newest trusted sample, so cron
+        needs no second job; if that compaction fails the sample is already stored
+        and the error is raised.
         """
         row = _validate(ts, host, raw, points)
         with self._guard("cannot record"), self._transaction() as conn:
-            sample_id = self._insert(conn, row, {})
-        if self.auto_compact:
-            # Never compact relative to a future-dated sample: that would fold
-            # (and, past hourly_days, delete) history on one bad clock reading.
-            self._maybe_compact(min(row[0], time.time()))
-        return sample_id
+            clock, note, fresh = self._judge_clock(conn, host, row[0], boot_id, mono)
+            sample_id = self._insert(conn, row, {}, boot_id, mono, clock)
+            if clock == "ok":
+                settled = self._settle_flagged(conn, host, row[0], boot_id, mono)
+                if settled:
+                    note, fresh = settled, True
+            else:
+                accepted = self._accept_flagged(conn, host, row[0], boot_id, mono)
+                if accepted:
+                    clock, note, fresh = "ok", accepted, True
+        if self.auto_compact and clock == "ok":
+            reference = self.newest_ts()
+            if reference is not None:
+                self._maybe_compact(reference)
+        return Recorded(sample_id, clock, note, fresh)
 
     def _record_many(
         self, samples: Iterable[tuple[float, str, Mapping[str, Any], Iterable[Point]]]
     ) -> list[int]:
-        """Bulk insert in one transaction, without compaction (tests, imports)."""
+        """Bulk insert in one transaction, without clock checks or compaction (tests,
+        imports)."""
         rows = [_validate(*sample) for sample in samples]
         with self._guard("cannot record"), self._transaction() as conn:
             cache: dict[tuple[str, str, str], int] = {}
-            return [self._insert(conn, row, cache) for row in rows]
+            return [self._insert(conn, row, cache, None, None, "ok") for row in rows]
 
-    def _insert(self, conn: sqlite3.Connection, row: _Row, cache: dict[Any, int]) -> int:
+    def _insert(
+        self,
+        conn: sqlite3.Connection,
+        row: _Row,
+        cache: dict[Any, int],
+        boot_id: str | None,
+        mono: float | None,
+        clock: str,
+    ) -> int:
         ts, host, raw_json, values = row
         cur = conn.execute(
-            "INSERT INTO samples (ts, host, raw) VALUES (?, ?, ?)", (ts, host, raw_json)
+            "INSERT INTO samples (ts, host, raw, boot_id, mono, clock) VALUES (?, ?, ?, ?, ?, ?)",
+            (ts, host, raw_json, boot_id, mono, clock),
         )
         sample_id = cur.lastrowid
         assert sample_id is not None
@@ -375,7 +620,128 @@ class History:
                     "INSERT INTO series (host, scope, metric) VALUES (?, ?, ?) RETURNING id", key
                 ).fetchone()
             cache[key] = found[0]
-        return cache[key]
+        return int(cache[key])
+
+    # -- clocks --------------------------------------------------------------
+
+    def _judge_clock(
+        self,
+        conn: sqlite3.Connection,
+        host: str,
+        ts: float,
+        boot_id: str | None,
+        mono: float | None,
+    ) -> tuple[str, str | None, bool]:
+        """("ok" | "ahead" | "behind", a line when not ok, whether that line is news)."""
+        ref = conn.execute(
+            f"SELECT ts, boot_id, mono FROM samples WHERE host = ? AND clock = 'ok'"
+            f" AND {_NUMBER.format('ts')} ORDER BY id DESC LIMIT 1",
+            (host,),
+        ).fetchone()
+        if ref is None:
+            return "ok", None, False
+        ref_ts, ref_boot, ref_mono = ref
+        same_boot = (
+            boot_id is not None
+            and boot_id == ref_boot
+            and _number(mono) is not None
+            and _number(ref_mono) is not None
+            and mono >= ref_mono  # type: ignore[operator]
+        )
+        # Within a boot the monotonic clock says where this sample belongs; across
+        # a reboot only that it cannot be before the last one (give or take).
+        expected = ref_ts + (mono - ref_mono) if same_boot else ref_ts  # type: ignore[operator]
+        skew = ts - expected
+        if same_boot and abs(skew) <= CLOCK_SLACK_S:
+            return "ok", None, False
+        if not same_boot and -CLOCK_SLACK_S <= skew <= CLOCK_SLACK_S:
+            # After a reboot a gap of hours is normal; days ahead is an RTC wrong at
+            # boot, or a VM restored or off for days: flagged until it settles.
+            return "ok", None, False
+        from ops.units import format_duration
+
+        side = "ahead" if skew > 0 else "behind"
+        last = conn.execute(
+            "SELECT clock FROM samples WHERE host = ? ORDER BY id DESC LIMIT 1", (host,)
+        ).fetchone()
+        fresh = last is None or last[0] == "ok"
+        note = (
+            f"the clock is {format_duration(skew)} {side} of the history (last trusted sample "
+            f"{_when(ref_ts)}); this sample is kept but flagged, and nothing is compacted "
+            f"or pruned until the clock is back or has held for {format_duration(CLOCK_TRUST_AFTER_S)}"
+        )
+        return side, note, fresh
+
+    def _settle_flagged(
+        self,
+        conn: sqlite3.Connection,
+        host: str,
+        ts: float,
+        boot_id: str | None,
+        mono: float | None,
+    ) -> str | None:
+        """A trusted sample arrived: re-date the flagged samples of its boot from the
+        monotonic clock (their wall clock was wrong, their monotonic one was not)."""
+        if boot_id is None or _number(mono) is None:
+            return None
+        rows = conn.execute(
+            "SELECT id, mono FROM samples WHERE host = ? AND clock != 'ok' AND boot_id = ?",
+            (host, boot_id),
+        ).fetchall()
+        moved = 0
+        for sample_id, s_mono in rows:
+            if _number(s_mono) is None or s_mono > mono:  # type: ignore[operator]
+                continue
+            true_ts = ts - (mono - s_mono)  # type: ignore[operator]
+            conn.execute(
+                "UPDATE samples SET ts = ?, clock = 'ok' WHERE id = ?", (true_ts, sample_id)
+            )
+            conn.execute("UPDATE points SET ts = ? WHERE sample_id = ?", (true_ts, sample_id))
+            moved += 1
+        if not moved:
+            return None
+        return (
+            f"the clock is back in line: {moved} sample(s) taken under the wrong clock "
+            "were re-dated from the monotonic clock"
+        )
+
+    def _accept_flagged(
+        self,
+        conn: sqlite3.Connection,
+        host: str,
+        ts: float,
+        boot_id: str | None,
+        mono: float | None,
+    ) -> str | None:
+        """The clock has stayed off, consistently, for ``CLOCK_TRUST_AFTER_S`` of one
+        boot's monotonic time: it is the machine's time now; trust those samples."""
+        if boot_id is None or _number(mono) is None:
+            return None
+        offset = ts - mono  # type: ignore[operator]
+        rows = conn.execute(
+            "SELECT id, ts, mono FROM samples WHERE host = ? AND clock != 'ok' AND boot_id = ?"
+            " ORDER BY id",
+            (host, boot_id),
+        ).fetchall()
+        steady = [
+            (sample_id, s_mono)
+            for sample_id, s_ts, s_mono in rows
+            if _number(s_ts) is not None
+            and _number(s_mono) is not None
+            and abs((s_ts - s_mono) - offset) <= 60
+        ]
+        if not steady or mono - min(m for _, m in steady) < CLOCK_TRUST_AFTER_S:  # type: ignore[operator]
+            return None
+        conn.executemany(
+            "UPDATE samples SET clock = 'ok' WHERE id = ?",
+            [(sample_id,) for sample_id, _ in steady],
+        )
+        from ops.units import format_duration
+
+        return (
+            f"the clock has held for {format_duration(CLOCK_TRUST_AFTER_S)}: taking it as the "
+            f"time ({len(steady)} flagged sample(s) are trusted now)"
+        )
 
     # -- compaction ----------------------------------------------------------
 
@@ -399,16 +765,25 @@ class History:
 
     def _last_compact(self) -> float | None:
         found = self._conn.execute("SELECT value FROM meta WHERE key = 'last_compact'").fetchone()
-        return float(found[0]) if found else None
+        if not found:
+            return None
+        try:
+            value = float(found[0])
+        except (TypeError, ValueError):
+            return None  # a damaged value: compact now and write a good one
+        return value if math.isfinite(value) else None
 
     def compact(self, now: float, raw_days: float = 7, hourly_days: float = 90) -> Compaction:
         """Fold raw points older than ``raw_days`` into hourly rows and delete them;
-        delete hourly rows older than ``hourly_days``.
+        delete hourly rows (and finding events) older than ``hourly_days``.
 
-        Only whole hours are folded (the cut-off is rounded down to the hour), and
-        each transaction aggregates and deletes the same rows, so running twice or
-        concurrently never counts a point twice. Backlogs go a day per transaction,
-        so overlapping cron runs are not kept waiting past the busy timeout.
+        ``now`` is the reference retention is judged against; ``record`` passes
+        the newest trusted sample, not the wall clock. Only whole hours are folded
+        (the cut-off is rounded down to the hour), and each transaction aggregates
+        and deletes the same rows, so running twice or concurrently never counts a
+        point twice. Backlogs go a day per transaction, so overlapping cron runs
+        are not kept waiting past the busy timeout. Samples whose clock is in
+        doubt are never folded or deleted.
         """
         _check_retention(raw_days, hourly_days)
         cutoff = _floor_hour(now - raw_days * DAY)
@@ -418,7 +793,9 @@ class History:
             while True:
                 with self._transaction() as conn:
                     oldest = conn.execute(
-                        "SELECT min(ts) FROM samples WHERE ts < ?", (cutoff,)
+                        f"SELECT min(ts) FROM samples WHERE clock = 'ok' AND {_NUMBER.format('ts')}"
+                        " AND ts < ?",
+                        (cutoff,),
                     ).fetchone()[0]
                     if oldest is None:
                         break
@@ -430,6 +807,7 @@ class History:
                     "DELETE FROM hourly WHERE series_id IN (SELECT id FROM series) AND hour_ts < ?",
                     (hourly_cutoff,),
                 ).rowcount
+                conn.execute("DELETE FROM finding_events WHERE ts < ?", (hourly_cutoff,))
                 series_deleted = conn.execute(
                     "DELETE FROM series WHERE"
                     " NOT EXISTS (SELECT 1 FROM points WHERE series_id = series.id) AND"
@@ -447,16 +825,21 @@ class History:
 
     @staticmethod
     def _fold(conn: sqlite3.Connection, lo: float, hi: float) -> dict[str, int]:
-        """Aggregate the samples in [lo, hi) into hourly rows, then delete them."""
+        """Aggregate the trusted samples in [lo, hi) into hourly rows, then delete them.
+        A point that is not a number (a damaged row) goes with its sample, uncounted."""
         groups: dict[tuple[int, int], list[float]] = {}
         rows = conn.execute(
             "SELECT p.series_id, p.ts, p.value FROM samples AS s"
-            " JOIN points AS p ON p.sample_id = s.id WHERE s.ts >= ? AND s.ts < ?",
+            " JOIN points AS p ON p.sample_id = s.id"
+            " WHERE s.ts >= ? AND s.ts < ? AND s.clock = 'ok'",
             (lo, hi),
         )
         npoints = 0
         for series_id, ts, value in rows:
-            groups.setdefault((series_id, _floor_hour(ts)), []).append(value)
+            t, v = _number(ts), _number(value)
+            if t is None or v is None:
+                continue
+            groups.setdefault((series_id, _floor_hour(t)), []).append(v)
             npoints += 1
         aggregates = []
         for (series_id, hour_ts), values in groups.items():
@@ -479,26 +862,67 @@ class History:
             aggregates,
         )
         nsamples = conn.execute(
-            "DELETE FROM samples WHERE ts >= ? AND ts < ?", (lo, hi)
+            "DELETE FROM samples WHERE ts >= ? AND ts < ? AND clock = 'ok'", (lo, hi)
         ).rowcount  # points go with them: ON DELETE CASCADE
         return {"points": npoints, "samples": nsamples, "hourly_written": len(aggregates)}
 
     # -- reading -------------------------------------------------------------
 
     def previous(
-        self, host: str, before_ts: float | None = None
-    ) -> tuple[float, dict[str, Any]] | None:
-        """The latest sample of ``host`` (strictly before ``before_ts``): its time and raw
-        counters, so this run can compute rates without sleeping between two reads."""
-        sql = "SELECT ts, raw FROM samples WHERE host = ?"
-        args: list[Any] = [host]
-        if before_ts is not None:
-            sql += " AND ts < ?"
-            args.append(before_ts)
-        sql += " ORDER BY ts DESC, id DESC LIMIT 1"
+        self, host: str, check: Callable[[dict[str, Any]], str | None] | None = None
+    ) -> Stored | None:
+        """The last sample *recorded* for ``host`` (insertion order, whatever its
+        clock said), so this run can compute rates without sleeping between two reads.
+
+        A row whose JSON does not parse, or that ``check(raw)`` rejects (returns a
+        reason), is skipped with a one-line warning and marked unreadable (unless
+        read-only), so the next run does not trip over it again.
+        """
         with self._guard("cannot read"):
-            found = self._conn.execute(sql, args).fetchone()
-        return (found[0], json.loads(found[1])) if found else None
+            rows = self._conn.execute(
+                "SELECT id, ts, raw, clock FROM samples WHERE host = ? AND unreadable IS NULL"
+                " ORDER BY id DESC LIMIT ?",
+                (host, MAX_SKIPPED + 1),
+            ).fetchall()
+        for sample_id, ts, raw_text, clock in rows:
+            problem = None
+            raw: Any = None
+            try:
+                raw = json.loads(raw_text) if isinstance(raw_text, (str, bytes)) else None
+            except ValueError as exc:
+                problem = f"its JSON does not parse ({exc})"
+            if problem is None and not isinstance(raw, dict):
+                problem = "it is not a JSON object"
+            if problem is None and _number(ts) is None:
+                problem = f"its time is {ts!r}, not a number"
+            if problem is None and check is not None:
+                problem = check(raw)
+            if problem is None:
+                return Stored(float(ts), raw, int(sample_id), str(clock))
+            self.mark_unreadable(int(sample_id), problem)
+        return None
+
+    def mark_unreadable(self, sample_id: int, reason: str) -> None:
+        """Say once that a stored sample cannot be used, and remember it (when writable)."""
+        self._warn(f"history {self.path}: sample #{sample_id} is unreadable ({reason}); skipped")
+        if self.readonly:
+            return
+        with self._guard("cannot record"), self._transaction() as conn:
+            conn.execute(
+                "UPDATE samples SET unreadable = ? WHERE id = ?", (reason[:200], sample_id)
+            )
+
+    def newest_ts(self, host: str | None = None) -> float | None:
+        """The time of the newest trusted sample (of ``host``): what "now" is for
+        retention, charts and advice, judged from the data rather than this run's clock."""
+        sql = f"SELECT max(ts) FROM samples WHERE clock = 'ok' AND {_NUMBER.format('ts')}"
+        args: list[Any] = []
+        if host is not None:
+            sql += " AND host = ?"
+            args.append(host)
+        with self._guard("cannot read"):
+            found = self._conn.execute(sql, args).fetchone()[0]
+        return _number(found)
 
     def series(
         self,
@@ -512,7 +936,9 @@ class History:
         they are kept, hourly means (at the start of the hour) where they were folded.
 
         Compaction deletes what it folds, so the two never cover the same points.
-        With no ``host``, every host's points are merged.
+        Points of samples whose clock is in doubt are left out; a value that is not
+        a finite number (a damaged row) is skipped with a warning. With no
+        ``host``, every host's points are merged.
         """
         where = "scope = ? AND metric = ?"
         args: list[Any] = [scope, metric]
@@ -525,25 +951,40 @@ class History:
             f"WITH s AS (SELECT id FROM series WHERE {where})"
             " SELECT ts, value FROM points"
             " WHERE series_id IN (SELECT id FROM s) AND ts >= ? AND ts <= ?"
+            " AND sample_id NOT IN (SELECT id FROM samples WHERE clock != 'ok')"
             " UNION ALL"
             " SELECT CAST(hour_ts AS REAL), mean FROM hourly"
             " WHERE series_id IN (SELECT id FROM s) AND hour_ts >= ? AND hour_ts <= ?"
-            " ORDER BY 1, 2"
         )
         with self._guard("cannot read"):
             # One statement, so one consistent snapshot even while a compaction commits.
-            return [
-                (float(ts), float(value))
-                for ts, value in self._conn.execute(sql, [*args, lo, hi, lo, hi])
-            ]
+            rows = self._conn.execute(sql, [*args, lo, hi, lo, hi]).fetchall()
+        out: list[tuple[float, float]] = []
+        bad = 0
+        for ts, value in rows:
+            t, v = _number(ts), _number(value)
+            if t is None or v is None:
+                bad += 1
+                continue
+            out.append((t, v))
+        if bad:
+            self._warn(
+                f"history {self.path}: {bad} unreadable value(s) of {scope} {metric} skipped"
+            )
+        out.sort()
+        return out
 
     def scopes(self, host: str | None = None) -> list[str]:
-        """Scopes with data ("vm", container names, ...), sorted."""
+        """Scopes with data ("host", "container:NAME", ...), sorted."""
         sql, args = "SELECT DISTINCT scope FROM series", []
         if host is not None:
             sql, args = sql + " WHERE host = ?", [host]
         with self._guard("cannot read"):
-            return [row[0] for row in self._conn.execute(sql + " ORDER BY scope", args)]
+            return [
+                row[0]
+                for row in self._conn.execute(sql + " ORDER BY scope", args)
+                if isinstance(row[0], str)
+            ]
 
     def metrics(self, scope: str | None = None, host: str | None = None) -> list[str]:
         """Metric names with data, optionally within one scope and host, sorted."""
@@ -555,12 +996,16 @@ class History:
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         sql = f"SELECT DISTINCT metric FROM series{where} ORDER BY metric"
         with self._guard("cannot read"):
-            return [row[0] for row in self._conn.execute(sql, args)]
+            return [row[0] for row in self._conn.execute(sql, args) if isinstance(row[0], str)]
 
     def hosts(self) -> list[str]:
         """Hosts with data, sorted (one per file unless files are merged)."""
         with self._guard("cannot read"):
-            return [r[0] for r in self._conn.execute("SELECT DISTINCT host FROM series ORDER BY 1")]
+            return [
+                r[0]
+                for r in self._conn.execute("SELECT DISTINCT host FROM series ORDER BY 1")
+                if isinstance(r[0], str)
+            ]
 
     def stats(self) -> Stats:
         """Row counts and the size of the file and its WAL."""
@@ -568,7 +1013,8 @@ class History:
         with self._guard("cannot read"):
             counts = conn.execute(
                 "SELECT (SELECT count(*) FROM samples), (SELECT count(*) FROM points),"
-                " (SELECT count(*) FROM hourly), (SELECT count(*) FROM series)"
+                " (SELECT count(*) FROM hourly), (SELECT count(*) FROM series),"
+                " (SELECT count(*) FROM samples WHERE clock != 'ok')"
             ).fetchone()
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             last = self._last_compact()
@@ -583,10 +1029,157 @@ class History:
             file_bytes=self.path.stat().st_size,
             wal_bytes=wal.stat().st_size if wal.exists() else 0,
             last_compact=last,
+            flagged=counts[4],
         )
+
+    # -- findings ------------------------------------------------------------
+
+    def update_findings(
+        self,
+        host: str,
+        update: Callable[
+            [dict[str, FindingState]], tuple[dict[str, FindingState], list[FindingEvent]]
+        ],
+    ) -> list[FindingEvent]:
+        """Read ``host``'s finding states, let ``update`` decide the new states and
+        the events to report, and store both, in one transaction: overlapping cron
+        runs see each other's decisions, so a finding is reported once, not twice.
+        A damaged state row is dropped with a warning (the finding starts afresh)."""
+        with self._guard("cannot record"), self._transaction() as conn:
+            states: dict[str, FindingState] = {}
+            for row in conn.execute(
+                "SELECT key, kind, scope, since, last_seen, notified, level, total, message,"
+                " clear_since FROM findings WHERE host = ?",
+                (host,),
+            ):
+                state = _finding_state(row)
+                if state is None:
+                    self._warn(
+                        f"history {self.path}: finding state {row[0]!r} is unreadable; reset"
+                    )
+                    continue
+                states[state.key] = state
+            new, events = update(states)
+            conn.execute("DELETE FROM findings WHERE host = ?", (host,))
+            conn.executemany(
+                "INSERT INTO findings (host, key, kind, scope, since, last_seen, notified, level,"
+                " total, message, clear_since) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        host,
+                        s.key,
+                        s.kind,
+                        s.scope,
+                        s.since,
+                        s.last_seen,
+                        s.notified,
+                        s.level,
+                        s.total,
+                        s.message,
+                        s.clear_since,
+                    )
+                    for s in new.values()
+                ],
+            )
+            conn.executemany(
+                "INSERT INTO finding_events (host, ts, key, kind, scope, state, message)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(host, e.ts, e.key, e.kind, e.scope, e.state, e.message) for e in events],
+            )
+        return events
+
+    def finding_states(self, host: str) -> dict[str, FindingState]:
+        """The findings open now for ``host`` (read-only)."""
+        with self._guard("cannot read"):
+            rows = self._conn.execute(
+                "SELECT key, kind, scope, since, last_seen, notified, level, total, message,"
+                " clear_since FROM findings WHERE host = ?",
+                (host,),
+            ).fetchall()
+        states = (_finding_state(row) for row in rows)
+        return {s.key: s for s in states if s is not None}
+
+    def finding_events(
+        self, host: str | None = None, since: float | None = None, until: float | None = None
+    ) -> list[FindingEvent]:
+        """What cron reported about findings in ``[since, until]``, oldest first."""
+        sql = "SELECT ts, key, kind, scope, state, message FROM finding_events WHERE ts >= ? AND ts <= ?"
+        args: list[Any] = [
+            -math.inf if since is None else since,
+            math.inf if until is None else until,
+        ]
+        if host is not None:
+            sql += " AND host = ?"
+            args.append(host)
+        with self._guard("cannot read"):
+            rows = self._conn.execute(sql + " ORDER BY ts, id", args).fetchall()
+        out = []
+        for ts, key, kind, scope, state, message in rows:
+            t = _number(ts)
+            if t is None or not all(isinstance(x, str) for x in (key, kind, scope, state, message)):
+                continue
+            out.append(FindingEvent(t, key, kind, scope, state, message))
+        return out
 
 
 _Row = tuple[float, str, str, list[tuple[str, str, float]]]
+
+
+def _finding_state(row: Sequence[Any]) -> FindingState | None:
+    key, kind, scope, since, last_seen, notified, level, total, message, clear_since = row
+    numbers = [_number(x) for x in (since, last_seen, notified, level, total)]
+    if not all(isinstance(x, str) for x in (key, kind, scope, message)) or None in numbers:
+        return None
+    return FindingState(
+        key,
+        kind,
+        scope,
+        numbers[0],  # type: ignore[arg-type]
+        numbers[1],  # type: ignore[arg-type]
+        numbers[2],  # type: ignore[arg-type]
+        int(numbers[3]),  # type: ignore[arg-type]
+        numbers[4],  # type: ignore[arg-type]
+        message,
+        _number(clear_since),
+    )
+
+
+def _disk_full(path: Path) -> str | None:
+    """ "N B free on MOUNT" when the file system holding ``path`` is (nearly) full."""
+    from ops.units import format_bytes
+
+    probe = path if path.exists() else path.parent
+    try:
+        st = os.statvfs(probe)
+    except OSError:
+        return None
+    free = st.f_bavail * st.f_frsize
+    if free > 1024 * 1024:
+        return None
+    return f"{format_bytes(free)} free"
+
+
+def _why_readonly(path: Path) -> str | None:
+    """Which of the file, its directory or its file system refuses writes, if any."""
+    probe = path if path.exists() else path.parent
+    try:
+        st = os.statvfs(probe)
+    except OSError:
+        st = None
+    if st is not None and st.f_flag & os.ST_RDONLY:
+        return "the file system is mounted read-only"
+    if path.exists() and not os.access(path, os.W_OK):
+        return "the file is read-only (its permissions or owner)"
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        return (
+            f"its directory {path.parent} is not writable (SQLite keeps -wal and -shm "
+            "files next to the database)"
+        )
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.exists() and not os.access(side, os.W_OK):
+            return f"{side.name} next to it is read-only"
+    return None
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:

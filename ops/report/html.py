@@ -22,8 +22,8 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ops.report.findings import MEMORY_NEAR_LIMIT_PCT, THROTTLED_RATIO
 from ops.report.history import History
-from ops.report.run import MEMORY_NEAR_LIMIT_PCT, THROTTLED_RATIO
 
 MAX_POINTS = 500
 # A gap wider than this many times the local sampling interval breaks the line,

@@ -298,7 +298,10 @@ def _host(f: _Families, sample: dict[str, Any]) -> None:
 
 def _containers(f: _Families, sample: dict[str, Any], rates: dict[str, Any]) -> None:
     host = sample["host"]["hostname"]
-    cpu_limits = {c["id"]: c.get("cpu_limit") for c in rates.get("containers") or []}
+    cpu_limits = {
+        c["id"]: c["cpu_limit_millicores"] / 1000 if c.get("cpu_limit_millicores") else None
+        for c in rates.get("containers") or []
+    }
     for c in sample.get("containers") or []:
         who = {"host": host, "container": c.get("name") or c["id"][:12]}
         who["service"] = c.get("service")

@@ -6,10 +6,12 @@ reset the figure is None and ``note`` says why.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ops.report.containers import _cpuset_count
 from ops.report.sample import Sample
+from ops.units import format_duration
 
 #: Longest interval between two samples that still yields rates (one hour).
 MAX_INTERVAL = 3600.0
@@ -17,14 +19,100 @@ MAX_INTERVAL = 3600.0
 BOOT_TIME_TOLERANCE = 5.0
 
 
-def _human(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 2 * 3600:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 2 * 86400:
-        return f"{seconds / 3600:.0f} h"
-    return f"{seconds / 86400:.0f} d"
+def same_boot(prev: Sample, cur: Sample) -> bool:
+    """Whether two samples come from one boot: the kernel's boot_id where both have
+    it (it changes exactly at a reboot), else btime within a few seconds (btime is
+    derived from the wall clock, so a clock step moves it)."""
+    pid, cid = prev["host"].get("boot_id"), cur["host"].get("boot_id")
+    if pid and cid:
+        return bool(pid == cid)
+    return bool(abs(cur["host"]["boot_time"] - prev["host"]["boot_time"]) <= BOOT_TIME_TOLERANCE)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _numbers(data: Any, keys: tuple[str, ...], where: str) -> str | None:
+    if not isinstance(data, dict):
+        return f"{where} is not an object"
+    for key in keys:
+        value = data.get(key)
+        if value is not None and not _is_number(value):
+            return f"{where}.{key} is {value!r}, not a number"
+    return None
+
+
+_CPU_KEYS = ("total", "idle", "iowait", "steal", "busy")
+_CONTAINER_CPU = ("usage_ns", "system_ns", "online_cpus", "periods", "throttled_periods")
+
+
+def sample_problem(raw: Any) -> str | None:
+    """Why a stored sample cannot serve as the previous one, or None if it can.
+
+    Checks the shape and types of everything ``rates`` reads from it, so a row
+    damaged in a way SQLite cannot see (a flipped byte that still parses, a
+    string where a number belongs) is skipped with that reason instead of
+    raising in the middle of a cron run.
+    """
+    if not isinstance(raw, dict):
+        return "not an object"
+    host = raw.get("host")
+    if not isinstance(host, dict):
+        return "host is missing"
+    if not _is_number(raw.get("mono")):
+        return f"mono is {raw.get('mono')!r}, not a number"
+    if not _is_number(host.get("boot_time")):
+        return f"host.boot_time is {host.get('boot_time')!r}, not a number"
+    if host.get("boot_id") is not None and not isinstance(host["boot_id"], str):
+        return "host.boot_id is not a string"
+    cpu = host.get("cpu")
+    if problem := _numbers(cpu, _CPU_KEYS, "host.cpu"):
+        return problem
+    if not _is_number(cpu.get("total")):
+        return "host.cpu.total is missing"
+    cores = host.get("cpu_per_core")
+    if not isinstance(cores, list):
+        return "host.cpu_per_core is not a list"
+    for i, core in enumerate(cores):
+        if problem := _numbers(core, _CPU_KEYS, f"host.cpu_per_core[{i}]"):
+            return problem
+    for section, devices in (("disk_io", "disks"), ("net_io", "nics")):
+        part = host.get(section)
+        if not isinstance(part, dict) or not isinstance(part.get(devices), dict):
+            return f"host.{section}.{devices} is not an object"
+        for name, counters in part[devices].items():
+            if problem := _numbers(
+                counters,
+                tuple(counters) if isinstance(counters, dict) else (),
+                f"host.{section}.{devices}.{name}",
+            ):
+                return problem
+    containers = raw.get("containers", [])
+    if not isinstance(containers, list):
+        return "containers is not a list"
+    for i, c in enumerate(containers):
+        where = f"containers[{i}]"
+        if not isinstance(c, dict) or not isinstance(c.get("id"), str):
+            return f"{where} has no id"
+        for key in ("restart_count", "oom_kill_count", "read_mono"):
+            if c.get(key) is not None and not _is_number(c[key]):
+                return f"{where}.{key} is {c[key]!r}, not a number"
+        for key in ("started_at", "finished_at"):
+            if c.get(key) is not None and not isinstance(c[key], str):
+                return f"{where}.{key} is not a string"
+        if c.get("cpu") is not None:
+            if problem := _numbers(c["cpu"], _CONTAINER_CPU, f"{where}.cpu"):
+                return problem
+            if not _is_number(c["cpu"].get("usage_ns")):
+                return f"{where}.cpu.usage_ns is missing"
+        for key, fields in (
+            ("blkio", ("read_bytes", "write_bytes")),
+            ("net", ("rx_bytes", "tx_bytes")),
+        ):
+            if c.get(key) is not None and (problem := _numbers(c[key], fields, f"{where}.{key}")):
+                return problem
+    return None
 
 
 def _interval(prev: Sample | None, cur: Sample, max_interval: float) -> tuple[float | None, str]:
@@ -33,15 +121,14 @@ def _interval(prev: Sample | None, cur: Sample, max_interval: float) -> tuple[fl
         return None, "first sample"
     if prev.get("schema") != cur.get("schema"):
         return None, "previous sample has another format"
-    pb, cb = prev["host"]["boot_time"], cur["host"]["boot_time"]
-    if abs(cb - pb) > BOOT_TIME_TOLERANCE:
+    if not same_boot(prev, cur):
         return None, "host rebooted since the last sample"
     # Same boot: the monotonic clock is shared by all processes and immune to NTP steps.
     dt = cur["mono"] - prev["mono"]
     if dt <= 0:
         return None, "samples are not in time order"
     if dt > max_interval:
-        return None, f"gap of {_human(dt)} since the last sample"
+        return None, f"gap of {format_duration(dt)} since the last sample"
     if cur["host"]["cpu"]["total"] < prev["host"]["cpu"]["total"]:
         return None, "host counters went backwards (host rebooted?)"
     return dt, ""
@@ -145,17 +232,57 @@ def _host_rates(prev: Sample | None, cur: Sample, dt: float | None) -> dict[str,
     }
 
 
-def _cpu_limit(limits: dict[str, Any] | None) -> float | None:
+def _cpu_limit(limits: dict[str, Any] | None) -> int | None:
+    """The container's CPU limit in millicores: --cpus (or quota/period), or the
+    size of its cpuset, whichever is smaller; None without either."""
     if not limits:
         return None
     cpus = limits.get("cpus")
     cpuset = _cpuset_count(limits.get("cpuset_cpus"))
     candidates = [x for x in (cpus, cpuset) if x]
-    return min(candidates) if candidates else None
+    return round(min(candidates) * 1000) if candidates else None
+
+
+_NEVER = (None, "", "0001-01-01T00:00:00Z")
+
+
+def container_events(prev: dict[str, Any], cur: dict[str, Any]) -> tuple[int | None, int | None]:
+    """(restarts, OOM kills) of one container between two samples of one boot.
+
+    Restarts: the engine's ``RestartCount`` (its restart policy's count, which
+    survives the restart), or one when the container exited and started again
+    by hand (``docker restart`` does not count).
+
+    OOM kills: the cgroup's ``oom_kill`` counter counts every process the kernel
+    killed, but a restart makes a new cgroup counting from zero, and a container
+    waiting out its restart delay has none. So: the counter's growth when the
+    container kept its cgroup, else the new cgroup's count; plus one when the
+    container exited since the last sample and the engine says that exit was an
+    OOM kill (``State.OOMKilled``, kept across the restart). A lower bound: kills
+    in a cgroup that died between two samples are gone with it.
+    """
+    restarted = prev.get("started_at") != cur.get("started_at")
+    exited = cur.get("finished_at") not in _NEVER and prev.get("finished_at") != cur.get(
+        "finished_at"
+    )
+    delta = _delta(cur.get("restart_count"), prev.get("restart_count"))
+    restarts = delta if delta is not None and delta >= 0 else None
+    if restarts == 0 and restarted and exited:
+        restarts = 1
+    if not restarted:
+        counted = _delta(cur.get("oom_kill_count"), prev.get("oom_kill_count"))
+        if counted is not None and counted < 0:
+            counted = None
+    else:
+        counted = cur.get("oom_kill_count")
+    by_engine = 1 if exited and cur.get("oom_killed") else 0
+    if counted is None and not exited:
+        return restarts, None
+    return restarts, (counted or 0) + by_engine
 
 
 def _container_rates(
-    prev: dict[str, Any] | None, cur: dict[str, Any], dt: float | None, note: str
+    prev: dict[str, Any] | None, cur: dict[str, Any], dt: float | None, note: str, boot: bool
 ) -> dict[str, Any]:
     mem = cur.get("memory") or {}
     usage = mem.get("usage")
@@ -164,8 +291,12 @@ def _container_rates(
         "id": cur["id"],
         "name": cur.get("name"),
         "service": cur.get("service"),
+        "project": cur.get("project"),
+        "state": cur.get("state"),
+        "exit_code": cur.get("exit_code"),
         "note": None,
-        "cpu_limit": _cpu_limit(limits),
+        "cpu_limit_millicores": _cpu_limit(limits),
+        "memory_limit_bytes": limits.get("memory"),
         "cpu_pct": None,
         "cpu_pct_of_limit": None,
         "throttled_ratio": None,
@@ -183,20 +314,24 @@ def _container_rates(
         "restarts": None,
         "oom_kills": None,
     }
+    if prev is not None and boot:
+        # Events are counted across any gap of one boot: the engine's counters keep them.
+        out["restarts"], out["oom_kills"] = container_events(prev, cur)
     if note:
         out["note"] = note
         return out
     if prev is None:
         out["note"] = "no previous sample of this container (new or recreated)"
         return out
-    out["restarts"] = _delta(cur.get("restart_count"), prev.get("restart_count"))
     if prev.get("started_at") != cur.get("started_at"):
         out["note"] = "container restarted since the last sample"
         return out
-    out["oom_kills"] = _delta(cur.get("oom_kill_count"), prev.get("oom_kill_count"))
     pc, cc = prev.get("cpu"), cur.get("cpu")
     if not pc or not cc:
-        out["note"] = "no stats in " + ("the previous sample" if not pc else "this sample")
+        if not cur.get("running", True):
+            out["note"] = f"not running ({cur.get('state') or 'unknown'})"
+        else:
+            out["note"] = "no stats in " + ("the previous sample" if not pc else "this sample")
         return out
     if cc["usage_ns"] < pc["usage_ns"]:
         out["note"] = "container counters went backwards (cgroup recreated)"
@@ -209,8 +344,8 @@ def _container_rates(
     if d_system and d_system > 0 and online:
         # docker stats: share of all CPUs' time, scaled so 100% = one full core.
         out["cpu_pct"] = round(d_usage / d_system * online * 100.0, 2)
-        if out["cpu_limit"]:
-            out["cpu_pct_of_limit"] = round(out["cpu_pct"] / out["cpu_limit"], 2)
+        if out["cpu_limit_millicores"]:
+            out["cpu_pct_of_limit"] = round(out["cpu_pct"] * 1000 / out["cpu_limit_millicores"], 2)
     d_periods = _delta(cc.get("periods"), pc.get("periods"))
     d_throttled = _delta(cc.get("throttled_periods"), pc.get("throttled_periods"))
     if d_periods and d_periods > 0 and d_throttled is not None and d_throttled >= 0:
@@ -236,11 +371,13 @@ def rates(
     (whole disks), ``disk_util_pct`` (busiest disk, iostat's %util),
     ``net_rx_Bps``/``net_tx_Bps`` (physical NICs), and per device ``disks`` /
     ``nics``. Per container (matched by id): ``cpu_pct`` (docker stats: Δusage /
-    Δsystem x online CPUs x 100, so 100 = one core), ``cpu_limit`` and
+    Δsystem x online CPUs x 100, so 100 = one core), ``cpu_limit_millicores`` and
     ``cpu_pct_of_limit``, ``throttled_ratio`` (throttled / elapsed CFS periods),
     ``throttled_s_per_s``, ``blk_read_Bps``/``blk_write_Bps``,
-    ``net_rx_Bps``/``net_tx_Bps``, ``restarts`` and ``oom_kills`` during the
-    interval, and the current gauges ``mem_usage``, ``mem_pct`` (of the limit
+    ``net_rx_Bps``/``net_tx_Bps``, ``restarts`` and ``oom_kills`` since the last
+    sample (``container_events``; counted across gaps too, not across a reboot),
+    the container's ``state``, ``exit_code``, ``memory_limit_bytes``, and
+    the current gauges ``mem_usage``, ``mem_pct`` (of the limit
     the engine reports) and ``mem_pct_of_limit`` (of the configured limit).
 
     No rate is ever made up: with no previous sample, a reboot, a gap longer
@@ -249,6 +386,7 @@ def rates(
     Top-level keys: ``time``, ``interval_s``, ``note``, ``host``, ``containers``.
     """
     dt, note = _interval(prev, cur, max_interval)
+    boot = prev is not None and prev.get("schema") == cur.get("schema") and same_boot(prev, cur)
     before = {c["id"]: c for c in prev.get("containers", [])} if prev else {}
     return {
         "time": cur["time"],
@@ -256,7 +394,8 @@ def rates(
         "note": note or None,
         "host": _host_rates(prev, cur, dt),
         "containers": [
-            _container_rates(before.get(c["id"]), c, dt, note) for c in cur.get("containers", [])
+            _container_rates(before.get(c["id"]), c, dt, note, boot)
+            for c in cur.get("containers", [])
         ],
     }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ops.report.run import ReportRun
-from ops.units import format_bytes
+from ops.units import format_bytes, format_cpus
 
 
 def _fmt(value: float | None, unit: str = "", digits: int = 1) -> str:
@@ -20,13 +20,29 @@ def _bar(pct: float | None, width: int = 10) -> str:
     return "█" * filled + "░" * (width - filled)
 
 
+def _finding(f: Any) -> dict[str, Any]:
+    return {
+        "key": f.key,
+        "kind": f.kind,
+        "scope": f.scope,
+        "check": f.check,
+        "message": f.message,
+        "value": f.value,
+        "state": f.state,
+        "since": f.since,
+        "notify": f.notify,
+    }
+
+
 def report_json(run: ReportRun) -> dict[str, Any]:
-    """Machine-readable run: the rates, the host gauges and the findings."""
+    """Machine-readable run: the rates, the host gauges, the findings with their
+    state, what a quiet run reports (``events``), and what the history said."""
     host = run.sample["host"]
     return {
         "time": run.sample["time"],
         "host": {
             "hostname": host["hostname"],
+            "boot_id": host.get("boot_id"),
             "cpu_count": host["cpu_count"],
             "load_avg": host["load_avg"],
             "memory": host["memory"],
@@ -40,17 +56,26 @@ def report_json(run: ReportRun) -> dict[str, Any]:
         "interval_s": run.rates.get("interval_s"),
         "docker_error": run.sample.get("docker_error"),
         "containers": [
-            {**c, "planned": run.planned.get(_service(run, c))} if run.planned else c
+            {**c, "planned": run.planned_for(c)} if run.planned else c
             for c in run.rates.get("containers") or []
         ],
-        "findings": [f.__dict__ for f in run.findings],
+        "findings": [_finding(f) for f in run.findings],
+        "events": [
+            {
+                "ts": e.ts,
+                "key": e.key,
+                "kind": e.kind,
+                "scope": e.scope,
+                "state": e.state,
+                "message": e.message,
+            }
+            for e in run.events
+        ],
+        "clock": {"verdict": run.clock, "note": run.clock_note},
+        "warnings": run.warnings,
         "db": str(run.db) if run.db else None,
         "sample_id": run.sample_id,
     }
-
-
-def _service(run: ReportRun, c: dict[str, Any]) -> str:
-    return c.get("service") or c["name"]
 
 
 def report_tables(run: ReportRun) -> list[Any]:
@@ -89,19 +114,21 @@ def report_tables(run: ReportRun) -> list[Any]:
         ct = Table(title="containers", title_justify="left")
         for col in (
             "container",
+            "state",
             "CPU",
             "CPU of limit",
             "throttled",
             "memory",
             "of limit",
             "restarts",
-            "OOM",
+            "OOM kills",
             *(["planned CPU / mem"] if run.planned else []),
         ):
-            ct.add_column(col, justify="left" if col == "container" else "right")
+            ct.add_column(col, justify="left" if col in ("container", "state") else "right")
         for c in sorted(containers, key=lambda c: c["name"]):
             ct.add_row(
                 c["name"],
+                c.get("state") or "—",
                 _fmt(c.get("cpu_pct"), "%"),
                 f"{_bar(c.get('cpu_pct_of_limit'))} {_fmt(c.get('cpu_pct_of_limit'), '%')}",
                 _fmt(None if c.get("throttled_ratio") is None else 100 * c["throttled_ratio"], "%"),
@@ -109,18 +136,35 @@ def report_tables(run: ReportRun) -> list[Any]:
                 f"{_bar(c.get('mem_pct_of_limit'))} {_fmt(c.get('mem_pct_of_limit'), '%')}",
                 _fmt(c.get("restarts"), digits=0),
                 _fmt(c.get("oom_kills"), digits=0),
-                *([_planned(run.planned.get(_service(run, c)))] if run.planned else []),
+                *([_planned(run.planned_for(c))] if run.planned else []),
             )
         tables.append(ct)
-    if run.findings:
+    if run.findings or run.events:
         ft = Table(title="findings", title_justify="left")
         ft.add_column("kind")
         ft.add_column("where")
         ft.add_column("what")
+        ft.add_column("state")
         for f in run.findings:
-            ft.add_row(f.kind, f.scope, f.message)
+            ft.add_row(f.kind, f.scope, f.message, _state(f))
+        for e in run.events:
+            if e.state == "resolved":
+                ft.add_row(e.kind, e.scope, e.message, "resolved")
         tables.append(ft)
     return tables
+
+
+def _state(f: Any) -> str:
+    if f.state in ("new", "worse"):
+        return f.state
+    since = _utc(f.since) if f.since is not None else "?"
+    return f"since {since}"
+
+
+def _utc(ts: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def report_markdown(run: ReportRun) -> str:
@@ -140,19 +184,32 @@ def report_markdown(run: ReportRun) -> str:
     if data["containers"]:
         lines += [
             "",
-            "| container | CPU % | CPU % of limit | memory | % of limit | OOM kills |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| container | state | CPU % | CPU % of limit | throttled % | memory | % of limit"
+            " | restarts | OOM kills |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for c in sorted(data["containers"], key=lambda c: c["name"]):
             mem = format_bytes(c["mem_usage"]) if c.get("mem_usage") is not None else "—"
+            throttled = c.get("throttled_ratio")
             lines.append(
-                f"| {c['name']} | {_fmt(c.get('cpu_pct'))} | {_fmt(c.get('cpu_pct_of_limit'))} | {mem} | "
-                f"{_fmt(c.get('mem_pct_of_limit'))} | {_fmt(c.get('oom_kills'), digits=0)} |"
+                f"| {_md(c['name'])} | {_md(c.get('state') or '—')} | {_fmt(c.get('cpu_pct'))} | "
+                f"{_fmt(c.get('cpu_pct_of_limit'))} | "
+                f"{_fmt(None if throttled is None else 100 * throttled)} | {mem} | "
+                f"{_fmt(c.get('mem_pct_of_limit'))} | {_fmt(c.get('restarts'), digits=0)} | "
+                f"{_fmt(c.get('oom_kills'), digits=0)} |"
             )
     if data["findings"]:
         lines += ["", "## Findings", ""]
-        lines += [f"- **{f['kind']}** {f['scope']}: {f['message']}" for f in data["findings"]]
+        lines += [
+            f"- **{f['kind']}** {_md(f['scope'])}: {_md(f['message'])} ({f['state']})"
+            for f in data["findings"]
+        ]
     return "\n".join(lines) + "\n"
+
+
+def _md(text: str) -> str:
+    """A name in a Markdown table cell: pipes and markup characters escaped."""
+    return "".join(f"\\{ch}" if ch in "\\`*_[]<>|" else ch for ch in str(text))
 
 
 def _rate(bps: float | None) -> str:
@@ -162,4 +219,4 @@ def _rate(bps: float | None) -> str:
 def _planned(p: dict[str, Any] | None) -> str:
     if p is None:
         return "not in stack"
-    return f"{p['cpu_limit']:g} / {format_bytes(p['memory_limit'])}"
+    return f"{format_cpus(p['cpu_limit_millicores'])} / {format_bytes(p['memory_limit_bytes'])}"

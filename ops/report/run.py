@@ -1,56 +1,82 @@
-"""One cron run of ``vots-ops report``: sample, rate against the last sample, store.
+"""One cron run of ``vots-ops report``: sample, rate against the last sample, store, judge.
 
-This is the library entry point behind the CLI; it never sleeps (rates come
-from the previous stored sample, like sysstat's ``sa1``) and never raises for a
-missing Docker engine (host figures still count).
+This is the library entry point behind the CLI. It never sleeps (rates come
+from the previous stored sample, like sysstat's ``sa1``), never raises for a
+missing Docker engine (host figures still count) and never raises for a damaged
+row of the history (it is skipped, with a line in ``warnings``).
 """
 
 from __future__ import annotations
 
+import math
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ops.report.history import History, Point
-
-# Findings that `--fail-on over-limit` turns into exit 1.
-MEMORY_NEAR_LIMIT_PCT = 90.0
-THROTTLED_RATIO = 0.25
-
-
-@dataclass(frozen=True)
-class Finding:
-    """Something an operator should look at, with the figure that triggered it."""
-
-    kind: str  # "over-limit" | "anomaly"
-    scope: str
-    message: str
+from ops.report.findings import (
+    REPEAT_INTERVAL_S,
+    RESOLVE_AFTER_S,
+    WATCHED,
+    Finding,
+    Judgement,
+    anomaly_finding,
+    judge,
+    track,
+)
+from ops.report.history import FindingEvent, History, Point
 
 
 @dataclass
 class ReportRun:
+    """What one run measured, found and said.
+
+    ``findings`` carry their state across runs (``Finding.state``); ``events``
+    are what a quiet cron run reports (new, worse, repeat, resolved; empty
+    without a history, where every finding is new). ``clock`` is the history's
+    verdict on this run's wall clock ("ok", "ahead", "behind"), ``clock_note``
+    the line that says so and ``clock_note_is_new`` whether it is news.
+    ``warnings`` are damaged rows skipped, one line each.
+    """
+
     sample: dict[str, Any]
     rates: dict[str, Any]
     sample_id: int | None
     db: Path | None
     findings: list[Finding] = field(default_factory=list)
-    # service -> what `plan` gave each replica (cpu/memory limit and reservation)
+    # service -> what `plan` gives each replica (millicores, bytes); see planned_limits
     planned: dict[str, dict[str, Any]] = field(default_factory=dict)
+    project: str | None = None
+    events: list[FindingEvent] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    clock: str = "ok"
+    clock_note: str | None = None
+    clock_note_is_new: bool = False
+
+    def planned_for(self, container: dict[str, Any]) -> dict[str, Any] | None:
+        """The plan's figures for a container of this stack: its Compose project
+        label must be the stack's project and its service label a service of it
+        (another project's ``web`` is not this stack's ``web``)."""
+        if not self.planned or container.get("project") != self.project:
+            return None
+        return self.planned.get(container.get("service") or "")
 
 
-def planned_limits(stack_path: Path) -> dict[str, dict[str, Any]]:
-    """What the capacity planner gives each service of the stack, per replica."""
+def planned_limits(stack_path: Path) -> tuple[str, dict[str, dict[str, Any]]]:
+    """The stack's Compose project, and what the capacity planner gives each of its
+    services per replica (millicores and bytes, as ``plan --format json`` says)."""
     from ops.plan import fit
     from ops.stack import load_stack
 
-    plan = fit(load_stack(stack_path))
-    return {
+    loaded = load_stack(stack_path)
+    plan = fit(loaded)
+    return loaded.stack.project, {
         a.name: {
-            "cpu_limit": a.cpu_limit / 1000,
-            "cpu_reservation": a.cpu_reservation / 1000,
-            "memory_limit": a.mem_limit,
-            "memory_reservation": a.mem_reservation,
+            "cpu_limit_millicores": a.cpu_limit,
+            "cpu_reservation_millicores": a.cpu_reservation,
+            "memory_limit_bytes": a.mem_limit,
+            "memory_reservation_bytes": a.mem_reservation,
             "replicas": a.replicas,
         }
         for a in plan.allocations
@@ -58,17 +84,25 @@ def planned_limits(stack_path: Path) -> dict[str, dict[str, Any]]:
 
 
 def _points(sample: dict[str, Any], rates: dict[str, Any]) -> Iterator[Point]:
+    """The figures of one run that go into the series; none that is not a finite
+    number (a damaged previous sample can make a rate infinite)."""
+
+    def point(scope: str, metric: str, value: Any) -> Iterator[Point]:
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if number and math.isfinite(value):
+            yield Point(scope, metric, float(value))
+
     host = sample["host"]
     mem = host["memory"]
-    yield Point("host", "memory_used_bytes", float(mem["used"]))
+    yield from point("host", "memory_used_bytes", mem["used"])
     if mem["total"]:
-        yield Point(
+        yield from point(
             "host", "memory_used_pct", 100.0 * (mem["total"] - mem["available"]) / mem["total"]
         )
-    yield Point("host", "swap_used_bytes", float(host["swap"]["used"]))
-    yield Point("host", "load1", float(host["load_avg"][0]))
+    yield from point("host", "swap_used_bytes", host["swap"]["used"])
+    yield from point("host", "load1", host["load_avg"][0])
     for disk in host["disks"]:
-        yield Point("host", f"disk_used_pct:{disk['mountpoint']}", float(disk["percent"]))
+        yield from point("host", f"disk_used_pct:{disk['mountpoint']}", disk["percent"])
     hr = rates.get("host") or {}
     for key in (
         "cpu_pct",
@@ -78,8 +112,7 @@ def _points(sample: dict[str, Any], rates: dict[str, Any]) -> Iterator[Point]:
         "net_rx_Bps",
         "net_tx_Bps",
     ):
-        if hr.get(key) is not None:
-            yield Point("host", key, float(hr[key]))
+        yield from point("host", key, hr.get(key))
     for c in rates.get("containers") or []:
         scope = f"container:{c['name']}"
         for key in (
@@ -93,90 +126,132 @@ def _points(sample: dict[str, Any], rates: dict[str, Any]) -> Iterator[Point]:
             "restarts",
             "oom_kills",
         ):
-            if c.get(key) is not None:
-                yield Point(scope, key, float(c[key]))
-
-
-def _findings(rates: dict[str, Any]) -> list[Finding]:
-    out: list[Finding] = []
-    for c in rates.get("containers") or []:
-        scope = c["name"]
-        mem = c.get("mem_pct_of_limit")
-        if mem is not None and mem >= MEMORY_NEAR_LIMIT_PCT:
-            out.append(Finding("over-limit", scope, f"memory at {mem:.0f}% of its limit"))
-        throttled = c.get("throttled_ratio")
-        if throttled is not None and throttled >= THROTTLED_RATIO:
-            out.append(
-                Finding("over-limit", scope, f"CPU-throttled in {100 * throttled:.0f}% of periods")
-            )
-        if c.get("oom_kills"):
-            out.append(
-                Finding("over-limit", scope, f"{c['oom_kills']} OOM kill(s) since the last sample")
-            )
-    return out
+            yield from point(scope, key, c.get(key))
 
 
 # The cron path judges the figures people act on, over the last two hours: the
 # detector re-scores its window for every call, so this bounds a run's cost
 # (about 3 + 2 x containers series of <= 120 points).
 ANOMALY_LOOKBACK_S = 2 * 3600.0
-ANOMALY_METRICS = frozenset(
-    {"cpu_pct", "memory_used_bytes", "memory_used_pct", "load1", "mem_usage"}
-)
 
 
-def _anomalies(history: History, host: str, ts: float, points: list[Point]) -> list[Finding]:
-    """Judge this run's key points against each metric's own recent history."""
-    from ops.report.anomalies import detect_anomalies
+def _anomalies(
+    history: History, host: str, ts: float, points: list[Point]
+) -> tuple[list[Finding], set[str]]:
+    """This run's watched points judged against each metric's own recent history:
+    the findings, and the keys judged clear."""
+    from ops.report.anomalies import MIN_HISTORY, detect_anomalies
 
-    out: list[Finding] = []
+    found: list[Finding] = []
+    clear: set[str] = set()
     for point in points:
-        if point.metric not in ANOMALY_METRICS:
+        watch = WATCHED.get(point.metric)
+        if watch is None:
             continue
         series = history.series(point.scope, point.metric, since=ts - ANOMALY_LOOKBACK_S, host=host)
-        for a in detect_anomalies(series):
-            if a.ts == ts:
-                scope = point.scope.removeprefix("container:")
-                out.append(
-                    Finding(
-                        "anomaly",
-                        scope,
-                        f"{point.metric} {a.value:.4g} is {a.direction} from its usual {a.expected:.4g}",
-                    )
-                )
-    return out
+        scope = point.scope.removeprefix("container:")
+        hits = [
+            a
+            for a in detect_anomalies(series, direction=watch.hurts, min_change=watch.floor)
+            if a.ts == ts
+        ]
+        for a in hits:
+            found.append(anomaly_finding(scope, point.metric, a.value, a.expected, a.score))
+        if not hits and len(series) > MIN_HISTORY:
+            clear.add(f"anomaly/{scope}/{point.metric}")
+    return found, clear
 
 
-def take_sample(db: Path | None, *, docker: bool = True) -> ReportRun:
-    """Sample now, compute rates from the previous stored sample, store this one.
+def take_sample(
+    db: Path | None,
+    *,
+    docker: bool = True,
+    repeat_interval: float = REPEAT_INTERVAL_S,
+    resolve_after: float = RESOLVE_AFTER_S,
+) -> ReportRun:
+    """Sample now, compute rates from the previous stored sample, store this one,
+    judge the findings and carry their state.
 
-    ``db=None`` samples without history (rates then say "first sample").
+    ``db=None`` samples without history (rates then say "first sample", and every
+    finding is new).
     """
     from ops.report.rates import rates as rates_between
+    from ops.report.rates import sample_problem
     from ops.report.sample import sample
 
-    cur = sample(docker=docker)
-    hostname = cur["host"]["hostname"]
     if db is None:
+        cur = sample(docker=docker)
         rates = rates_between(None, cur)
-        return ReportRun(cur, rates, None, None, _findings(rates))
+        judged = judge(rates, containers_sampled=_sampled(cur, docker))
+        return ReportRun(cur, rates, None, None, judged.findings)
+    hostname = socket.gethostname()
     with History(db) as history:
-        prev = history.previous(hostname)
-        rates = rates_between(prev[1] if prev else None, cur)
+        prev = history.previous(hostname, check=sample_problem)
+        follow = [c["id"] for c in (prev.raw.get("containers") or [])] if prev else []
+        cur = sample(docker=docker, follow=follow)
+        try:
+            rates = rates_between(prev.raw if prev else None, cur)
+        except (TypeError, KeyError, ValueError, AttributeError, IndexError, ZeroDivisionError) as exc:
+            # A stored sample that passed the shape check but still does not add up.
+            assert prev is not None
+            history.mark_unreadable(prev.id, f"rates from it failed: {exc!r}"[:200])
+            rates = rates_between(None, cur)
         points = list(_points(cur, rates))
         stored = cur
         if (
             prev
             and not cur["containers"]
-            and prev[1].get("containers")
+            and prev.raw.get("containers")
             and (not docker or cur.get("docker_error"))
         ):
             # A host-only run (--no-docker, engine down) must not hide the last
             # container counters: the next full run rates against those.
-            stored = {**cur, "containers": prev[1]["containers"], "containers_carried": True}
-        sample_id = history.record(cur["time"], hostname, stored, points)
-        anomalies = _anomalies(history, hostname, cur["time"], points)
-    return ReportRun(cur, rates, sample_id, Path(db), _findings(rates) + anomalies)
+            stored = {**cur, "containers": prev.raw["containers"], "containers_carried": True}
+        recorded = history.record(
+            cur["time"],
+            hostname,
+            stored,
+            points,
+            boot_id=cur["host"].get("boot_id"),
+            mono=cur["mono"],
+        )
+        judged = judge(rates, containers_sampled=_sampled(cur, docker))
+        if recorded.clock == "ok":
+            anomalies, calm = _anomalies(history, hostname, cur["time"], points)
+            judged = Judgement(
+                judged.findings + anomalies, judged.clear | calm, judged.scopes
+            )
+        outcome: dict[str, Any] = {}
+
+        def update(states: dict[str, Any]) -> tuple[dict[str, Any], list[FindingEvent]]:
+            new, events, findings = track(
+                states,
+                judged,
+                cur["time"],
+                repeat_interval=repeat_interval,
+                resolve_after=resolve_after,
+            )
+            outcome["findings"] = findings
+            return new, events
+
+        events = history.update_findings(hostname, update)
+        return ReportRun(
+            cur,
+            rates,
+            recorded.sample_id,
+            Path(db),
+            outcome["findings"],
+            events=events,
+            warnings=list(history.warnings),
+            clock=recorded.clock,
+            clock_note=recorded.note,
+            clock_note_is_new=recorded.note_is_new,
+        )
+
+
+def _sampled(cur: dict[str, Any], docker: bool) -> bool:
+    """Whether this run saw the engine's containers (so a missing one is gone)."""
+    return docker and not cur.get("docker_error")
 
 
 def measure(prev: dict[str, Any] | None, *, docker: bool = True) -> ReportRun:
@@ -186,9 +261,11 @@ def measure(prev: dict[str, Any] | None, *, docker: bool = True) -> ReportRun:
     from ops.report.rates import rates as rates_between
     from ops.report.sample import sample
 
-    cur = sample(docker=docker)
+    follow = [c["id"] for c in (prev or {}).get("containers") or []]
+    cur = sample(docker=docker, follow=follow)
     rates = rates_between(prev, cur)
-    return ReportRun(cur, rates, None, None, _findings(rates))
+    judged = judge(rates, containers_sampled=_sampled(cur, docker))
+    return ReportRun(cur, rates, None, None, judged.findings)
 
 
 def live(interval: float, *, docker: bool = True, count: int | None = None) -> Iterator[ReportRun]:

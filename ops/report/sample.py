@@ -8,6 +8,7 @@ raw sample is what the history stores, and the next run computes rates from it
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from typing import Any
 
 from ops.report.containers import DOCKER_TIMEOUT, collect_containers
@@ -25,6 +26,7 @@ def sample(
     timeout: float = DOCKER_TIMEOUT,
     client: Any | None = None,
     source: str = "auto",
+    follow: Collection[str] = (),
 ) -> Sample:
     """One raw sample: host counters, container counters, when, and any engine error.
 
@@ -32,7 +34,8 @@ def sample(
     between two samples of one boot ignore wall-clock steps), ``host``
     (``collect_host``), ``docker`` (whether containers were asked for),
     ``containers`` and ``docker_error`` (``collect_containers``), ``collect_s``
-    (what the sample cost in wall time).
+    (what the sample cost in wall time). ``follow``: container ids to describe
+    even if they stopped (see ``collect_containers``).
     """
     started = time.perf_counter()
     stamp, mono = time.time(), time.monotonic()
@@ -40,7 +43,7 @@ def sample(
     containers: list[dict[str, Any]] = []
     error: str | None = None
     if docker:
-        containers, error = collect_containers(client, timeout, source=source)
+        containers, error = collect_containers(client, timeout, source=source, follow=follow)
     return {
         "schema": SCHEMA,
         "time": stamp,

@@ -20,18 +20,31 @@ MARKER = "# vots-ops report (managed by `vots-ops report install-cron`)"
 
 @dataclass(frozen=True)
 class Schedule:
-    """What to run and how often."""
+    """What to run and how often: the report options a cron line needs."""
 
     executable: str
     db: str
     every_minutes: int = 1
     stack: str | None = None
+    textfile: str | None = None
+    fail_on: tuple[str, ...] = ("over-limit", "restart")
+    no_docker: bool = False
+    repeat_interval: float | None = None  # seconds; None: the report's default
 
     def argv(self) -> list[str]:
-        # --fail-on makes a finding print one line, which is what cron mails.
-        args = [self.executable, "report", "--quiet", "--fail-on", "over-limit", "--db", self.db]
+        # --fail-on makes a finding that is news print one line, which is what cron mails.
+        args = [self.executable, "report", "--quiet"]
+        for kind in self.fail_on:
+            args += ["--fail-on", kind]
+        args += ["--db", self.db]
         if self.stack:
             args += ["--stack", self.stack]
+        if self.textfile:
+            args += ["--textfile", self.textfile]
+        if self.no_docker:
+            args.append("--no-docker")
+        if self.repeat_interval is not None:
+            args += ["--repeat-interval", f"{self.repeat_interval:g}s"]
         return args
 
 

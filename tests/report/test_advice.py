@@ -110,30 +110,3 @@ def test_recommend_without_history(tmp_path: Path) -> None:
     proc = vots("report", "recommend", "--db", str(tmp_path / "none.sqlite3"))
     assert proc.returncode == 2
     assert "no history yet" in proc.stderr
-
-
-def test_fail_on_anomaly_flags_a_break_from_recent_behaviour(tmp_path: Path) -> None:
-    """An hour of history says this host uses ~3x the memory it uses now."""
-    import socket
-
-    from ops.report.sample import sample
-
-    db = tmp_path / "h.sqlite3"
-    raw = sample(docker=False)
-    used = raw["host"]["memory"]["used"]
-    rng = random.Random(3)
-    now = time.time()
-    with History(db, auto_compact=False) as h:
-        for k in range(60):
-            value = 3 * used * (1 + rng.gauss(0, 0.002))
-            h.record(
-                now - (60 - k) * 60,
-                socket.gethostname(),
-                raw,
-                [Point("host", "memory_used_bytes", value)],
-            )
-    proc = vots("report", "--db", str(db), "--no-docker", "--quiet", "--fail-on", "anomaly")
-    assert proc.returncode == 1, proc.stderr
-    assert "memory_used_bytes" in proc.stderr and "down from its usual" in proc.stderr
-    calm = vots("report", "--db", str(db), "--no-docker", "--quiet", "--fail-on", "over-limit")
-    assert calm.returncode == 0, calm.stderr

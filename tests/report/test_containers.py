@@ -163,7 +163,7 @@ def test_containers_counters_limits_and_oom_kills(lab: dict[str, str]) -> None:
     burn, burn_rate = now[lab["burn"]], rated[lab["burn"]]
     assert burn["state"] == "running" and burn["stats_source"] == "cgroup"
     assert burn["limits"]["cpus"] == 0.5 and burn["limits"]["cpu_shares"] == 512
-    assert burn_rate["note"] is None and burn_rate["cpu_limit"] == 0.5
+    assert burn_rate["note"] is None and burn_rate["cpu_limit_millicores"] == 500
     assert burn_rate["cpu_pct_of_limit"] > 60, burn_rate
     assert burn_rate["cpu_pct"] <= 60  # the kernel holds it to half a core
     assert burn_rate["throttled_ratio"] > 0 and burn_rate["throttled_s_per_s"] > 0
@@ -178,7 +178,7 @@ def test_containers_counters_limits_and_oom_kills(lab: dict[str, str]) -> None:
     assert hold_rate["mem_pct_of_limit"] > 46
     assert hold["service"] == "holder" and hold["project"].startswith("collect")
     assert hold["health"] in ("starting", "healthy")
-    assert hold_rate["cpu_limit"] is None and hold_rate["cpu_pct_of_limit"] is None
+    assert hold_rate["cpu_limit_millicores"] is None and hold_rate["cpu_pct_of_limit"] is None
 
     # A child was OOM-killed but the container lives on: only the cgroup counter knows.
     oom = now[lab["oom"]]
@@ -193,7 +193,7 @@ def test_containers_counters_limits_and_oom_kills(lab: dict[str, str]) -> None:
 
     quota = now[lab["quota"]]
     assert quota["limits"]["cpus"] == 0.3 and quota["limits"]["cpuset_cpus"] == "0"
-    assert rated[lab["quota"]]["cpu_limit"] == 0.3
+    assert rated[lab["quota"]]["cpu_limit_millicores"] == 300
 
     # Memory gauges need no previous sample; CPU rates do.
     lone = _by_name(rates(None, second)["containers"])[lab["hold"]]

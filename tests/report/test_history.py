@@ -94,14 +94,14 @@ def test_record_previous_series_round_trip(tmp_path: Path) -> None:
         h.record(T0 + 30, "vm2", {"cpu_ticks": 7}, [Point("vm", "cpu", 0.9)])
 
     with History(path, auto_compact=False) as h:  # survives close/reopen
-        assert h.previous("vm1") == (T0 + 120, {"cpu_ticks": T0 + 120, "nested": {"a": [1, 2]}})
-        assert h.previous("vm1", before_ts=T0 + 120) == (
-            T0 + 60,
-            {"cpu_ticks": T0 + 60, "nested": {"a": [1, 2]}},
-        )
-        assert h.previous("vm1", before_ts=T0) is None
-        assert h.previous("vm2") == (T0 + 30, {"cpu_ticks": 7})
+        # The previous sample is the last one recorded, not the latest timestamp: one
+        # sample from a clock far ahead must not hide every later one.
+        prev = h.previous("vm1")
+        assert prev is not None and prev.clock == "ok"
+        assert (prev.ts, prev.raw) == (T0 + 60, {"cpu_ticks": T0 + 60, "nested": {"a": [1, 2]}})
+        assert h.previous("vm2")[:2] == (T0 + 30, {"cpu_ticks": 7})
         assert h.previous("nope") is None
+        assert h.newest_ts("vm1") == T0 + 120 and h.newest_ts() == T0 + 120
 
         assert h.series("vm", "cpu", host="vm1") == [(T0, 0.1), (T0 + 60, 0.2), (T0 + 120, 0.3)]
         assert h.series("vm", "cpu", host="vm2") == [(T0 + 30, 0.9)]
@@ -291,7 +291,7 @@ def test_compact_month_of_minutes(tmp_path: Path, record_property) -> None:
         assert stats.points == 7 * 24 * 60 * 3
         assert stats.hourly == folded_hours * 3
         assert stats.last_compact == now
-        assert h.previous("vm1") == (
+        assert h.previous("vm1")[:2] == (
             now - 60,
             {"cpu_ticks": (MINUTES - 1) * 250, "net_rx": (MINUTES - 1) * 1_000_000},
         )
@@ -431,8 +431,8 @@ def test_migrates_version_1_file_with_data_intact(tmp_path: Path) -> None:
     conn.close()
 
     with History(path, auto_compact=False) as h:
-        assert h.stats().schema_version == SCHEMA_VERSION == 2
-        assert h.previous("vm1") == (T0, {"c": 5})
+        assert h.stats().schema_version == SCHEMA_VERSION == 3
+        assert h.previous("vm1")[:2] == (T0, {"c": 5})
         assert h.series("vm", "cpu") == [(T0 - HOUR, 0.5), (T0, 0.25)]
         h.record(T0 + 60, "vm1", {"c": 6}, [Point("vm", "cpu", 0.75)])
     assert _sql(path, "SELECT hour_ts, count, p95 FROM hourly") == [(T0 - HOUR, 60, None)]
@@ -465,7 +465,7 @@ def test_refuses_a_file_that_is_not_sqlite(tmp_path: Path) -> None:
     with pytest.raises(HistoryError) as info:
         History(path)
     assert str(path) in str(info.value)
-    assert "not a readable SQLite database" in str(info.value)
+    assert "is not a SQLite database" in str(info.value) and "move it aside" not in str(info.value)
     assert info.value.exit_code == EXIT_BAD_INPUT == 2
     assert _digest(path) == before
 

@@ -60,9 +60,21 @@ def test_rates_refuse_to_invent_across_first_sample_gap_and_reboot() -> None:
     assert rates(gap, cur, max_interval=4 * 3600)["note"] is None
 
     rebooted = copy.deepcopy(prev)
-    rebooted["host"]["boot_time"] -= 86400
+    rebooted["host"]["boot_id"] = "00000000-0000-0000-0000-000000000000"
     r = rates(rebooted, cur)
     assert r["note"] == "host rebooted since the last sample" and no_rates(r)
+    # A clock step moves btime (it is derived from the wall clock), not boot_id:
+    # the same boot, so the monotonic clock still gives the interval.
+    stepped = copy.deepcopy(prev)
+    stepped["host"]["boot_time"] -= 400 * 86400
+    stepped["time"] += 400 * 86400
+    assert cur["host"]["boot_id"], "this kernel exposes boot_id"
+    assert rates(stepped, cur)["note"] is None
+    # Without boot_id (another OS, an old sample), btime decides.
+    old = copy.deepcopy(prev)
+    old["host"].pop("boot_id")
+    old["host"]["boot_time"] -= 86400
+    assert rates(old, cur)["note"] == "host rebooted since the last sample"
 
     assert rates(cur, prev)["note"] == "samples are not in time order"
 

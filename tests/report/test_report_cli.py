@@ -5,34 +5,28 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.cli import Cli
 from tests.support.images import busybox_image
 
-EXE = shutil.which("vots-ops", path=str(Path(sys.executable).parent)) or "vots-ops"
-ENV = {**os.environ, "NO_COLOR": "1", "COLUMNS": "160"}
 
-
-def vots(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([EXE, *args], capture_output=True, text=True, env=env or ENV, timeout=120)
-
-
-def test_first_run_says_so_then_rates_come_from_history(tmp_path: Path) -> None:
+def test_first_run_says_so_then_rates_come_from_history(cli: Cli, tmp_path: Path) -> None:
     db = tmp_path / "h.sqlite3"
-    first = vots("report", "--db", str(db), "--no-docker", "--format", "json")
+    first = cli.run("report", "--db", str(db), "--no-docker", "--format", "json")
     assert first.returncode == 0, first.stderr
     one = json.loads(first.stdout)
     assert one["note"] == "first sample"
     assert one["host"]["rates"]["cpu_pct"] is None
-    second = json.loads(vots("report", "--db", str(db), "--no-docker", "--format", "json").stdout)
+    second = json.loads(
+        cli.run("report", "--db", str(db), "--no-docker", "--format", "json").stdout
+    )
     assert second["note"] is None
     assert 0 <= second["host"]["rates"]["cpu_pct"] <= 100
     assert second["interval_s"] > 0
@@ -41,19 +35,10 @@ def test_first_run_says_so_then_rates_come_from_history(tmp_path: Path) -> None:
         assert conn.execute("pragma journal_mode").fetchone()[0] == "wal"
 
 
-def test_quiet_cron_runs_print_nothing_and_lose_no_rows(tmp_path: Path) -> None:
+def test_quiet_cron_runs_print_nothing_and_lose_no_rows(cli: Cli, tmp_path: Path) -> None:
     """Twenty overlapping cron runs on one history file."""
     db = tmp_path / "h.sqlite3"
-    procs = [
-        subprocess.Popen(
-            [EXE, "report", "--quiet", "--no-docker", "--db", str(db)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=ENV,
-        )
-        for _ in range(20)
-    ]
+    procs = [cli.start("report", "--quiet", "--no-docker", "--db", str(db)) for _ in range(20)]
     for proc in procs:
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
@@ -63,9 +48,9 @@ def test_quiet_cron_runs_print_nothing_and_lose_no_rows(tmp_path: Path) -> None:
         assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
 
 
-def test_no_engine_is_a_warning_and_host_figures(tmp_path: Path) -> None:
-    env = {**ENV, "DOCKER_HOST": f"unix://{tmp_path}/missing.sock"}
-    proc = vots("report", "--no-history", "--format", "json", env=env)
+def test_no_engine_is_a_warning_and_host_figures(cli: Cli, tmp_path: Path) -> None:
+    env = {"DOCKER_HOST": f"unix://{tmp_path}/missing.sock"}
+    proc = cli.run("report", "--no-history", "--format", "json", env=env)
     assert proc.returncode == 0
     assert proc.stderr.startswith("warning: containers not sampled:"), proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
@@ -74,16 +59,35 @@ def test_no_engine_is_a_warning_and_host_figures(tmp_path: Path) -> None:
     assert data["containers"] == []
 
 
-@pytest.fixture
-def throttled() -> Iterator[str]:
-    """A busybox container spinning on 0.1 CPU: throttled in most CFS periods."""
-    name = f"vots-report-test-{uuid.uuid4().hex[:8]}"
+def _busybox(name: str, *args: str) -> None:
     subprocess.run(
-        ["docker", "run", "-d", "--name", name, "--cpus", "0.1", "--memory", "64m",
-         "--label", "com.docker.compose.service=agent",
-         busybox_image(), "sh", "-c", "while :; do :; done"],
+        ["docker", "run", "-d", "--name", name, *args, busybox_image(), "sh", "-c",
+         "while :; do :; done"],
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
+
+
+@pytest.fixture
+def throttled() -> Iterator[str]:
+    """A busybox container of the stack's agent service (Compose labels of project
+    "vots") spinning on 0.1 CPU: throttled in most CFS periods."""
+    name = f"vots-report-test-{uuid.uuid4().hex[:8]}"
+    labels = ["--label", "com.docker.compose.service=agent",
+              "--label", "com.docker.compose.project=vots"]  # fmt: skip
+    _busybox(name, "--cpus", "0.1", "--memory", "64m", *labels)
+    try:
+        yield name
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60, check=False)
+
+
+@pytest.fixture
+def stranger() -> Iterator[str]:
+    """Another Compose project's "agent": not the stack's."""
+    name = f"vots-report-other-{uuid.uuid4().hex[:8]}"
+    labels = ["--label", "com.docker.compose.service=agent",
+              "--label", "com.docker.compose.project=someoneelse"]  # fmt: skip
+    _busybox(name, "--cpus", "0.05", *labels)
     try:
         yield name
     finally:
@@ -91,37 +95,39 @@ def throttled() -> Iterator[str]:
 
 
 @pytest.mark.docker
-def test_containers_against_their_limits_and_fail_on(tmp_path: Path, throttled: str) -> None:
+def test_containers_against_their_limits_and_fail_on(
+    cli: Cli, tmp_path: Path, throttled: str
+) -> None:
     db = str(tmp_path / "h.sqlite3")
-    assert vots("report", "--db", db, "--format", "json").returncode == 0
+    assert cli.run("report", "--db", db, "--format", "json").returncode == 0
     import time
 
     time.sleep(2)
-    proc = vots("report", "--db", db, "--format", "json", "--fail-on", "over-limit")
+    proc = cli.run("report", "--db", db, "--format", "json", "--fail-on", "over-limit")
     assert proc.returncode == 1, proc.stderr
     assert f"{throttled}: CPU-throttled in" in proc.stderr
     data = json.loads(proc.stdout)
     (c,) = [c for c in data["containers"] if c["name"] == throttled]
-    assert c["cpu_limit"] == pytest.approx(0.1)
+    assert c["cpu_limit_millicores"] == 100
     assert 50 <= c["cpu_pct_of_limit"] <= 130
     assert c["throttled_ratio"] >= 0.25
     assert c["mem_usage"] < 64 * 1024**2
-    table = vots("report", "--db", db)
+    table = cli.run("report", "--db", db)
     assert throttled in table.stdout and "containers" in table.stdout
 
 
-def test_install_cron_prints_an_absolute_command(tmp_path: Path) -> None:
-    proc = vots("report", "install-cron", "--db", str(tmp_path / "h.sqlite3"))
+def test_install_cron_prints_an_absolute_command(cli: Cli, tmp_path: Path) -> None:
+    proc = cli.run("report", "install-cron", "--db", str(tmp_path / "h.sqlite3"))
     assert proc.returncode == 0
     line = proc.stdout.strip()
     assert line.startswith("* * * * * /")
-    assert "report --quiet --fail-on over-limit --db" in line
+    assert "report --quiet --fail-on over-limit --fail-on restart --db" in line
     assert Path(line.split()[5]).is_file()
 
 
-def test_live_view_samples_and_stops(tmp_path: Path) -> None:
+def test_live_view_samples_and_stops(cli: Cli, tmp_path: Path) -> None:
     db = tmp_path / "h.sqlite3"
-    proc = vots("report", "--interval", "0.3", "--count", "3", "--no-docker", "--db", str(db))
+    proc = cli.run("report", "--interval", "0.3", "--count", "3", "--no-docker", "--db", str(db))
     assert proc.returncode == 0, proc.stderr
     assert "load 1/5/15" in proc.stdout
     assert "% of" in proc.stdout
@@ -129,34 +135,56 @@ def test_live_view_samples_and_stops(tmp_path: Path) -> None:
 
 
 @pytest.mark.docker
-def test_containers_joined_with_the_plan(tmp_path: Path, throttled: str) -> None:
+def test_containers_joined_with_the_plan(cli: Cli, throttled: str, stranger: str) -> None:
+    """The plan's figures sit beside the stack's containers only: matched on the
+    Compose project label as well as the service name."""
     from tests.support.stacks import BUNDLED
 
-    proc = vots("report", "--no-history", "--stack", str(BUNDLED), "--format", "json")
+    proc = cli.run("report", "--no-history", "--stack", str(BUNDLED), "--format", "json")
     assert proc.returncode == 0, proc.stderr
-    (c,) = [c for c in json.loads(proc.stdout)["containers"] if c["name"] == throttled]
-    # Labelled as the stack's agent service: the plan's per-replica limits sit beside it.
-    assert c["service"] == "agent"
-    assert c["planned"]["cpu_limit"] == pytest.approx(0.58)
-    assert c["planned"]["memory_limit"] == 2 * 1024**3
-    table = vots("report", "--no-history", "--stack", str(BUNDLED))
-    assert "planned CPU / mem" in table.stdout and "0.58 / 2G" in table.stdout
+    containers = {c["name"]: c for c in json.loads(proc.stdout)["containers"]}
+    ours, theirs = containers[throttled], containers[stranger]
+    assert ours["service"] == theirs["service"] == "agent"
+    assert ours["planned"] == {
+        "cpu_limit_millicores": 580,
+        "cpu_reservation_millicores": 250,
+        "memory_limit_bytes": 2 * 1024**3,
+        "memory_reservation_bytes": 512 * 1024**2,
+        "replicas": 2,
+    }
+    assert theirs["project"] == "someoneelse" and theirs["planned"] is None
+    table = cli.run("report", "--no-history", "--stack", str(BUNDLED)).stdout
+    (row,) = [line for line in table.splitlines() if throttled in line]
+    (other,) = [line for line in table.splitlines() if stranger in line]
+    assert "planned CPU / mem" in table and "0.58 / 2G" in row and "not in stack" in other
 
 
-def test_html_report_draws_the_history(tmp_path: Path) -> None:
+def test_html_report_draws_the_history(cli: Cli, tmp_path: Path) -> None:
     db = str(tmp_path / "h.sqlite3")
     for _ in range(3):
-        assert vots("report", "--db", db, "--no-docker", "--quiet").returncode == 0
-    proc = vots("report", "--db", db, "--no-docker", "--format", "html")
+        assert cli.run("report", "--db", db, "--no-docker", "--quiet").returncode == 0
+    before = _sql(db, "SELECT count(*) FROM samples")
+    proc = cli.run("report", "--db", db, "--format", "html")
     assert proc.returncode == 0, proc.stderr
     page = proc.stdout
-    assert page.startswith("<!DOCTYPE html>") or page.lstrip().lower().startswith("<!doctype html>")
+    assert page.lstrip().lower().startswith("<!doctype html>")
     assert page.count("<svg") >= 3  # CPU, memory, disks
     assert "http://" not in page and "https://" not in page
-    assert vots("report", "--no-history", "--format", "html").returncode == 2
+    assert _sql(db, "SELECT count(*) FROM samples") == before, "drawing samples nothing"
+    assert cli.run("report", "--no-history", "--format", "html").returncode == 2
+    refused = cli.run("report", "--db", db, "--format", "html", "--fail-on", "over-limit")
+    assert refused.returncode == 2 and "only draws the history" in refused.stderr
 
 
-def test_serve_exposes_metrics_until_terminated(tmp_path: Path) -> None:
+def _sql(db: str, query: str) -> list[tuple]:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(query).fetchall()
+    finally:
+        conn.close()
+
+
+def test_serve_exposes_metrics_until_terminated(cli: Cli, tmp_path: Path) -> None:
     import signal
     import socket
     import time
@@ -165,13 +193,7 @@ def test_serve_exposes_metrics_until_terminated(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [EXE, "report", "serve", "--port", str(port), "--no-history", "--no-docker"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=ENV,
-    )
+    proc = cli.start("report", "serve", "--port", str(port), "--no-history", "--no-docker")
     try:
         deadline = time.monotonic() + 20
         body = ""
@@ -191,26 +213,20 @@ def test_serve_exposes_metrics_until_terminated(tmp_path: Path) -> None:
 
 
 @pytest.mark.docker
-def test_host_only_run_keeps_container_rates(tmp_path: Path, throttled: str) -> None:
+def test_host_only_run_keeps_container_rates(cli: Cli, tmp_path: Path, throttled: str) -> None:
     db = str(tmp_path / "h.sqlite3")
-    assert vots("report", "--db", db, "--quiet").returncode == 0
-    assert vots("report", "--db", db, "--quiet", "--no-docker").returncode == 0
-    data = json.loads(vots("report", "--db", db, "--format", "json").stdout)
+    assert cli.run("report", "--db", db, "--quiet").returncode == 0
+    assert cli.run("report", "--db", db, "--quiet", "--no-docker").returncode == 0
+    data = json.loads(cli.run("report", "--db", db, "--format", "json").stdout)
     (c,) = [c for c in data["containers"] if c["name"] == throttled]
     assert c["cpu_pct"] is not None, c["note"]
 
 
-def test_flag_combinations_are_refused(tmp_path: Path) -> None:
-    assert vots("report", "--interval", "1", "--format", "json").returncode == 2
-    assert vots("report", "--count", "2").returncode == 2
-    assert vots("report", "--db", "").returncode == 2
+def test_flag_combinations_are_refused(cli: Cli, tmp_path: Path) -> None:
+    assert cli.run("report", "--interval", "1", "--format", "json").returncode == 2
+    assert cli.run("report", "--count", "2").returncode == 2
+    assert cli.run("report", "--db", "").returncode == 2
     missing = tmp_path / "missing" / "v.prom"
-    proc = vots("report", "--no-history", "--no-docker", "--textfile", str(missing))
+    proc = cli.run("report", "--no-history", "--no-docker", "--textfile", str(missing))
     assert proc.returncode == 2 and "is not a directory" in proc.stderr
     assert not missing.parent.exists()
-
-
-def test_group_db_reaches_install_cron(tmp_path: Path) -> None:
-    db = tmp_path / "h.sqlite3"
-    proc = vots("report", "--db", str(db), "install-cron")
-    assert f"--db {db}" in proc.stdout
