@@ -45,10 +45,11 @@ def _points(values: Sequence[float]) -> list[tuple[float, float]]:
 
 
 def _injected(
-    kind: str, seed: int, magnitudes: Sequence[float]
+    kind: str, seed: int, magnitudes: Sequence[float], ups: set[int] | None = None
 ) -> tuple[list[tuple[float, float]], list[int], list[int]]:
     """A clean series plus isolated single-point spikes (70%) and lasting level shifts
-    (30%) of the given magnitudes in sigmas, 40-90 points apart, either sign."""
+    (30%) of the given magnitudes in sigmas, 40-90 points apart, either sign
+    (``ups``, if given, collects the indices of the upward ones)."""
     rng = random.Random(seed)
     values, sigma = _base(kind, rng)
     spikes: list[int] = []
@@ -56,6 +57,8 @@ def _injected(
     at = MIN_HISTORY + rng.randint(5, 30)
     while at < LENGTH - 10:
         size = rng.choice(magnitudes) * sigma * rng.choice((-1, 1))
+        if ups is not None and size > 0:
+            ups.add(at)
         if rng.random() < 0.7:
             spikes.append(at)
             values[at] += size
@@ -206,3 +209,83 @@ def test_find_anomalies_names_metrics_and_orders_by_time() -> None:
 def test_bad_parameters_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         detect_anomalies([], **kwargs)  # type: ignore[arg-type]
+
+
+# --------------------------------------------- what is worth a page (the cron settings)
+
+
+def _precision_recall_up(kind: str, magnitudes: Sequence[float]) -> tuple[float, float]:
+    """As ``_precision_recall``, judging only upward events (what ``direction="up"``
+    reports), with the floor of practical significance at 2 sigma of each series."""
+    right = flags = found = events = 0
+    for seed in range(SERIES):
+        _, sigma = _base(kind, random.Random(1000 + seed))
+        up: set[int] = set()
+        points, spikes, shifts = _injected(kind, 1000 + seed, magnitudes, up)
+        flagged = {
+            round(a.ts / STEP)
+            for a in detect_anomalies(points, direction="up", min_change=2 * sigma)
+        }
+        expected = {i for i in spikes if i in up} | {
+            s + k for s in shifts if s in up for k in range(SHIFT_AFTER)
+        }
+        flags += len(flagged)
+        right += len(flagged & expected)
+        events += len(up)
+        found += len(flagged & up)
+    return right / flags, found / events
+
+
+@pytest.mark.parametrize(
+    ("kind", "magnitudes"),
+    [("steady", (6, 8, 10, 15)), ("trend", (6, 8, 10, 15)), ("daily", (8, 10, 15))],
+)
+def test_only_the_direction_that_hurts_keeps_precision_and_recall(
+    kind: str, magnitudes: tuple[float, ...]
+) -> None:
+    precision, recall = _precision_recall_up(kind, magnitudes)
+    assert precision >= 0.9, f"precision {precision:.3f}"
+    assert recall >= 0.85, f"recall {recall:.3f}"
+
+
+def _idle(seed: int, n: int = 400) -> list[tuple[float, float]]:
+    """An idle container's CPU %: zero, a few hundredths of jitter, the odd 0.1-0.3%
+    blip (a health check) -- statistically wild, practically nothing."""
+    rng = random.Random(seed)
+    values = [max(0.0, rng.gauss(0, 0.005)) for _ in range(n)]
+    for i in range(MIN_HISTORY + 5, n, rng.randint(20, 40)):
+        values[i] = rng.uniform(0.1, 0.3)
+    return _points(values)
+
+
+def test_an_idle_series_is_not_worth_a_page() -> None:
+    series = [_idle(seed) for seed in range(SERIES)]
+    # The floor (10 points of CPU, as the cron path uses) silences it ...
+    assert [a for s in series for a in detect_anomalies(s, direction="up", min_change=10.0)] == []
+    # ... control: without the floor, the same blips are "anomalies" by the numbers.
+    assert sum(len(detect_anomalies(s, direction="up")) for s in series) > SERIES
+
+
+def test_getting_better_is_not_worth_a_page() -> None:
+    """A host that gets less busy (CPU halves for good) is not an alert."""
+    rng = random.Random(11)
+    values = [60 + rng.gauss(0, 2) - (30 if i >= 300 else 0) for i in range(600)]
+    assert detect_anomalies(_points(values), direction="up", min_change=10.0) == []
+    # Control: the same drop is flagged when both directions are judged.
+    both = detect_anomalies(_points(values), min_change=10.0)
+    assert both and all(a.direction == "down" for a in both)
+    # And the direction that hurts is still caught, floor and all.
+    worse = [60 + rng.gauss(0, 2) + (30 if i >= 300 else 0) for i in range(600)]
+    (first, *_) = detect_anomalies(_points(worse), direction="up", min_change=10.0)
+    assert round(first.ts / STEP) == 300 and first.direction == "up"
+
+
+def test_a_change_below_the_floor_is_never_an_anomaly() -> None:
+    values = [100.0] * 100 + [103.0] + [100.0] * 20  # a 3-unit step on a perfectly flat line
+    assert detect_anomalies(_points(values)) != []
+    assert detect_anomalies(_points(values), min_change=5.0) == []
+    assert detect_anomalies(_points(values), min_change=3.0) != []  # the floor is inclusive
+    with pytest.raises(ValueError):
+        detect_anomalies(_points(values), direction="sideways")
+    with pytest.raises(ValueError):
+        detect_anomalies(_points(values), min_change=-1)
