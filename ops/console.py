@@ -65,7 +65,9 @@ class Console:
         width = None
         if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
             width = 200
-        return RichConsole(file=sys.stdout, highlight=False, soft_wrap=True, width=width)
+        console = RichConsole(file=sys.stdout, highlight=False, soft_wrap=True, width=width)
+        console.on_broken_pipe = _closed  # type: ignore[method-assign]  # not Rich's exit 1
+        return console
 
     @cached_property
     def err(self) -> Any:
@@ -130,16 +132,25 @@ class Console:
         self.text(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
+class StdoutClosed(Exception):
+    """Whoever read our stdout has gone (``| head`` closed the pipe). Not an OSError,
+    so nothing on the way (Click turns EPIPE into exit 1) takes it for another
+    failure: ``main`` exits quietly with what a program killed by SIGPIPE reports."""
+
+
+def _closed() -> None:
+    raise StdoutClosed
+
+
 @contextlib.contextmanager
 def _stdout_errors() -> Iterator[None]:
     """A failed write to stdout (a full disk under ``> file``, a closed pipe under
     ``| head``) ends the command: never a traceback, never exit 0 on a truncated
-    file. A closed pipe propagates as BrokenPipeError (``main`` exits quietly, as
-    a program killed by SIGPIPE would); anything else is one line and exit 2."""
+    file. A closed pipe is ``StdoutClosed``; anything else is one line and exit 2."""
     try:
         yield
     except BrokenPipeError:
-        raise
+        raise StdoutClosed from None
     except OSError as exc:
         from ops.errors import OutputError
 

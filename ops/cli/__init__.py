@@ -15,7 +15,7 @@ import sys
 import click
 
 from ops import __version__
-from ops.console import Console
+from ops.console import Console, StdoutClosed
 from ops.errors import EXIT_BAD_INPUT, DriftError, OpsError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="vots-ops", standalone_mode=False)
         sys.stdout.flush()  # here, not at exit, so a failed write is an error below
-    except BrokenPipeError:
+    except (StdoutClosed, BrokenPipeError):
         _silence_stdout()
         sys.exit(EXIT_BROKEN_PIPE)
     except click.exceptions.Exit as exc:
