@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from ops.errors import SpecError
 
@@ -137,7 +138,7 @@ def _fields_at(model: type[BaseModel], loc: Loc) -> list[str]:
     return []
 
 
-def _message(err: dict[str, Any], model: type[BaseModel]) -> str:
+def _message(err: ErrorDetails, model: type[BaseModel]) -> str:
     kind = err["type"]
     loc = err["loc"]
     if kind == "extra_forbidden":

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
+# What an option decorator takes and gives back: a command function, or a
+# command already made (Click's own bound), so decorators stack in any order.
+FC = TypeVar("FC", bound=Callable[..., Any] | click.Command)
 
-def format_option(*choices: str, default: str = "table") -> Callable[[Any], Any]:
+
+def format_option(*choices: str, default: str = "table") -> Callable[[FC], FC]:
     return click.option(
         "--format",
         "fmt",
@@ -19,7 +23,7 @@ def format_option(*choices: str, default: str = "table") -> Callable[[Any], Any]
     )
 
 
-def stack_option(f: Any) -> Any:
+def stack_option(f: FC) -> FC:
     return click.option(
         "--stack",
         "stack_path",
@@ -37,7 +41,7 @@ def _set_quiet(ctx: click.Context, _param: click.Parameter, value: bool) -> bool
     return value
 
 
-def quiet_option(f: Any) -> Any:
+def quiet_option(f: FC) -> FC:
     """``--quiet`` on the command too, so ``vots-ops plan --quiet`` works like ``vots-ops -q plan``."""
     return click.option(
         "-q",

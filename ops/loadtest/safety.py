@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 from ops.errors import TargetRefused, TargetUnreachable
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
 
 def split_host(url: str) -> tuple[str, str, int]:
     """``https://h:8443`` -> (scheme, host, port)."""
@@ -36,7 +38,7 @@ def split_host(url: str) -> tuple[str, str, int]:
     return parts.scheme, parts.hostname, port
 
 
-def _own_addresses() -> set[ipaddress._BaseAddress]:
+def _own_addresses() -> set[IPAddress]:
     """Addresses assigned to this machine's interfaces (docker0, the VM's own IPs)."""
     try:
         import psutil
@@ -51,7 +53,7 @@ def _own_addresses() -> set[ipaddress._BaseAddress]:
         return set()
 
 
-def _resolve(host: str, port: int) -> list[ipaddress._BaseAddress]:
+def _resolve(host: str, port: int) -> list[IPAddress]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:

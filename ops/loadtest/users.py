@@ -48,7 +48,11 @@ class VotsUser(FastHttpUser):
         super().__init__(*args, **kwargs)
         # Redirects are answers, not instructions: a 301 to https:// or an SSO
         # login page elsewhere must not carry the load to a host nobody allowed.
-        self.client.client.redirect_response_codes = frozenset()
+        # geventhttpclient declares the set a ClassVar but reads it through self,
+        # so an instance attribute overrides it for this user's client alone (as
+        # Locust itself does for allow_redirects=False); the class stays as is
+        # for user classes that do follow redirects.
+        self.client.client.redirect_response_codes = frozenset()  # type: ignore[misc]
         self._next: float | None = None
         self._fresh = True
         self._late_us = 0

@@ -67,7 +67,7 @@ def build_result(
     """The result document (without verdict) from the plugin's raw file."""
     arrival = scenario.arrival_rate is not None
     by_key = {f"{e['method']} {e['name']}": e for e in raw.get("entries", []) if e["method"]}
-    total = next((e for e in raw.get("entries", []) if not e["method"]), {})
+    total: dict[str, Any] = next((e for e in raw.get("entries", []) if not e["method"]), {})
     seconds = 0.0
     if total.get("last_request") and total.get("first_request"):
         seconds = max(0.0, total["last_request"] - total["first_request"])

@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from ops.errors import RenderError
 from ops.plan.capacity import Allocation, Plan, fit, format_bytes, format_cpus
@@ -158,6 +158,20 @@ def _healthcheck(w: Workload) -> dict[str, Any] | None:
     }
 
 
+class _Route(TypedDict):
+    """One ``location`` of the edge, as the nginx template reads it."""
+
+    path: str
+    upstream: str
+    zone: str
+    rate: str | None
+    burst: int
+    cache: str | None
+    immutable: bool
+    max_body: str | None
+    timeout: str | None
+
+
 def _context(
     loaded: LoadedStack, plan: Plan, out_dir: Path, runtime: NginxRuntime
 ) -> dict[str, Any]:
@@ -209,7 +223,7 @@ def _context(
 
     routed = [w for w in items if w.spec is not None and w.spec.routes]
     upstreams = []
-    routes = []
+    routes: list[_Route] = []
     for w in routed:
         assert w.spec is not None
         servers = list(runtime.upstreams.get(w.name, [f"{w.name}:{w.port}"]))

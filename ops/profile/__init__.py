@@ -18,11 +18,14 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ops.errors import OpsError, SpecError
 from ops.files import atomic_write, finish_run_dir, new_run_dir
 from ops.profile.model import Profile, parse_folded
+
+if TYPE_CHECKING:
+    from ops.profile.pprof import PprofKind
 
 DEFAULT_RUNS = Path("profile-runs")
 FILES = ("profile.folded", "profile.json", "speedscope.json", "flamegraph.svg")
@@ -42,7 +45,7 @@ class Request:
     service: str | None = None
     project: str | None = None
     pprof_url: str | None = None
-    pprof_kind: str = "cpu"
+    pprof_kind: PprofKind = "cpu"
     options: dict[str, bool] = field(default_factory=dict)
     name: str = "profile"
 
@@ -220,7 +223,7 @@ def _pprof(req: Request, on_tick: Callable[[float], None] | None = None) -> Prof
         try:
             box["data"] = fetch_pprof(
                 req.pprof_url or "", kind=req.pprof_kind, seconds=req.duration_s
-            )  # type: ignore[arg-type]
+            )
         except BaseException as exc:
             box["error"] = exc
 

@@ -10,9 +10,21 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 Stack = tuple[str, ...]
+
+
+class Change(TypedDict):
+    """One row of ``diff``: a function's shares of samples before and after, and the change."""
+
+    function: str
+    self_before: float
+    self_after: float
+    total_before: float
+    total_after: float
+    self_delta: float
+    total_delta: float
 
 
 @dataclass
@@ -107,9 +119,7 @@ def parse_folded(text: str) -> dict[Stack, int]:
     return dict(out)
 
 
-def diff(
-    base: Profile, new: Profile, n: int = 20, min_delta: float = 0.005
-) -> list[dict[str, Any]]:
+def diff(base: Profile, new: Profile, n: int = 20, min_delta: float = 0.005) -> list[Change]:
     """Functions whose share of samples changed most between two profiles.
 
     Shares, not counts: two runs rarely have the same number of samples.
@@ -118,17 +128,21 @@ def diff(
     bt, nt = base.samples or 1, new.samples or 1
     bself, nself = base.self_counts(), new.self_counts()
     btot, ntot = base.total_counts(), new.total_counts()
-    rows = []
+    rows: list[Change] = []
     for name in set(btot) | set(ntot):
-        row = {
-            "function": name,
-            "self_before": round(bself.get(name, 0) / bt, 6),
-            "self_after": round(nself.get(name, 0) / nt, 6),
-            "total_before": round(btot.get(name, 0) / bt, 6),
-            "total_after": round(ntot.get(name, 0) / nt, 6),
-        }
-        row["self_delta"] = round(row["self_after"] - row["self_before"], 6)
-        row["total_delta"] = round(row["total_after"] - row["total_before"], 6)
+        self_before = round(bself.get(name, 0) / bt, 6)
+        self_after = round(nself.get(name, 0) / nt, 6)
+        total_before = round(btot.get(name, 0) / bt, 6)
+        total_after = round(ntot.get(name, 0) / nt, 6)
+        row = Change(
+            function=name,
+            self_before=self_before,
+            self_after=self_after,
+            total_before=total_before,
+            total_after=total_after,
+            self_delta=round(self_after - self_before, 6),
+            total_delta=round(total_after - total_before, 6),
+        )
         if abs(row["self_delta"]) >= min_delta or abs(row["total_delta"]) >= min_delta:
             rows.append(row)
     rows.sort(key=lambda r: (-abs(r["self_delta"]), -abs(r["total_delta"]), r["function"]))

@@ -34,13 +34,15 @@ from urllib.parse import urlsplit, urlunsplit
 from ops.errors import OpsError, TargetUnreachable
 from ops.profile.model import Profile, Stack
 
+PprofKind = Literal["cpu", "heap"]  # CPU time over a window, or the live heap
+
 PPROF_HINT = 'is net/http/pprof mounted? add `import _ "net/http/pprof"` to the program'
 
 
 # --- fetching ----------------------------------------------------------------------------
 
 
-def pprof_endpoint(url: str, kind: Literal["cpu", "heap"] = "cpu", seconds: int = 10) -> str:
+def pprof_endpoint(url: str, kind: PprofKind = "cpu", seconds: int = 10) -> str:
     """The profile URL for a base URL: ``http://host:port``, ``.../debug/pprof`` or an endpoint.
 
     A scheme-less ``host:port`` means http. A path that does not end in
@@ -66,7 +68,7 @@ def pprof_endpoint(url: str, kind: Literal["cpu", "heap"] = "cpu", seconds: int 
 def fetch_pprof(
     url: str,
     *,
-    kind: Literal["cpu", "heap"] = "cpu",
+    kind: PprofKind = "cpu",
     seconds: float = 10,
     timeout: float | None = None,
 ) -> bytes:

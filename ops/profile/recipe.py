@@ -17,6 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from ops.errors import SpecError
 from ops.loadtest.scenario import parse_seconds
+from ops.profile.pprof import PprofKind
 from ops.spec import load_yaml, read_text, validate
 
 Language = Literal["python", "go", "rust"]
@@ -90,7 +91,7 @@ class PprofSpec(_Model):
     """A net/http/pprof (Go) or pprof-rs (Rust) endpoint."""
 
     url: Url
-    kind: Literal["cpu", "heap"] = "cpu"
+    kind: PprofKind = "cpu"
 
 
 class Recipe(_Model):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from ops.profile.model import Profile
+from ops.profile.model import Change, Profile
 
 
 def _pct(x: float) -> str:
@@ -28,9 +29,7 @@ def top_table(profile: Profile, top: list[dict[str, Any]]) -> Any:
     return t
 
 
-def diff_table(
-    rows: list[dict[str, Any]], before: Profile, after: Profile, base: str, new: str
-) -> Any:
+def diff_table(rows: Sequence[Change], before: Profile, after: Profile, base: str, new: str) -> Any:
     """Share before -> after per function, largest self change first."""
     from rich.table import Table
     from rich.text import Text

@@ -14,8 +14,12 @@ import contextlib
 import os
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ops.errors import OpsError, TargetUnreachable
+
+if TYPE_CHECKING:
+    import psutil
 
 
 @dataclass(frozen=True)
@@ -37,16 +41,16 @@ class TargetError(OpsError):
     """A target that matches nothing, too much, or cannot be read."""
 
 
-def _cmdline(proc: object) -> str:
+def _cmdline(proc: psutil.Process) -> str:
     import psutil
 
     try:
-        parts = proc.cmdline()  # type: ignore[attr-defined]
+        parts = proc.cmdline()
     except (psutil.AccessDenied, psutil.ZombieProcess):
         parts = []
     except psutil.NoSuchProcess:
         return ""
-    return " ".join(parts) or f"[{proc.name()}]"  # type: ignore[attr-defined]
+    return " ".join(parts) or f"[{proc.name()}]"
 
 
 def by_pid(pid: int) -> Target:
@@ -101,7 +105,7 @@ def by_pattern(pattern: str, within: list[int] | None = None) -> Target:
     return found[0]
 
 
-def _procs(pids: list[int]) -> list[object]:
+def _procs(pids: list[int]) -> list[psutil.Process]:
     import psutil
 
     out = []
@@ -137,7 +141,7 @@ def _pick(pids: list[int], language: str | None, pattern: str | None, label: str
         rx = _LANG_EXE[language]
         for proc in _procs(pids):
             try:
-                exe = proc.exe() or (proc.cmdline() or [""])[0]  # type: ignore[attr-defined]
+                exe = proc.exe() or (proc.cmdline() or [""])[0]
             except psutil.Error:
                 continue
             if rx.search(exe):
