@@ -202,7 +202,8 @@ def track(
     repeat_interval: float = REPEAT_INTERVAL_S,
     resolve_after: float = RESOLVE_AFTER_S,
 ) -> tuple[dict[str, FindingState], list[FindingEvent], list[Finding]]:
-    """The new states, the events to report and this run's findings with their state.
+    """The new states, the events to report and this run's findings with their state:
+    those it saw, and those still open from earlier runs (state "ongoing").
 
     Durations use ``abs()``: after a clock step a finding is reported once
     more rather than never again.
@@ -255,6 +256,21 @@ def track(
         if key in judged.clear and s.clear_since is None:
             s = replace(s, clear_since=now)
         new_states[key] = s
+        # Still open (a crash loop between two kills, a figure in the hysteresis
+        # band, a figure this run could not read): a finding of this run too, so
+        # the exit status holds until it resolves, but nothing new to say.
+        findings.append(
+            Finding(
+                s.kind,
+                s.scope,
+                key.rsplit("/", 1)[-1],
+                f"{s.message} (last seen {_clock(s.last_seen)})",
+                level=s.level,
+                state="ongoing",
+                since=s.since,
+                notify=False,
+            )
+        )
     return new_states, events, findings
 
 

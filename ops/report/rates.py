@@ -276,8 +276,9 @@ def container_events(prev: dict[str, Any], cur: dict[str, Any]) -> tuple[int | N
     else:
         counted = cur.get("oom_kill_count")
     by_engine = 1 if exited and cur.get("oom_killed") else 0
-    if counted is None and not exited:
-        return restarts, None
+    if counted is None and not exited and cur.get("running", True):
+        return restarts, None  # processes that may have been killed, and no counter
+    # (Not running and no exit since: no processes, so none was killed.)
     return restarts, (counted or 0) + by_engine
 
 

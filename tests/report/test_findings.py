@@ -188,3 +188,18 @@ def test_anomaly_episodes_resolve_after_a_quiet_spell(tmp_path: Path) -> None:
     assert run(T0 + 60, True) == []
     assert run(T0 + 120, False) == []
     assert [e.state for e in run(T0 + 60 + RESOLVE_AFTER_S, False)] == ["resolved"]
+
+
+def test_an_open_finding_is_a_finding_of_every_run_until_it_resolves() -> None:
+    """The exit status under --fail-on holds while an episode is open (a crash loop
+    between two kills), even when this run saw nothing new."""
+    loop = judge(_rates(_container(oom_kills=1, restarts=1)))
+    states, _, _ = track({}, loop, T0)
+    quiet = judge(_rates(_container()))
+    states, events, findings = track(states, quiet, T0 + 60)
+    assert events == []
+    (f,) = findings
+    assert (f.kind, f.check, f.state, f.notify) == ("over-limit", "oom", "ongoing", False)
+    assert f.message.endswith(" (last seen 2027-01-15 08:00 UTC)")
+    _, _, later = track(states, quiet, T0 + 60 + RESOLVE_AFTER_S)
+    assert later == []

@@ -230,3 +230,138 @@ def test_flag_combinations_are_refused(cli: Cli, tmp_path: Path) -> None:
     proc = cli.run("report", "--no-history", "--no-docker", "--textfile", str(missing))
     assert proc.returncode == 2 and "is not a directory" in proc.stderr
     assert not missing.parent.exists()
+
+
+# ------------------------------------------------ findings from real containers, as cron sees them
+
+FILL = r"""
+m=/sys/fs/cgroup/memory
+if [ -r $m/memory.limit_in_bytes ]; then lim=$(cat $m/memory.limit_in_bytes); use=$m/memory.usage_in_bytes
+else lim=$(cat /sys/fs/cgroup/memory.max); use=/sys/fs/cgroup/memory.current; fi
+i=0
+while [ $(( $(cat $use) * 100 / lim )) -lt 95 ]; do
+  i=$((i+1)); eval "v$i=\$(head -c 500000 /dev/urandom)"
+done
+echo ready; while [ ! -e /tmp/free ]; do sleep 0.2; done
+"""  # fills its cgroup to 95% of the limit with anonymous memory, holds it until told
+HOLDER = f"( {FILL} ); echo freed; sleep 600"  # the subshell's memory goes with it
+OOM_LOOP = "x=$(head -c 100000000 /dev/urandom)"  # killed at once, every time it starts
+
+
+def _docker(*args: str) -> str:
+    proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def _until(check: object, what: str, timeout: float = 60) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def container() -> Iterator[object]:
+    """Starts busybox containers of this test's own (unique names), always removed."""
+    names: list[str] = []
+
+    def start(*args: str, command: str) -> str:
+        name = f"vots-report-test-{uuid.uuid4().hex[:8]}"
+        _docker("run", "-d", "--name", name, *args, busybox_image(), "sh", "-c", command)
+        names.append(name)
+        return name
+
+    yield start
+    if names:
+        subprocess.run(["docker", "rm", "-f", *names], capture_output=True, timeout=60)
+
+
+def _lines(proc: subprocess.CompletedProcess[str], name: str) -> list[str]:
+    """What a run said about this test's container (others on the host are not ours)."""
+    return [line for line in proc.stderr.splitlines() if f" {name}: " in line]
+
+
+def _ours(proc: subprocess.CompletedProcess[str], name: str) -> list[dict]:
+    return [f for f in json.loads(proc.stdout)["findings"] if f["scope"] == name]
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_an_oom_crash_loop_is_found_in_every_format(
+    cli: Cli, tmp_path: Path, container: object
+) -> None:
+    """A service whose memory limit is too small, restarted by its restart policy:
+    RestartCount and OOMKilled survive each restart, the cgroup does not."""
+    name = container("--memory", "16m", "--memory-swap", "16m", "--restart", "unless-stopped",
+                     command=OOM_LOOP)  # type: ignore[operator]  # fmt: skip
+
+    def restarts() -> int:
+        return int(_docker("inspect", "--format", "{{.RestartCount}}", name))
+
+    _until(lambda: restarts() >= 1, "the first OOM restart")
+    db = str(tmp_path / "h.sqlite3")
+    cron = ("report", "--db", db, "--quiet", "--fail-on", "over-limit")
+    first = cli.run(*cron)
+    assert _lines(first, name) == []  # nothing to compare with yet
+    seen = restarts()
+    _until(lambda: restarts() > seen, "another restart")
+    second = cli.run(*cron, "--format", "json")
+    assert second.returncode == 1, second.stderr
+    (line,) = _lines(second, name)
+    assert line.startswith(f"over-limit {name}: OOM-killed ")
+    assert "since the last sample, restarted" in line and line.endswith("(memory limit 16M) (new)")
+    (c,) = [c for c in json.loads(second.stdout)["containers"] if c["name"] == name]
+    assert c["oom_kills"] >= 1 and c["restarts"] >= 1
+    (finding,) = _ours(second, name)
+    assert (finding["kind"], finding["check"], finding["state"]) == ("over-limit", "oom", "new")
+
+    # While the loop goes on, every run fails (--fail-on) but says nothing new ...
+    seen = restarts()
+    _until(lambda: restarts() > seen, "another restart")
+    third = cli.run(*cron, "--format", "markdown")
+    assert third.returncode == 1 and _lines(third, name) == []
+    (row,) = [r for r in third.stdout.splitlines() if r.startswith(f"| {name.replace('-', '-')}")]
+    cells = [x.strip() for x in row.strip("|").split("|")]
+    assert cells[1] in ("restarting", "running") and int(cells[7]) >= 1 and int(cells[8]) >= 1
+    # ... and the table, for a person, shows it with its state and the counts.
+    table = cli.run("report", "--db", db, "--fail-on", "over-limit")
+    assert table.returncode == 1
+    assert f"{name}: OOM-killed" in table.stderr  # the error line names it
+    assert "OOM kills" in table.stdout and "since 20" in table.stdout
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_memory_near_the_limit_is_said_once_then_again_then_resolved(
+    cli: Cli, tmp_path: Path, container: object
+) -> None:
+    """A container at 95% of its memory limit, sampled by cron: one line when it
+    starts, silence, one line after the repeat interval, one when it resolves."""
+    import time
+
+    name = container("--memory", "32m", "--memory-swap", "32m", command=HOLDER)  # type: ignore[operator]
+    _until(lambda: "ready" in _docker("logs", name), "the holder to fill its memory")
+    db = str(tmp_path / "h.sqlite3")
+    cron = ("report", "--db", db, "--quiet", "--fail-on", "over-limit", "--format", "json",
+            "--repeat-interval", "4s")  # fmt: skip
+    first = cli.run(*cron)
+    assert first.returncode == 1, first.stderr
+    (line,) = _lines(first, name)
+    assert line.startswith(f"over-limit {name}: memory at 9") and "of 32M) (new)" in line
+    again = cli.run(*cron)
+    assert again.returncode == 1 and _lines(again, name) == []
+    assert [f["state"] for f in _ours(again, name)] == ["ongoing"]
+    time.sleep(4.5)  # past the repeat interval (a lower bound, never an upper one)
+    repeat = cli.run(*cron)
+    (line,) = _lines(repeat, name)
+    assert line.endswith("(still)")
+    _docker("exec", name, "touch", "/tmp/free")
+    _until(lambda: "freed" in _docker("logs", name), "the holder to free its memory")
+    done = cli.run(*cron)
+    (line,) = _lines(done, name)
+    assert line.startswith(f"over-limit {name}: resolved after ") and "(was: memory at 9" in line
+    assert _ours(done, name) == []
+    assert cli.run(*cron).stderr.count(name) == 0
