@@ -50,8 +50,8 @@ METRICS: dict[str, tuple[str, str]] = {
     ),
     "vots_report_findings": (
         "gauge",
-        "Findings of this run by kind (over-limit: memory >= 90% of its limit, "
-        "throttled in >= 25% of CFS periods, or an OOM kill since the last sample).",
+        "Open findings by kind (over-limit: memory >= 90% of its limit, throttled in "
+        ">= 25% of CFS periods, OOM kills; restart: restarts; anomaly).",
     ),
     # ----------------------------------------------------------------------- host
     "vots_host_boot_time_seconds": ("gauge", "Unix time the host booted."),
@@ -131,7 +131,12 @@ METRICS: dict[str, tuple[str, str]] = {
     ),
     "vots_container_oom_kills_total": (
         "counter",
-        "Processes the kernel OOM-killed in the container's cgroup.",
+        "Processes the kernel OOM-killed in the container's current cgroup (a restart "
+        "starts a new cgroup; see vots_container_last_exit_oom_killed).",
+    ),
+    "vots_container_last_exit_oom_killed": (
+        "gauge",
+        "1 if the container's last exit was an OOM kill (kept across restarts), else 0.",
     ),
     "vots_container_cpu_seconds_total": ("counter", "CPU seconds used by the container."),
     "vots_container_cpu_periods_total": (
@@ -319,6 +324,8 @@ def _containers(f: _Families, sample: dict[str, Any], rates: dict[str, Any]) -> 
         f.add("vots_container_start_time_seconds", _start_time(c.get("started_at")), **who)
         f.add("vots_container_restarts_total", c.get("restart_count"), **who)
         f.add("vots_container_oom_kills_total", c.get("oom_kill_count"), **who)
+        oomed = c.get("oom_killed")
+        f.add("vots_container_last_exit_oom_killed", None if oomed is None else int(oomed), **who)
         cpu = c.get("cpu") or {}
         usage = cpu.get("usage_ns")
         f.add("vots_container_cpu_seconds_total", usage / 1e9 if usage is not None else None, **who)
@@ -355,7 +362,9 @@ def families(run: ReportRun) -> list[Any]:
     f.add("vots_report_collect_duration_seconds", sample.get("collect_s"), host=host)
     if sample.get("docker"):
         f.add("vots_report_docker_engine_up", 0 if sample.get("docker_error") else 1, host=host)
-    kinds = {"over-limit"} | {finding.kind for finding in run.findings}
+    from ops.report.findings import KINDS
+
+    kinds = set(KINDS) | {finding.kind for finding in run.findings}
     for kind in sorted(kinds):
         count = sum(1 for finding in run.findings if finding.kind == kind)
         f.add("vots_report_findings", count, host=host, kind=kind)

@@ -92,7 +92,8 @@ def test_values_are_in_base_units_and_match_the_sample(host_run: ReportRun) -> N
     stamp = one(got["vots_report_last_run_timestamp_seconds"], host=host)
     assert stamp == host_run.sample["time"] and abs(stamp - time.time()) < 60
     assert 0 < one(got["vots_report_collect_duration_seconds"], host=host) < 10
-    assert one(got["vots_report_findings"], host=host, kind="over-limit") == 0
+    for kind in ("over-limit", "restart", "anomaly"):
+        assert one(got["vots_report_findings"], host=host, kind=kind) == 0
     cpu = got["vots_host_cpu_seconds_total"]
     modes = {dict(k)["mode"]: v for k, v in cpu.items()}
     assert set(modes) == {"busy", "idle", "iowait"}
@@ -248,6 +249,7 @@ def test_container_families_from_a_real_container(limited_container: str) -> Non
     assert value("vots_container_oom_kills_total") == 0
     assert value("vots_container_restarts_total") == 0
     assert value("vots_container_pids") >= 1
+    assert value("vots_container_last_exit_oom_killed") == 0
     assert abs(value("vots_container_start_time_seconds") - time.time()) < 120
     info = one(got["vots_container_info"], container=name)
     assert info == 1
