@@ -33,7 +33,7 @@ from ops.report.prom import exposition
 from ops.report.serve import MAX_CONNECTIONS, MAX_HEAD, MetricsServer, connection_cap, serve
 from tests.support.cli import Cli
 from tests.support.processes import stop_process
-from tests.support.prom import assert_lint_clean, get, parse, wait_for
+from tests.support.prom import assert_lint_clean, get, one, parse, wait_for
 from tests.support.sockets import (
     closed_by_peer,
     exchange,
@@ -356,6 +356,84 @@ def test_accept_failures_back_off_with_one_log_line_and_recover() -> None:
     assert lines == [
         "WARNING cannot accept connections (Too many open files); pausing and retrying"
     ]
+
+
+@pytest.mark.slow
+def test_a_failed_resample_is_one_line_and_a_counter_and_the_last_sample_is_served(
+    cli: Cli, tmp_path: Path
+) -> None:
+    db = tmp_path / "history.sqlite3"
+    proc, url = _start_serve(cli, "--no-docker", "--db", str(db), "--interval", "2")
+    try:
+        first = parse(get(url)[2])
+        assert one(first["vots_report_errors_total"], stage="sample") == 0
+        stamp = first["vots_report_last_run_timestamp_seconds"]
+
+        # The history becomes unusable for real: another file, not SQLite, in its place.
+        garbage = tmp_path / "garbage"
+        garbage.write_bytes(b"this is not a database\n" * 512)
+        garbage.replace(db)
+        for suffix in ("-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+
+        def failed() -> str | None:
+            text = get(url)[2]
+            return (
+                text
+                if "vots_report_errors_total{" in text and 'stage="sample"} 1' in text
+                else None
+            )
+
+        text = wait_for(failed, "a scrape after the failed re-sample", 60)
+        assert_lint_clean(text)
+        after = parse(text)
+        assert one(after["vots_report_errors_total"], stage="sample") == 1
+        assert after["vots_report_last_run_timestamp_seconds"] == stamp, "the last good sample"
+    finally:
+        err = _stop_serve(proc)
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1, err
+    assert "re-sampling failed, serving the previous sample" in warnings[0]
+    assert "is not a readable SQLite database" in warnings[0]
+    assert "Traceback" not in err
+
+
+def test_history_is_written_only_when_a_database_is_asked_for(cli: Cli, tmp_path: Path) -> None:
+    proc, url = _start_serve(cli, "--no-docker", "--interval", "1")
+    try:
+        assert get(url)[0] == 200
+        time.sleep(1.1)
+        assert get(url)[0] == 200  # a second sample, kept in memory
+    finally:
+        _stop_serve(proc)
+    assert not list(cli.state.rglob("*.sqlite3*")), "the default history was written"
+
+    db = tmp_path / "asked.sqlite3"
+    proc, url = _start_serve(cli, "--no-docker", env={"VOTS_OPS_DB": str(db)})
+    try:
+        assert get(url)[0] == 200
+    finally:
+        _stop_serve(proc)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select count(*) from samples").fetchone()[0] == 1
+    proc, url = _start_serve(cli, "--no-docker", "--no-history", env={"VOTS_OPS_DB": str(db)})
+    _stop_serve(proc)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select count(*) from samples").fetchone()[0] == 1
+
+
+def test_bad_host_or_busy_port_is_one_line_and_exit_2(cli: Cli) -> None:
+    proc = cli.run("report", "serve", "--no-docker", "--host", "no-such-host.invalid")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: cannot listen on no-such-host.invalid:9858: ")
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = cli.run("report", "serve", "--no-docker", "--port", str(port))
+    assert proc.returncode == 2
+    assert proc.stderr == f"error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
 
 
 # ------------------------------------------------------------- real Prometheus
