@@ -485,8 +485,10 @@ class MetricsServer:
         if not self._at_cap:
             self._at_cap = True
             log.warning(
-                "%d connections open (the cap): closing the oldest that have not sent a request",
+                "%d connections open (cap %d) or out of descriptors: closing the oldest "
+                "that have not sent a request",
                 len(self._reading) + self._busy,
+                self._cap,
             )
         self._drop(next(iter(self._reading)))
 
