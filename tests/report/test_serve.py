@@ -489,6 +489,7 @@ def prometheus(tmp_path: Path) -> Iterator[tuple[str, MetricsServer]]:
         server.stop()
 
 
+@pytest.mark.slow
 def test_real_prometheus_scrapes_and_queries_the_values_back(
     prometheus: tuple[str, MetricsServer], tmp_path: Path
 ) -> None:
