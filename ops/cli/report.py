@@ -465,7 +465,11 @@ def _live(console: Console, interval: float, count: int | None, docker: bool) ->
     help="Port for /metrics.",
 )
 @click.option(
-    "--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default)."
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind (loopback by default; anything else is readable by whoever can "
+    "reach it).",
 )
 @click.option(
     "--interval",
@@ -474,8 +478,18 @@ def _live(console: Console, interval: float, count: int | None, docker: bool) ->
     show_default=True,
     help="Sample at most this often (seconds); scrapes in between get the cached sample.",
 )
-@_db_option
-@click.option("--no-history", is_flag=True, help="Keep samples in memory only.")
+@click.option(
+    "--db",
+    callback=_not_empty,
+    type=click.Path(dir_okay=False),
+    default=None,
+    envvar="VOTS_OPS_DB",
+    help="Also store every new sample in this history (env VOTS_OPS_DB) [default: samples "
+    "stay in memory].",
+)
+@click.option(
+    "--no-history", is_flag=True, help="Keep samples in memory only, even with --db or VOTS_OPS_DB."
+)
 @click.option("--no-docker", is_flag=True, help="Host figures only.")
 @click.pass_obj
 def serve_cmd(
@@ -487,24 +501,49 @@ def serve_cmd(
     no_history: bool,
     no_docker: bool,
 ) -> None:
-    """Expose the figures on /metrics for Prometheus (prometheus-client), until SIGTERM or Ctrl-C."""
+    """Expose the figures on /metrics for Prometheus, until SIGTERM or Ctrl-C.
+
+    Samples stay in memory unless a history is given (--db or VOTS_OPS_DB).
+    Idle or slow clients cannot starve it: a request must arrive within 5 s,
+    connections are capped below the open-file limit (the oldest idle one is
+    closed at the cap), and a failed re-sample logs one line, counts in
+    vots_report_errors_total{stage="sample"} and serves the previous sample.
+    """
+    import ipaddress
+    import logging
+    import os
+    import sys
     from pathlib import Path
 
-    from ops.report.history import default_db_path
-    from ops.report.serve import serve
+    from ops.report.serve import MetricsServer, serve
 
     db = db or _group_db()
-    path = None if no_history else Path(db) if db else default_db_path()
-    try:
-        serve(
-            port,
-            host,
-            interval,
-            db=path,
-            docker=not no_docker,
-            on_ready=lambda server: console.info(f"serving {server.url}"),
-        )
-    except OSError as exc:
-        from ops.errors import OpsError
+    path = Path(db) if db and not no_history else None
+    debug = bool(os.environ.get("VOTS_OPS_DEBUG"))
 
-        raise OpsError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    class OneLine(logging.Formatter):
+        """`warning: message` on one line, as the console prints; a traceback only
+        for a bug (an error logged with one) or with VOTS_OPS_DEBUG."""
+
+        def format(self, record: logging.LogRecord) -> str:
+            text = f"{record.levelname.lower()}: {' '.join(record.getMessage().split())}"
+            if record.exc_info and (debug or record.levelno >= logging.ERROR):
+                text += "\n" + self.formatException(record.exc_info)
+            return text
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLine())
+    logger = logging.getLogger("ops")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if debug else logging.WARNING)
+
+    def ready(server: MetricsServer) -> None:
+        stored = f"; storing samples in {path}" if path else ""
+        console.info(f"serving {server.url}{stored}")
+        if not ipaddress.ip_address(server.address[0].split("%")[0]).is_loopback:
+            console.warning(f"{server.address[0]} is not loopback: /metrics is open to the network")
+
+    try:
+        serve(port, host, interval, db=path, docker=not no_docker, on_ready=ready)
+    finally:
+        logger.removeHandler(handler)
