@@ -191,7 +191,14 @@ def take_sample(
         cur = sample(docker=docker, follow=follow)
         try:
             rates = rates_between(prev.raw if prev else None, cur)
-        except (TypeError, KeyError, ValueError, AttributeError, IndexError, ZeroDivisionError) as exc:
+        except (
+            TypeError,
+            KeyError,
+            ValueError,
+            AttributeError,
+            IndexError,
+            ZeroDivisionError,
+        ) as exc:
             # A stored sample that passed the shape check but still does not add up.
             assert prev is not None
             history.mark_unreadable(prev.id, f"rates from it failed: {exc!r}"[:200])
@@ -218,9 +225,7 @@ def take_sample(
         judged = judge(rates, containers_sampled=_sampled(cur, docker))
         if recorded.clock == "ok":
             anomalies, calm = _anomalies(history, hostname, cur["time"], points)
-            judged = Judgement(
-                judged.findings + anomalies, judged.clear | calm, judged.scopes
-            )
+            judged = Judgement(judged.findings + anomalies, judged.clear | calm, judged.scopes)
         outcome: dict[str, Any] = {}
 
         def update(states: dict[str, Any]) -> tuple[dict[str, Any], list[FindingEvent]]:

@@ -394,7 +394,7 @@ def test_a_failed_resample_is_one_line_and_a_counter_and_the_last_sample_is_serv
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1, err
     assert "re-sampling failed, serving the previous sample" in warnings[0]
-    assert "is not a readable SQLite database" in warnings[0]
+    assert "is not a SQLite database" in warnings[0]
     assert "Traceback" not in err
 
 
