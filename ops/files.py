@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import difflib
 import errno
 import os
-import tempfile
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 
 from ops.errors import OutputError
@@ -20,6 +17,8 @@ def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
     blocker = not_a_directory(path.parent)
     if blocker is not None:
         raise OutputError(f"cannot write {path}: {blocker} is not a directory")
+    import tempfile
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -76,6 +75,8 @@ def write_all(root: Path, files: Mapping[str, str]) -> list[Path]:
 
 def diff_all(root: Path, files: Mapping[str, str]) -> str:
     """Unified diff from what is on disk under ``root`` to what would be written."""
+    import difflib
+
     chunks: list[str] = []
     for rel, new in files.items():
         target = Path(root) / rel
@@ -105,6 +106,9 @@ def new_run_dir(root: Path, name: str) -> tuple[Path, Path]:
     timestamped name only when complete, so a crash leaves nothing that looks
     like a result.
     """
+    import tempfile
+    from datetime import UTC, datetime
+
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     root = root.absolute()  # tools we start may run in another directory
     final = root / f"{name}-{stamp}"

@@ -10,7 +10,6 @@ one spike cannot hide the next one and no global model of the series is needed.
 from __future__ import annotations
 
 import math
-import statistics
 from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -68,30 +67,52 @@ class _ErrorPool:
         return mad * (1 + _WIDEN * max(0.0, math.sqrt(1.36 / n) - math.sqrt(1.36 / self.size)))
 
 
-def _predict(base: list[tuple[float, float]], ts: float) -> tuple[float, float | None]:
-    """Two predictions for ``ts``: the window's median (flat), and the recent half's
-    median moved along the window's robust slope (trend; None below 4 points).
+def _median(values: list[float]) -> float:
+    """The median as ``statistics.median`` computes it (the mean of the middle two
+    for an even count), without importing statistics (decimal, fractions) on the
+    cron path."""
+    return _median_sorted(sorted(values))
+
+
+def _median_sorted(s: list[float]) -> float:
+    n = len(s)
+    m = n // 2
+    return s[m] if n % 2 else (s[m - 1] + s[m]) / 2
+
+
+def _predict(
+    times: list[float], values: list[float], lo: int, hi: int, ts: float
+) -> tuple[float, float | None]:
+    """Two predictions for ``ts`` from the points ``lo:hi``: the window's median
+    (flat), and the recent half's median moved along the window's robust slope
+    (trend; None below 4 points).
 
     The slope is the median of the slopes between points half a window apart, so
     one spike moves it little; extrapolation is capped at the window's span so a
-    gap in the data cannot stretch it.
+    gap in the data cannot stretch it. (Times are sorted, so the recent half's
+    central time needs no sort.)
     """
-    flat = statistics.median(v for _, v in base)
-    h = len(base) // 2
+    flat = _median(values[lo:hi])
+    h = (hi - lo) // 2
     if h < 2:
         return flat, None
     slopes = [
-        (base[j + h][1] - base[j][1]) / (base[j + h][0] - base[j][0])
-        for j in range(len(base) - h)
-        if base[j + h][0] > base[j][0]
+        (b - a) / (tb - ta)
+        for a, b, ta, tb in zip(
+            values[lo : hi - h],
+            values[lo + h : hi],
+            times[lo : hi - h],
+            times[lo + h : hi],
+            strict=True,
+        )
+        if tb > ta
     ]
     if not slopes:
         return flat, None
-    recent = base[-h:]
-    level = statistics.median(v for _, v in recent)
-    centre = statistics.median(t for t, _ in recent)
-    span = base[-1][0] - base[0][0]
-    return flat, level + statistics.median(slopes) * min(ts - centre, span)
+    level = _median(values[hi - h : hi])
+    centre = _median_sorted(times[hi - h : hi])
+    span = times[hi - 1] - times[lo]
+    return flat, level + _median(slopes) * min(ts - centre, span)
 
 
 def _clean(points: Series) -> list[tuple[float, float]]:
@@ -154,6 +175,8 @@ def detect_anomalies(
     if direction not in ("up", "down", "both") or not min_change >= 0:
         raise ValueError('need direction "up", "down" or "both", and min_change >= 0')
     data = _clean(points)
+    times = [t for t, _ in data]
+    values = [v for _, v in data]
     flat_pool, trend_pool = _ErrorPool(scale_window), _ErrorPool(scale_window)
     out: list[Anomaly] = []
     start = 0  # first index of the current level
@@ -161,13 +184,13 @@ def detect_anomalies(
     streak_side = 0
     streak_flagged = False
     for i, (ts, value) in enumerate(data):
-        base = data[max(start, i - window) : i]
-        if start == 0 and len(base) < min_history:
+        lo = max(start, i - window)
+        n = i - lo
+        if start == 0 and n < min_history:
             continue
-        n = len(base)
-        flat, trend = _predict(base, ts)
+        flat, trend = _predict(times, values, lo, i, ts)
         if not flat_pool.sorted:  # seed both pools with the first baseline's spread
-            for _, v in base:
+            for v in values[lo:i]:
                 flat_pool.add(abs(v - flat))
                 trend_pool.add(abs(v - flat))
         flat_k = math.sqrt(1 + _FLAT_EXTRA / n)
@@ -179,8 +202,9 @@ def detect_anomalies(
         z = (value - expected) / scale
         flagged = abs(z) > threshold and abs(value - expected) >= min_change
         way = "up" if z > 0 else "down"
-        if flagged and direction in ("both", way):
-            out.append(Anomaly(ts, value, expected, abs(z), way))
+        if flagged:  # reported only on the side that hurts; an outlier either way
+            if direction in ("both", way):
+                out.append(Anomaly(ts, value, expected, abs(z), way))
         else:  # anomalies would inflate the noise estimate
             flat_pool.add(abs(value - flat) / flat_k)
             if trend is not None:

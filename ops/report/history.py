@@ -45,10 +45,8 @@ import contextlib
 import json
 import math
 import os
-import random
 import sqlite3
 import time
-import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -341,6 +339,8 @@ class History:
             raise HistoryError(
                 f"no history at {self.path}; run `vots-ops report` (e.g. from cron) first"
             )
+        import urllib.parse
+
         quoted = urllib.parse.quote(str(self.path.absolute()))
         last: sqlite3.Error | None = None
         # mode=ro first: it reads a live file's WAL. Where that cannot work (the
@@ -393,6 +393,8 @@ class History:
         instead of calling the busy handler, so retry until the busy timeout:
         twenty cron runs creating the file together must all succeed.
         """
+        import random
+
         deadline = time.monotonic() + BUSY_TIMEOUT_S
         while True:
             try:
