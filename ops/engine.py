@@ -480,9 +480,15 @@ def connect(
         ) from exc
     try:
         if host == docker_host():  # DOCKER_HOST with DOCKER_TLS_VERIFY/DOCKER_CERT_PATH
-            client = docker.from_env(timeout=timeout, max_pool_size=pool_size)
+            # The SDK's stubs say int; it hands the value to requests, which takes seconds
+            # as a float (rounding would change a 0.5 s budget into none).
+            client = docker.from_env(timeout=timeout, max_pool_size=pool_size)  # type: ignore[arg-type]
         else:
-            client = docker.DockerClient(base_url=host, timeout=timeout, max_pool_size=pool_size)
+            client = docker.DockerClient(
+                base_url=host,
+                timeout=timeout,  # type: ignore[arg-type]  # a float, as above
+                max_pool_size=pool_size,
+            )
     except (DockerException, OSError) as exc:
         raise EngineUnreachable(host, exc, timeout) from exc
     return SdkEngine(client, owned=True)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from ops.cli.options import format_option, quiet_option
+from ops.cli.options import FC, format_option, quiet_option
 from ops.console import Console
 
 
@@ -20,7 +22,7 @@ def _group_db() -> str | None:
     return ctx.parent.params.get("db") if ctx.parent is not None else None
 
 
-def _db_option(f: object) -> object:
+def _db_option(f: FC) -> FC:
     return click.option(
         "--db",
         callback=_not_empty,
@@ -51,7 +53,7 @@ _FAIL_ON_HELP = (
 )
 
 
-def _stack_option(f: object) -> object:
+def _stack_option(f: FC) -> FC:
     return click.option(
         "--stack",
         "stack_path",
@@ -63,7 +65,7 @@ def _stack_option(f: object) -> object:
     )(f)
 
 
-def _textfile_option(f: object) -> object:
+def _textfile_option(f: FC) -> FC:
     return click.option(
         "--textfile",
         type=click.Path(dir_okay=False),
@@ -73,13 +75,13 @@ def _textfile_option(f: object) -> object:
     )(f)
 
 
-def _fail_on_option(f: object) -> object:
+def _fail_on_option(f: FC) -> FC:
     return click.option("--fail-on", type=click.Choice(FAIL_ON), multiple=True, help=_FAIL_ON_HELP)(
         f
     )
 
 
-def _repeat_option(f: object) -> object:
+def _repeat_option(f: FC) -> FC:
     return click.option(
         "--repeat-interval",
         callback=_duration,
@@ -90,7 +92,7 @@ def _repeat_option(f: object) -> object:
     )(f)
 
 
-def _no_docker_option(f: object) -> object:
+def _no_docker_option(f: FC) -> FC:
     return click.option(
         "--no-docker", is_flag=True, help="Host figures only; do not ask the Docker engine."
     )(f)
@@ -180,7 +182,8 @@ def report(
         from ops.errors import OutputError
 
         raise OutputError(f"cannot write {textfile}: {Path(textfile).parent} is not a directory")
-    project, planned = None, {}
+    project: str | None = None
+    planned: dict[str, dict[str, Any]] = {}
     if stack_path:
         from ops.report.run import planned_limits
 

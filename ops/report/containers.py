@@ -337,10 +337,10 @@ def collect_containers(
                 continue
             if not fut.done():
                 entry["stats_error"] = f"engine stats: no answer within {timeout:g} s"
-            elif (exc := fut.exception()) is not None:
-                if not isinstance(exc, engine_errors):
-                    raise exc
-                entry["stats_error"] = "engine stats: " + docker_error_reason(exc, where, timeout)
+            elif (err := fut.exception()) is not None:
+                if not isinstance(err, engine_errors):
+                    raise err
+                entry["stats_error"] = "engine stats: " + docker_error_reason(err, where, timeout)
             elif (parsed := fut.result()[0]) is None:
                 entry["stats_error"] = "engine returned no stats (not running?)"
             else:

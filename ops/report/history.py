@@ -648,11 +648,11 @@ class History:
             and boot_id == ref_boot
             and _number(mono) is not None
             and _number(ref_mono) is not None
-            and mono >= ref_mono  # type: ignore[operator]
+            and mono >= ref_mono
         )
         # Within a boot the monotonic clock says where this sample belongs; across
         # a reboot only that it cannot be before the last one (give or take).
-        expected = ref_ts + (mono - ref_mono) if same_boot else ref_ts  # type: ignore[operator]
+        expected = ref_ts + (mono - ref_mono) if same_boot else ref_ts
         skew = ts - expected
         if same_boot and abs(skew) <= CLOCK_SLACK_S:
             return "ok", None, False
@@ -684,7 +684,8 @@ class History:
     ) -> str | None:
         """A trusted sample arrived: re-date the flagged samples of its boot from the
         monotonic clock (their wall clock was wrong, their monotonic one was not)."""
-        if boot_id is None or _number(mono) is None:
+        now = _number(mono)
+        if boot_id is None or now is None:
             return None
         rows = conn.execute(
             "SELECT id, mono FROM samples WHERE host = ? AND clock != 'ok' AND boot_id = ?",
@@ -692,9 +693,10 @@ class History:
         ).fetchall()
         moved = 0
         for sample_id, s_mono in rows:
-            if _number(s_mono) is None or s_mono > mono:  # type: ignore[operator]
+            then = _number(s_mono)
+            if then is None or then > now:
                 continue
-            true_ts = ts - (mono - s_mono)  # type: ignore[operator]
+            true_ts = ts - (now - then)
             conn.execute(
                 "UPDATE samples SET ts = ?, clock = 'ok' WHERE id = ?", (true_ts, sample_id)
             )
@@ -717,9 +719,10 @@ class History:
     ) -> str | None:
         """The clock has stayed off, consistently, for ``CLOCK_TRUST_AFTER_S`` of one
         boot's monotonic time: it is the machine's time now; trust those samples."""
-        if boot_id is None or _number(mono) is None:
+        now = _number(mono)
+        if boot_id is None or now is None:
             return None
-        offset = ts - mono  # type: ignore[operator]
+        offset = ts - now
         rows = conn.execute(
             "SELECT id, ts, mono FROM samples WHERE host = ? AND clock != 'ok' AND boot_id = ?"
             " ORDER BY id",
@@ -732,7 +735,7 @@ class History:
             and _number(s_mono) is not None
             and abs((s_ts - s_mono) - offset) <= 60
         ]
-        if not steady or mono - min(m for _, m in steady) < CLOCK_TRUST_AFTER_S:  # type: ignore[operator]
+        if not steady or now - min(m for _, m in steady) < CLOCK_TRUST_AFTER_S:
             return None
         conn.executemany(
             "UPDATE samples SET clock = 'ok' WHERE id = ?",

@@ -19,7 +19,7 @@ import heapq
 import os
 import socket
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +126,7 @@ def _whole_disks(names: Iterable[str]) -> list[str]:
     ]
 
 
-def _disk_io(per: dict[str, tuple[int, int, int, int, int | None]]) -> dict[str, Any]:
+def _disk_io(per: Mapping[str, tuple[int, int, int, int, int | None]]) -> dict[str, Any]:
     """``per``: name -> (read_bytes, write_bytes, read_count, write_count, busy_ms)."""
     disks = {
         name: dict(

@@ -67,6 +67,8 @@ def sample_problem(raw: Any) -> str | None:
     if host.get("boot_id") is not None and not isinstance(host["boot_id"], str):
         return "host.boot_id is not a string"
     cpu = host.get("cpu")
+    if not isinstance(cpu, dict):
+        return "host.cpu is not an object"
     if problem := _numbers(cpu, _CPU_KEYS, "host.cpu"):
         return problem
     if not _is_number(cpu.get("total")):

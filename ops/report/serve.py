@@ -495,6 +495,7 @@ class MetricsServer:
     def _pause(self, until: float | None) -> None:
         """Stop accepting until ``until`` (None: until a worker frees a slot)."""
         if self._listening:
+            assert self._listener is not None
             self._sel.unregister(self._listener)
             self._listening = False
         self._resume_at = until
@@ -505,6 +506,7 @@ class MetricsServer:
         if not self._reading and self._busy >= self._cap:
             self._resume_at = None  # a worker's wake-up resumes it, not the clock
             return
+        assert self._listener is not None
         self._sel.register(self._listener, selectors.EVENT_READ, _LISTENER)
         self._listening, self._resume_at = True, None
 
