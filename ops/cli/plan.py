@@ -114,6 +114,9 @@ def plan(
     diff = diff_all(out, files)
     changed = sorted({line[6:].rstrip() for line in diff.splitlines() if line.startswith("+++ b/")})
 
+    def show(verb: str) -> None:
+        _print(console, fitted, fmt, out, files, changed, verb, Path(stack_path).name, applied)
+
     if verify:
         from ops.plan.verify import verify_plan
 
@@ -131,35 +134,21 @@ def plan(
                 f"{len(changed)} file(s) differ from {stack_path}; run `vots-ops plan` to update"
             )
             if fmt == "json":  # stdout stays JSON; the diff is for people
-                _print(
-                    console,
-                    fitted,
-                    fmt,
-                    out,
-                    files,
-                    changed,
-                    "differs",
-                    Path(stack_path).name,
-                    applied,
-                )
+                show("differs")
                 raise DriftError(message, "")
             raise DriftError(message, diff)
-        _print(
-            console, fitted, fmt, out, files, changed, "unchanged", Path(stack_path).name, applied
-        )
+        show("unchanged")
         console.success(f"{len(files)} files match {stack_path}")
         return
     if dry_run:
         if fmt == "table":
             console.text(diff)
-        _print(
-            console, fitted, fmt, out, files, changed, "would-write", Path(stack_path).name, applied
-        )
+        show("would-write")
         console.info(f"dry run: {len(changed)} file(s) would change, nothing written")
         return
     if changed:
         write_all(out, {name: files[name] for name in changed})
-    _print(console, fitted, fmt, out, files, changed, "written", Path(stack_path).name, applied)
+    show("written")
     console.success(
         f"wrote {len(changed)} file(s) to {out} ({len(files) - len(changed)} unchanged)"
     )
