@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     "--recommendations",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Apply a file from `vots-ops report recommend --format yaml` to the services' CPU and memory bounds.",
+    help="Apply a file from `vots-ops report recommend --format yaml` to the services' CPU and "
+    "memory bounds; a service that gets less than its advised limit is warned about.",
 )
 @click.option(
     "--verify",
@@ -62,7 +63,7 @@ def plan(
     """
     from pathlib import Path
 
-    from ops.errors import DriftError, SpecError, ToolFailed
+    from ops.errors import CapacityError, DriftError, SpecError, ToolFailed
     from ops.files import diff_all, write_all
     from ops.plan import fit, render_files
     from ops.stack import load_stack, missing_build_contexts
@@ -78,19 +79,43 @@ def plan(
     if not exists:
         raise SpecError("file not found (pass --stack PATH or set VOTS_OPS_STACK)", path=stack_path)
     loaded = load_stack(stack_path)
+    advice: dict[str, Any] | None = None
+    applied: dict[str, dict[str, Any]] | None = None
     if recommendations:
         from ops.report.advice import apply_recommendations, load_recommendations
 
-        loaded, skipped = apply_recommendations(loaded, load_recommendations(Path(recommendations)))
+        advice = load_recommendations(Path(recommendations))
+        loaded, skipped = apply_recommendations(loaded, advice, recommendations)
         for name in skipped:
             console.warning(f"{recommendations}: {name} is not a service of {stack_path}; skipped")
-    fitted = fit(loaded)
+    try:
+        fitted = fit(loaded)
+    except CapacityError as exc:
+        if not advice:
+            raise
+        raise CapacityError(
+            f"{exc.detail} (with the advised minimums from {recommendations})",
+            path=exc.path,
+            line=exc.line,
+            key=exc.key,
+        ) from None
+    if advice:
+        from ops.report.advice import advice_in_plan
+
+        in_plan = advice_in_plan(loaded, fitted, advice)
+        for item in in_plan.values():
+            if item.overrides:
+                console.warning(item.line())
+        applied = {name: item.as_json() for name, item in in_plan.items()}
     for problem in missing_build_contexts(loaded):
         console.warning(problem)
     out = Path(out_dir) if out_dir is not None else Path(stack_path).resolve().parent
     files = render_files(loaded, fitted, out)
     diff = diff_all(out, files)
     changed = sorted({line[6:].rstrip() for line in diff.splitlines() if line.startswith("+++ b/")})
+
+    def show(verb: str) -> None:
+        _print(console, fitted, fmt, out, files, changed, verb, Path(stack_path).name, applied)
 
     if verify:
         from ops.plan.verify import verify_plan
@@ -109,21 +134,21 @@ def plan(
                 f"{len(changed)} file(s) differ from {stack_path}; run `vots-ops plan` to update"
             )
             if fmt == "json":  # stdout stays JSON; the diff is for people
-                _print(console, fitted, fmt, out, files, changed, "differs", Path(stack_path).name)
+                show("differs")
                 raise DriftError(message, "")
             raise DriftError(message, diff)
-        _print(console, fitted, fmt, out, files, changed, "unchanged", Path(stack_path).name)
+        show("unchanged")
         console.success(f"{len(files)} files match {stack_path}")
         return
     if dry_run:
         if fmt == "table":
             console.text(diff)
-        _print(console, fitted, fmt, out, files, changed, "would-write", Path(stack_path).name)
+        show("would-write")
         console.info(f"dry run: {len(changed)} file(s) would change, nothing written")
         return
     if changed:
         write_all(out, {name: files[name] for name in changed})
-    _print(console, fitted, fmt, out, files, changed, "written", Path(stack_path).name)
+    show("written")
     console.success(
         f"wrote {len(changed)} file(s) to {out} ({len(files) - len(changed)} unchanged)"
     )
@@ -138,11 +163,12 @@ def _print(
     changed: list[str],
     verb: str,
     source: str,
+    advice: dict[str, dict[str, Any]] | None = None,
 ) -> None:
     from ops.plan.report import plan_json, plan_table
 
     status = {name: (verb if name in changed else "unchanged") for name in files}
     if fmt == "json":
-        console.json(plan_json(fitted, out, status))  # type: ignore[arg-type]
+        console.json(plan_json(fitted, out, status, advice))  # type: ignore[arg-type]
     elif not console.quiet:
         console.print(plan_table(fitted, source))  # type: ignore[arg-type]

@@ -366,7 +366,20 @@ def install_cron(
     type=click.FloatRange(min=0.01),
     default=14.0,
     show_default=True,
-    help="How much history to use.",
+    help="How much history to use, up to its newest sample (KRR looks back 14 days).",
+)
+@click.option(
+    "--min-history",
+    callback=_duration,
+    default="1d",
+    show_default=True,
+    help="Advice from a shorter span of samples is provisional: shown, marked, and left "
+    "out of the yaml (e.g. 6h, 1d, 7d).",
+)
+@click.option(
+    "--include-provisional",
+    is_flag=True,
+    help="Put provisional advice (less than --min-history of data) into the yaml too.",
 )
 @click.option(
     "--out",
@@ -379,64 +392,64 @@ def install_cron(
 @quiet_option
 @click.pass_obj
 def recommend(
-    console: Console, db: str | None, days: float, out_file: str | None, fmt: str
+    console: Console,
+    db: str | None,
+    days: float,
+    min_history: float,
+    include_provisional: bool,
+    out_file: str | None,
+    fmt: str,
 ) -> None:
     """Right-sizing advice per service from the history, with the reason for each value.
 
     CPU request/limit and memory request/limit per replica, from KRR's simple
-    strategy and a VPA-style decaying histogram; OOM kills raise memory. The
-    yaml format is what `vots-ops plan --recommendations FILE` applies.
+    strategy and a VPA-style decaying histogram; OOM kills raise memory. Every
+    reason says what span of data it stands on; advice from less than
+    --min-history of it is provisional. The yaml format is what `vots-ops plan
+    --recommendations FILE` applies. The history is opened read-only.
     """
     import json
-    import time
     from pathlib import Path
 
-    from ops.errors import SpecError
-    from ops.report.advice import recommendations, recommendations_yaml
+    from ops.report.advice import (
+        advice_table,
+        advise,
+        recommendations_json,
+        recommendations_yaml,
+    )
     from ops.report.history import History, default_db_path
+    from ops.report.rightsizing import DAY
 
+    window = days * DAY
+    if min_history > window:
+        raise click.UsageError(
+            f"--min-history ({min_history / DAY:g} d) is longer than --days ({days:g}): "
+            "no advice could be more than provisional"
+        )
     db = db or _group_db()
     path = Path(db) if db else default_db_path()
-    if not path.exists():
-        raise SpecError(
-            "no history yet; run `vots-ops report` (e.g. from cron) first", path=str(path)
-        )
-    with History(path) as history:
-        recs = recommendations(history, since=time.time() - days * 86400)
-    if fmt == "yaml":
-        text = recommendations_yaml(recs)
-    elif fmt == "json":
-        text = json.dumps([r.__dict__ for r in recs], indent=2) + "\n"
+    with History(path, readonly=True) as history:
+        advice = advise(history, window=window, min_span=min_history)
+    for line in advice.warnings:
+        console.alert(line)
+    summary = advice.summary(include_provisional)
+    if fmt == "json":
+        text = json.dumps(recommendations_json(advice, include_provisional), indent=2) + "\n"
+    elif fmt == "yaml" or out_file:
+        text = recommendations_yaml(advice, include_provisional)
     else:
         text = ""
     if out_file:
         from ops.files import atomic_write
 
-        atomic_write(Path(out_file), text or recommendations_yaml(recs))
-        console.success(f"wrote advice for {len(recs)} service(s) to {out_file}")
+        atomic_write(Path(out_file), text)
+        console.success(f"wrote {out_file}: {summary}")
         return
     if text:
         console.text(text)
-        return
-    if console.quiet:
-        return
-    from rich.table import Table
-
-    from ops.units import format_bytes, format_cpus
-
-    table = Table(title="right-sizing advice (per replica)", title_justify="left", show_lines=True)
-    for col in ("service", "CPU req", "CPU limit", "mem req", "mem limit", "why"):
-        table.add_column(col, justify="left" if col in ("service", "why") else "right")
-    for r in recs:
-        table.add_row(
-            r.service,
-            format_cpus(r.cpu_request) if r.cpu_request else "—",
-            format_cpus(r.cpu_limit) if r.cpu_limit else "—",
-            format_bytes(r.memory_request) if r.memory_request else "—",
-            format_bytes(r.memory_limit) if r.memory_limit else "—",
-            "\n".join(r.reasons),
-        )
-    console.print(table)
+    elif not console.quiet:
+        console.print(advice_table(advice))
+    console.info(summary)
 
 
 def _live(console: Console, interval: float, count: int | None, docker: bool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,16 +13,25 @@ def _pct(part: int, whole: int) -> float:
     return round(100 * part / whole, 1) if whole else 0.0
 
 
-def plan_json(plan: Plan, out: Path, status: dict[str, str]) -> dict[str, Any]:
-    """Machine-readable plan: exact integers (millicores, bytes) plus the file status."""
+def plan_json(
+    plan: Plan,
+    out: Path,
+    status: dict[str, str],
+    advice: Mapping[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Machine-readable plan: exact integers with the unit in every key (CPU in
+    millicores, memory in bytes, as ``vots-ops report --format json``), plus the file
+    status. ``advice`` (from ``--recommendations``) is each advised service's bounds
+    and the ones the plan overrode; ``null`` for services without advice."""
     h = plan.host
+    advice = advice or {}
     return {
         "host": {
-            "cpus": h.cpus / 1000,
+            "cpu_millicores": h.cpus,
             "memory_bytes": h.memory,
-            "reserve_cpus": h.reserve_cpus / 1000,
+            "reserve_cpu_millicores": h.reserve_cpus,
             "reserve_memory_bytes": h.reserve_memory,
-            "usable_cpus": h.usable_cpus / 1000,
+            "usable_cpu_millicores": h.usable_cpus,
             "usable_memory_bytes": h.usable_memory,
             "detected": h.detected,
             "cpu_overcommit": h.cpu_overcommit,
@@ -31,20 +41,21 @@ def plan_json(plan: Plan, out: Path, status: dict[str, str]) -> dict[str, Any]:
                 "name": a.name,
                 "kind": a.kind,
                 "replicas": a.replicas,
-                "cpu_reservation": a.cpu_reservation / 1000,
-                "cpu_limit": a.cpu_limit / 1000,
+                "cpu_reservation_millicores": a.cpu_reservation,
+                "cpu_limit_millicores": a.cpu_limit,
                 "memory_reservation_bytes": a.mem_reservation,
                 "memory_limit_bytes": a.mem_limit,
                 "pids_limit": a.pids,
                 "cpu_shares": a.cpu_shares,
                 "cpu_share_pct": _pct(a.cpu_limit * a.replicas, h.usable_cpus),
                 "memory_share_pct": _pct(a.mem_limit * a.replicas, h.usable_memory),
+                "advice": advice.get(a.name),
             }
             for a in plan.allocations
         ],
         "totals": {
-            "cpu_reservation": plan.total_cpu_reservation / 1000,
-            "cpu_limit": plan.total_cpu_limit / 1000,
+            "cpu_reservation_millicores": plan.total_cpu_reservation,
+            "cpu_limit_millicores": plan.total_cpu_limit,
             "memory_reservation_bytes": plan.total_mem_reservation,
             "memory_limit_bytes": plan.total_mem_limit,
             "cpu_share_pct": _pct(plan.total_cpu_limit, h.usable_cpus),

@@ -5,14 +5,17 @@ always gives the same advice and the tests can replay synthetic traces. Two
 known recommenders, KRR's "simple" strategy (percentiles over the last two
 weeks) and the Kubernetes VPA recommender (exponentially decaying histograms),
 each give a request; the larger one is taken, and the CPU and memory limits
-that neither gives on its own are added.
+that neither gives on its own are added. Every piece of advice says what span of
+data it stands on, and advice from less than ``MIN_HISTORY`` of it is marked
+provisional: four minutes of samples are not a fortnight.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from ops.report.anomalies import Series, _clean
 
@@ -44,8 +47,13 @@ CPU_BURST_WINDOW = 300.0  # limit >= the highest 5-minute mean: sustained bursts
 THROTTLED = 0.10  # p90 of the throttled-period ratio above this: usage was capped
 THROTTLE_BUMP = 1.25  # then limit >= current limit x 1.25
 MEMORY_LIMIT_HEADROOM = 1.2  # memory limit >= request x 1.2
-MIN_CPU = 10  # millicores: nothing is advised below one scheduler quantum of the plan
-MIN_MEMORY = 32 * MiB
+CPU_LIMIT_STEP = 10  # millicores: the plan rounds CPU limits down to 0.01 CPU, so advise multiples
+MIN_CPU = 10  # millicores: the smallest CPU bound the plan accepts (Docker's 0.01 CPU)
+MIN_MEMORY = 32 * MiB  # nothing is advised below this
+CPU_FLOOR = (float(MIN_CPU), f"the {MIN_CPU}m floor (the smallest CPU bound the plan takes)")
+MEMORY_FLOOR = (float(MIN_MEMORY), f"the {MIN_MEMORY // MiB} MiB floor")
+# Advice from a shorter span of samples is provisional (KRR itself looks back 14 days).
+MIN_HISTORY = DAY
 
 
 @dataclass(frozen=True)
@@ -68,13 +76,76 @@ class CurrentResources:
     memory_limit: int | None = None  # bytes
 
 
+def format_span(seconds: float) -> str:
+    """A span of data as people say it, with one decimal where it matters:
+    ``25 s``, ``4.5 min``, ``7.2 h``, ``3.2 d``, ``14 d``."""
+    seconds = max(0.0, seconds)
+    unit, size = "d", DAY
+    for name, scale, below in (("s", 1.0, 90.0), ("min", 60.0, 90 * 60.0), ("h", HOUR, DAY)):
+        if seconds < below:
+            unit, size = name, scale
+            break
+    value = seconds / size
+    text = f"{value:.0f}" if unit == "s" else f"{value:.1f}".removesuffix(".0")
+    return f"{text} {unit}"
+
+
+def format_range(first: float, last: float) -> str:
+    """``2026-12-01 10:00 to 10:04 UTC`` (the date once when both ends share it;
+    seconds when the span is under two minutes)."""
+    a = datetime.fromtimestamp(first, UTC)
+    b = datetime.fromtimestamp(last, UTC)
+    clock = "%H:%M:%S" if last - first < 120 else "%H:%M"
+    left = a.strftime(f"%Y-%m-%d {clock}")
+    if b.strftime(f"%Y-%m-%d {clock}") == left:
+        return f"{left} UTC"
+    right = b.strftime(clock if a.date() == b.date() else f"%Y-%m-%d {clock}")
+    return f"{left} to {right} UTC"
+
+
+@dataclass(frozen=True)
+class Span:
+    """The samples one piece of advice stands on: the first and the last, and how many."""
+
+    first: float
+    last: float
+    cpu_samples: int
+    memory_samples: int
+
+    @property
+    def seconds(self) -> float:
+        return self.last - self.first
+
+    @property
+    def length(self) -> str:
+        """``4.5 min``"""
+        return format_span(self.seconds)
+
+    @property
+    def dates(self) -> str:
+        """``2026-12-01 10:00 to 10:04 UTC``"""
+        return format_range(self.first, self.last)
+
+
+def data_span(usage: Usage, since: float = -math.inf) -> Span | None:
+    """The CPU and memory samples from ``since`` on; None when there are none."""
+    cpu = [t for t, _ in _clean(usage.cpu) if t >= since]
+    memory = [t for t, _ in _clean(usage.memory) if t >= since]
+    stamps = cpu + memory
+    if not stamps:
+        return None
+    return Span(min(stamps), max(stamps), len(cpu), len(memory))
+
+
 @dataclass(frozen=True)
 class Recommendation:
-    """Advice for one service: CPU in millicores, memory in bytes (whole MiB).
+    """Advice for one service: CPU in millicores, memory in bytes (whole MiB); None
+    where nothing is advised (the service keeps what it has, ``current``).
 
-    ``reasons`` has one line per value naming the rule that set it, plus notes
-    (not enough data, OOM kills, throttling). Without enough data the current
-    values are kept (None where none is set).
+    ``reasons`` has one line per value naming the rule that set it and the span of
+    data it used, plus notes (the data, OOM kills, throttling, too little data).
+    ``oom_memory`` is the (request, limit) that the OOM kills alone ask for, which
+    holds whatever the span (a kill is evidence on its own).
     """
 
     service: str
@@ -83,7 +154,20 @@ class Recommendation:
     memory_request: int | None
     memory_limit: int | None
     reasons: list[str]
-    enough_data: bool
+    enough_data: bool  # KRR's minimum number of CPU and memory samples
+    span: Span | None = None  # the samples the advice stands on
+    provisional: bool = False  # enough samples, but over less than the minimum span
+    oom_kills: int = 0
+    oom_memory: tuple[int, int] | None = None
+    current: CurrentResources = field(default_factory=lambda: CurrentResources())
+
+    @property
+    def status(self) -> str:
+        """``advised``, ``provisional`` (too short a span), ``oom-bump`` (too few
+        samples, memory raised after OOM kills) or ``no-advice``."""
+        if self.enough_data:
+            return "provisional" if self.provisional else "advised"
+        return "oom-bump" if self.memory_limit is not None else "no-advice"
 
 
 @dataclass(frozen=True)
@@ -251,15 +335,72 @@ def _fmt_mib(n: float) -> str:
     return f"{_mib_up(n) // MiB} MiB"
 
 
-def _pick(candidates: list[tuple[float, str]]) -> tuple[float, str]:
-    """The largest candidate and a reason naming it, then the others it beat."""
-    value, why = max(candidates, key=lambda c: c[0])
-    others = [w for v, w in candidates if w != why]
-    return value, why + (f" (≥ {'; '.join(others)})" if others else "")
+def _pick(
+    candidates: list[tuple[float, str]], then: str = "", floor: tuple[float, str] | None = None
+) -> tuple[float, str]:
+    """The largest candidate and a reason naming it (plus ``then``, e.g. a rounding),
+    then the others it beat. A ``floor`` is named only when it sets the value."""
+    if floor is not None and floor[0] > max(v for v, _ in candidates):
+        others = [w for _, w in candidates]
+        return floor[0], floor[1] + then + f" (above {'; '.join(others)})"
+    best = max(range(len(candidates)), key=lambda i: (candidates[i][0], -i))
+    value, why = candidates[best]
+    others = [w for i, (_, w) in enumerate(candidates) if i != best]
+    return value, why + then + (f" (≥ {'; '.join(others)})" if others else "")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _oom_bump(
+    usage: Usage, current: CurrentResources, kills: Sequence[float], after: str
+) -> tuple[int, int, list[str]] | None:
+    """Memory request and limit that OOM kills alone ask for, whatever the span of the
+    samples: KRR's (the current limit + 25%, the request) and VPA's (usage at the kill
+    + max(100 MiB, 20%)), whichever is larger for the limit. None without a limit or a
+    sampled usage to size from (then nothing says how much the service needed)."""
+    memory = _clean(usage.memory)
+    if current.memory_limit:
+        krr_base = float(current.memory_limit)
+        krr_rule = f"KRR: the current limit {_fmt_mib(krr_base)} + 25%"
+    else:
+        krr_base = max(_usage_at_oom(memory, k, None) for k in kills) if memory else 0.0
+        krr_rule = f"KRR: usage at the kill {_fmt_mib(krr_base)} + 25%"
+    if krr_base <= 0:
+        return None
+    krr = krr_base * (1 + KRR_OOM_BUMP)
+    used = max(_usage_at_oom(memory, k, current.memory_limit) for k in kills)
+    vpa = _vpa_oom_bump(used)
+    req, why_req = _pick([(krr, f"{krr_rule} = {_fmt_mib(krr)}")], floor=MEMORY_FLOOR)
+    request = _mib_up(req)
+    lim, why_lim = _pick(
+        [
+            (
+                vpa,
+                f"VPA OOM bump: usage at the kill {_fmt_mib(used)} + max(100 MiB, 20%) "
+                f"= {_fmt_mib(vpa)}",
+            ),
+            (krr, f"{krr_rule} = {_fmt_mib(krr)}"),
+        ]
+    )
+    limit = max(request, _mib_up(lim))
+    return (
+        request,
+        limit,
+        [
+            f"memory request {_fmt_mib(request)} {after}: {why_req}",
+            f"memory limit {_fmt_mib(limit)} {after}: {why_lim}",
+        ],
+    )
 
 
 def recommend(
-    service: str, usage: Usage, current: CurrentResources | None = None
+    service: str,
+    usage: Usage,
+    current: CurrentResources | None = None,
+    *,
+    min_span: float = MIN_HISTORY,
 ) -> Recommendation:
     """Right-sizing advice for one service from its usage history.
 
@@ -267,61 +408,98 @@ def recommend(
     figure; the larger one does not starve the service). Limits, which users
     asked for: CPU limit = the largest of p99 x 1.2, request x 2 and the highest
     5-minute mean, raised to the current limit x 1.25 when the history shows
-    heavy throttling (usage was capped, so it understates demand); memory limit =
-    the largest of request x 1.2, the highest working set + 15% and VPA's OOM bump
-    (KRR's is in the request), so it is never below what a kill showed was needed.
-    With fewer than 100 samples the current values are kept, except that an OOM
-    kill still raises the memory limit by 25%.
+    heavy throttling (usage was capped, so it understates demand), rounded up to
+    the plan's 10m step; memory limit = the largest of request x 1.2, the highest
+    working set + 15% and VPA's OOM bump (KRR's is in the request), so it is never
+    below what a kill showed was needed. Nothing is advised below the 10m / 32 MiB
+    floors, and the reason says when a floor set the value.
+
+    Every reason says how much data it stands on. Fewer than ``KRR_MIN_POINTS``
+    samples: no CPU advice, and memory only when OOM kills ask for more (KRR's
+    limit + 25% as the request, VPA's bump for the limit): a kill is evidence on
+    its own. Enough samples over less than ``min_span``: the advice is computed
+    but ``provisional``.
     """
     current = current or CurrentResources()
     krr = krr_simple(usage, current)
-    reasons: list[str] = []
-    days = f"{KRR_HISTORY / DAY:g}d"
+    since = _latest(usage) - KRR_HISTORY
+    span = data_span(usage, since)
+    kills = sorted(k for k in usage.oom_kills if k >= since)
+    over = f"from {span.length} of data" if span else "from no usage samples"
+    reasons = [
+        f"data: {span.length} ({span.dates}), {span.cpu_samples} CPU and "
+        f"{span.memory_samples} memory samples"
+        if span
+        else "data: no CPU or memory samples"
+    ]
+    bump = None
+    if kills:
+        reasons.append(f"OOM kills: {len(kills)} ({format_range(kills[0], kills[-1])})")
+        after = f"after {_plural(len(kills), 'OOM kill')} {over}"
+        bump = _oom_bump(usage, current, kills, after)
+        if bump is None:
+            reasons.append(
+                "no memory advice from the OOM kills: neither a memory limit nor a sampled "
+                "usage says how much the service needed"
+            )
+    common = {
+        "service": service,
+        "span": span,
+        "oom_kills": len(kills),
+        "oom_memory": bump[:2] if bump else None,
+        "current": current,
+    }
     if not krr.enough_data:
         reasons.append(
-            f"not enough data: {krr.cpu_points} CPU and {krr.memory_points} memory samples "
-            f"in the last {days}, KRR needs {KRR_MIN_POINTS} of each; keeping the current values"
+            f"not enough data: KRR needs {KRR_MIN_POINTS} CPU and {KRR_MIN_POINTS} memory "
+            "samples; no CPU advice" + ("" if bump else " and no memory advice")
         )
-        mem_limit = current.memory_limit
-        if krr.oom_kills and current.memory_limit is not None:
-            mem_limit = _mib_up(current.memory_limit * (1 + KRR_OOM_BUMP))
-            reasons.append(
-                f"memory limit {_fmt_mib(mem_limit)}: {krr.oom_kills} OOM kill(s) in the last "
-                f"{days}, so the current limit {_fmt_mib(current.memory_limit)} + 25% (KRR)"
-            )
+        if bump:
+            reasons += bump[2]
         return Recommendation(
-            service,
-            current.cpu_request,
-            current.cpu_limit,
-            current.memory_request,
-            mem_limit,
-            reasons,
-            False,
+            cpu_request=None,
+            cpu_limit=None,
+            memory_request=bump[0] if bump else None,
+            memory_limit=bump[1] if bump else None,
+            reasons=reasons,
+            enough_data=False,
+            **common,  # type: ignore[arg-type]
+        )
+    assert span is not None  # enough samples
+    provisional = span.seconds < min_span
+    if provisional:
+        reasons.append(
+            f"provisional: {span.length} of data, less than the {format_span(min_span)} "
+            "the advice needs"
         )
 
     vpa = vpa_recommend(usage, current)
-    since = _latest(usage) - KRR_HISTORY
     cpu = [(t, max(0.0, v)) for t, v in _clean(usage.cpu) if t >= since]
-    half = f"half-life {VPA_HALF_LIFE / HOUR:g}h"
+    half = f"half-life {format_span(VPA_HALF_LIFE)}"
+    peaks = "daily" if VPA_PEAK_INTERVAL == DAY else f"{format_span(VPA_PEAK_INTERVAL)}"
 
     cpu_req, why = _pick(
         [
-            (krr.cpu * 1000, f"KRR p95 of usage over {days} {_fmt_m(krr.cpu * 1000)}"),
-            (vpa.cpu * 1000, f"VPA p90 of decayed usage ({half}) + 15% {_fmt_m(vpa.cpu * 1000)}"),
-        ]
+            (krr.cpu * 1000, f"KRR p95 of usage = {_fmt_m(krr.cpu * 1000)}"),
+            (vpa.cpu * 1000, f"VPA p90 of decayed usage ({half}) + 15% = {_fmt_m(vpa.cpu * 1000)}"),
+        ],
+        floor=CPU_FLOOR,
     )
     cpu_request = max(MIN_CPU, _milli(cpu_req / 1000))
-    reasons.append(f"cpu request {cpu_request}m: {why}")
+    reasons.append(f"cpu request {cpu_request}m {over}: {why}")
 
     p99 = percentile((v for _, v in cpu), CPU_LIMIT_PERCENTILE) * 1000
     burst = _peak_mean(cpu, CPU_BURST_WINDOW) * 1000
     limit_candidates = [
-        (p99 * CPU_LIMIT_MARGIN, f"p99 of usage {_fmt_m(p99)} x {CPU_LIMIT_MARGIN:g}"),
+        (
+            p99 * CPU_LIMIT_MARGIN,
+            f"p99 of usage {_fmt_m(p99)} x {CPU_LIMIT_MARGIN:g} = {_fmt_m(p99 * CPU_LIMIT_MARGIN)}",
+        ),
         (
             cpu_request * CPU_LIMIT_REQUEST_FACTOR,
-            f"request x {CPU_LIMIT_REQUEST_FACTOR:g} {_fmt_m(cpu_request * CPU_LIMIT_REQUEST_FACTOR)}",
+            f"request x {CPU_LIMIT_REQUEST_FACTOR:g} = {_fmt_m(cpu_request * CPU_LIMIT_REQUEST_FACTOR)}",
         ),
-        (burst, f"highest {CPU_BURST_WINDOW / 60:g}-minute mean {_fmt_m(burst)}"),
+        (burst, f"highest {CPU_BURST_WINDOW / 60:g}-minute mean = {_fmt_m(burst)}"),
     ]
     throttle = [v for t, v in _clean(usage.cpu_throttling) if t >= since]
     if throttle and current.cpu_limit is not None:
@@ -329,64 +507,81 @@ def recommend(
         if p90_throttled > THROTTLED:
             bumped = current.cpu_limit * THROTTLE_BUMP
             limit_candidates.append(
-                (bumped, f"current limit {current.cpu_limit}m + 25%, throttled")
+                (bumped, f"current limit {current.cpu_limit}m + 25% = {_fmt_m(bumped)}, throttled")
             )
             reasons.append(
                 f"throttling: p90 of the throttled-period ratio is {p90_throttled:.0%} "
-                f"(> {THROTTLED:.0%}), so usage was capped at the limit and understates demand"
+                f"(> {THROTTLED:.0%}) {over}, so usage was capped at the limit and understates "
+                "demand"
             )
-    cpu_lim, why = _pick(limit_candidates)
-    cpu_limit = max(cpu_request, _milli(cpu_lim / 1000))
-    reasons.append(f"cpu limit {cpu_limit}m: {why}")
+    raw_limit = max(cpu_request, _milli(max(c for c, _ in limit_candidates) / 1000))
+    cpu_limit = math.ceil(raw_limit / CPU_LIMIT_STEP) * CPU_LIMIT_STEP
+    rounded = f", rounded up to the plan's {CPU_LIMIT_STEP}m step" if cpu_limit != raw_limit else ""
+    _, why = _pick(limit_candidates, rounded)
+    reasons.append(f"cpu limit {cpu_limit}m {over}: {why}")
 
     krr_rule = "max working set + 15%"
     if krr.memory > krr.max_memory * (1 + KRR_MEMORY_BUFFER):
-        krr_rule = "OOM kill: " + (
-            "current limit + 25%" if current.memory_limit else "usage at the kill + 25%"
+        krr_rule = "after an OOM kill, " + (
+            f"the current limit {_fmt_mib(current.memory_limit)} + 25%"
+            if current.memory_limit
+            else "usage at the kill + 25%"
         )
     mem_req, why = _pick(
         [
-            (krr.memory, f"KRR {krr_rule} {_fmt_mib(krr.memory)}"),
+            (krr.memory, f"KRR {krr_rule} = {_fmt_mib(krr.memory)}"),
             (
                 vpa.memory,
-                f"VPA p90 of decayed {VPA_PEAK_INTERVAL / HOUR:g}h peaks ({half}) + 15% "
-                f"{_fmt_mib(vpa.memory)}",
+                f"VPA p90 of decayed {peaks} peaks ({half}) + 15% = {_fmt_mib(vpa.memory)}",
             ),
-        ]
+        ],
+        floor=MEMORY_FLOOR,
     )
     memory_request = max(MIN_MEMORY, _mib_up(mem_req))
-    reasons.append(f"memory request {_fmt_mib(memory_request)}: {why}")
+    reasons.append(f"memory request {_fmt_mib(memory_request)} {over}: {why}")
 
     mem_candidates = [
         (
             memory_request * MEMORY_LIMIT_HEADROOM,
-            f"request x {MEMORY_LIMIT_HEADROOM:g} "
+            f"request x {MEMORY_LIMIT_HEADROOM:g} = "
             f"{_fmt_mib(memory_request * MEMORY_LIMIT_HEADROOM)}",
         ),
         (
             krr.max_memory * (1 + KRR_MEMORY_BUFFER),
-            f"max working set {_fmt_mib(krr.max_memory)} + 15%",
+            f"max working set {_fmt_mib(krr.max_memory)} + 15% = "
+            f"{_fmt_mib(krr.max_memory * (1 + KRR_MEMORY_BUFFER))}",
         ),
     ]
     if vpa.oom_bump:
         mem_candidates.append(
             (
                 vpa.oom_bump,
-                f"VPA OOM bump: usage at the kill + max(100 MiB, 20%) {_fmt_mib(vpa.oom_bump)}",
+                f"VPA OOM bump, usage at the kill + max(100 MiB, 20%) = {_fmt_mib(vpa.oom_bump)}",
             )
         )
-        reasons.append(f"OOM kills in the last {days}: {krr.oom_kills}")
     mem_lim, why = _pick(mem_candidates)
     memory_limit = max(memory_request, _mib_up(mem_lim))
-    reasons.append(f"memory limit {_fmt_mib(memory_limit)}: {why}")
+    reasons.append(f"memory limit {_fmt_mib(memory_limit)} {over}: {why}")
     return Recommendation(
-        service, cpu_request, cpu_limit, memory_request, memory_limit, reasons, True
+        cpu_request=cpu_request,
+        cpu_limit=cpu_limit,
+        memory_request=memory_request,
+        memory_limit=memory_limit,
+        reasons=reasons,
+        enough_data=True,
+        provisional=provisional,
+        **common,  # type: ignore[arg-type]
     )
 
 
 def recommend_all(
-    usage: Mapping[str, Usage], current: Mapping[str, CurrentResources] | None = None
+    usage: Mapping[str, Usage],
+    current: Mapping[str, CurrentResources] | None = None,
+    *,
+    min_span: float = MIN_HISTORY,
 ) -> list[Recommendation]:
     """``recommend`` for every service, in name order."""
     current = current or {}
-    return [recommend(name, usage[name], current.get(name)) for name in sorted(usage)]
+    return [
+        recommend(name, usage[name], current.get(name), min_span=min_span) for name in sorted(usage)
+    ]

@@ -12,10 +12,14 @@ import pytest
 from ops.report.rightsizing import (
     DAY,
     KRR_MIN_POINTS,
+    MIN_CPU,
+    MIN_MEMORY,
     CurrentResources,
     MiB,
     Usage,
     decay_weight,
+    format_range,
+    format_span,
     krr_simple,
     percentile,
     recommend,
@@ -111,27 +115,28 @@ def test_oversized_limits_come_down() -> None:
 
 
 @pytest.mark.parametrize("points", [0, 1, 50, KRR_MIN_POINTS - 1])
-def test_too_few_points_keep_the_current_values(points: int) -> None:
+def test_too_few_points_give_no_advice(points: int) -> None:
     usage = Usage(
         cpu=[(i * TICK, 0.1) for i in range(points)],
         memory=[(i * TICK, 200.0 * MiB) for i in range(points)],
     )
     rec = recommend("agent", usage, TRACED)
-    assert not rec.enough_data
+    assert not rec.enough_data and rec.status == "no-advice"
     assert (rec.cpu_request, rec.cpu_limit, rec.memory_request, rec.memory_limit) == (
-        250,
-        1000,
-        512 * MiB,
-        900 * MiB,
-    )
-    assert "not enough data" in rec.reasons[0] and f"needs {KRR_MIN_POINTS}" in rec.reasons[0]
-    bare = recommend("agent", usage)
-    assert (bare.cpu_request, bare.cpu_limit, bare.memory_request, bare.memory_limit) == (
         None,
         None,
         None,
         None,
     )
+    assert rec.current == TRACED  # what it keeps
+    assert any(
+        r.startswith("not enough data") and f"needs {KRR_MIN_POINTS}" in r for r in rec.reasons
+    )
+    if points:
+        span = format_span((points - 1) * TICK)
+        assert rec.reasons[0].startswith(f"data: {span} (1970-01-01 00:00")
+    else:
+        assert rec.reasons[0] == "data: no CPU or memory samples"
 
 
 def test_enough_points_from_the_minimum_on() -> None:
@@ -139,18 +144,120 @@ def test_enough_points_from_the_minimum_on() -> None:
     usage = Usage(
         cpu=[(i * TICK, 0.1) for i in range(n)], memory=[(i * TICK, 200.0 * MiB) for i in range(n)]
     )
-    rec = recommend("agent", usage, TRACED)
-    assert rec.enough_data
+    rec = recommend("agent", usage, TRACED, min_span=60)
+    assert rec.enough_data and rec.status == "advised"
     assert rec.cpu_request == 115  # flat 0.1 cores: VPA p90 + 15%
     assert rec.memory_request == 230 * MiB  # flat 200 MiB: max + 15%
 
 
-def test_oom_kill_raises_the_limit_even_without_enough_data() -> None:
+def test_oom_kill_raises_memory_even_without_enough_data() -> None:
     usage = Usage(cpu=[(0.0, 0.1)], memory=[(0.0, 850.0 * MiB)], oom_kills=[30.0])
     rec = recommend("agent", usage, TRACED)
-    assert not rec.enough_data
+    assert not rec.enough_data and rec.status == "oom-bump"
+    # KRR: the 900 MiB limit + 25% = 1125 MiB, above VPA's 900 MiB + 20% = 1080 MiB.
     assert rec.memory_limit == math.ceil(900 * 1.25) * MiB
-    assert rec.cpu_limit == TRACED.cpu_limit
+    assert rec.memory_request == math.ceil(900 * 1.25) * MiB
+    assert rec.cpu_request is None and rec.cpu_limit is None  # no CPU advice
+    assert rec.oom_memory == (rec.memory_request, rec.memory_limit)
+    memory = [r for r in rec.reasons if r.startswith("memory")]
+    assert len(memory) == 2
+    assert all("after 1 OOM kill from 0 s of data" in r for r in memory), memory
+
+
+def test_crash_loop_gets_vpas_bump_for_the_limit() -> None:
+    """Killed at a 32 MiB limit again and again, never running long enough to be
+    sampled: KRR's limit + 25% is the request, VPA's +100 MiB the limit."""
+    kills = [10.0 * i for i in range(1, 8)]
+    usage = Usage(cpu=[], memory=[(0.0, 8.0 * MiB)], oom_kills=kills)
+    rec = recommend("worker", usage, CurrentResources(memory_limit=32 * MiB))
+    assert rec.status == "oom-bump"
+    assert rec.memory_request == 40 * MiB
+    assert rec.memory_limit == 132 * MiB
+    assert "OOM kills: 7 (1970-01-01 00:00:10 to 00:01:10 UTC)" in rec.reasons
+    (limit,) = [r for r in rec.reasons if r.startswith("memory limit")]
+    assert limit.startswith("memory limit 132 MiB after 7 OOM kills from 0 s of data: VPA OOM bump")
+    assert "KRR: the current limit 32 MiB + 25% = 40 MiB" in limit
+
+
+def test_oom_kills_without_a_limit_or_usage_say_why_there_is_no_bump() -> None:
+    rec = recommend("worker", Usage(cpu=[], memory=[], oom_kills=[5.0]), CurrentResources())
+    assert rec.status == "no-advice" and rec.memory_limit is None
+    assert any("neither a memory limit nor a sampled usage" in r for r in rec.reasons)
+
+
+def test_a_short_span_is_provisional_and_every_reason_says_so() -> None:
+    """300 samples a second apart: enough of them for KRR, but 5 minutes are not 14 days."""
+    start = 1796119200.0  # 2026-12-01 10:00 UTC
+    n = 271
+    usage = Usage(
+        cpu=[(start + i, 0.2) for i in range(n)],
+        memory=[(start + i, 100.0 * MiB) for i in range(n)],
+    )
+    rec = recommend("agent", usage)
+    assert rec.enough_data and rec.provisional and rec.status == "provisional"
+    assert rec.span is not None and rec.span.seconds == 270
+    assert rec.reasons[0] == (
+        "data: 4.5 min (2026-12-01 10:00 to 10:04 UTC), 271 CPU and 271 memory samples"
+    )
+    assert "provisional: 4.5 min of data, less than the 1 d the advice needs" in rec.reasons
+    values = [r for r in rec.reasons if r.startswith(("cpu ", "memory "))]
+    assert len(values) == 4
+    assert all(" from 4.5 min of data: " in r for r in values), values
+    assert not any("14" in r for r in rec.reasons)
+    firm = recommend("agent", usage, min_span=60)
+    assert firm.status == "advised"
+    assert firm.cpu_request == rec.cpu_request  # the same figures, only the verdict differs
+
+
+def test_a_week_says_seven_days() -> None:
+    rec = recommend("agent", _trace(), TRACED)
+    assert rec.status == "advised"
+    assert rec.reasons[0].startswith("data: 7 d (1970-01-01 00:00 to 1970-01-07 23:59 UTC)")
+    assert all(" from 7 d of data: " in r for r in rec.reasons if r.startswith(("cpu ", "memory ")))
+
+
+def test_the_floors_are_named_when_they_set_a_value() -> None:
+    n = 2 * KRR_MIN_POINTS
+    tiny = Usage(
+        cpu=[(i * TICK, 0.001) for i in range(n)], memory=[(i * TICK, 2.0 * MiB) for i in range(n)]
+    )
+    rec = recommend("sidecar", tiny, min_span=60)
+    assert rec.cpu_request == MIN_CPU and rec.memory_request == MIN_MEMORY
+    (cpu,) = [r for r in rec.reasons if r.startswith("cpu request")]
+    (mem,) = [r for r in rec.reasons if r.startswith("memory request")]
+    assert cpu.startswith("cpu request 10m from 3.3 h of data: the 10m floor")
+    assert "above KRR p95 of usage = 1m" in cpu
+    assert mem.startswith("memory request 32 MiB from 3.3 h of data: the 32 MiB floor (above KRR")
+    busy = recommend("agent", _trace(), TRACED)
+    assert not any("floor" in r for r in busy.reasons)
+
+
+def test_cpu_limits_are_whole_plan_steps() -> None:
+    rec = recommend("agent", _trace(), TRACED)
+    assert rec.cpu_limit is not None and rec.cpu_limit % 10 == 0
+    (limit,) = [r for r in rec.reasons if r.startswith("cpu limit")]
+    # p99 x 1.2 is 1096m on this trace: the plan would floor that to 1090m, so 1100m.
+    assert limit.startswith("cpu limit 1100m from 7 d of data: p99 of usage 914m x 1.2 = 1096m,")
+    assert "rounded up to the plan's 10m step" in limit
+
+
+def test_span_formats() -> None:
+    assert [format_span(s) for s in (0, 25, 89, 90, 270, 7200, 86400, 3.2 * DAY, 14 * DAY)] == [
+        "0 s",
+        "25 s",
+        "89 s",
+        "1.5 min",
+        "4.5 min",
+        "2 h",
+        "1 d",
+        "3.2 d",
+        "14 d",
+    ]
+    t = 1796119200.0
+    assert format_range(t, t + 270) == "2026-12-01 10:00 to 10:04 UTC"
+    assert format_range(t, t + 25) == "2026-12-01 10:00:00 to 10:00:25 UTC"
+    assert format_range(t, t + 3 * DAY) == "2026-12-01 10:00 to 2026-12-04 10:00 UTC"
+    assert format_range(t, t) == "2026-12-01 10:00:00 UTC"
 
 
 def _two_regimes(old: float, recent: float, days: int = 21) -> Usage:
@@ -242,9 +349,9 @@ def test_every_value_has_a_reason_naming_its_rule() -> None:
     assert "p99" in by_field["cpu limit"] and "5-minute mean" in by_field["cpu limit"]
     assert "+ 25%" in by_field["memory request"] or "+ 15%" in by_field["memory request"]
     assert "OOM bump" in by_field["memory limit"]
-    assert by_field["cpu limit"].startswith(f"cpu limit {rec.cpu_limit}m:")
+    assert by_field["cpu limit"].startswith(f"cpu limit {rec.cpu_limit}m from 7 d of data:")
     assert by_field["memory limit"].startswith(
-        f"memory limit {(rec.memory_limit or 0) // MiB} MiB:"
+        f"memory limit {(rec.memory_limit or 0) // MiB} MiB from 7 d of data:"
     )
 
 
