@@ -50,6 +50,8 @@ MIN_SPAN_S = 10 * 60.0
 #: Room left of the first and right of the last sample, as a share of their span,
 #: so the first point is not drawn on the y axis.
 PAD_FRACTION = 0.02
+#: Samples this close to an end of the range asked for reach it (a cron interval).
+REACH_S = 60.0
 #: Finding reports listed in the findings section (newest first); older ones are counted.
 MAX_EVENT_ROWS = 100
 #: Markers of one kind closer than this (SVG units) are drawn as one, titled with
@@ -257,20 +259,25 @@ def time_axis(
     """The x axis for samples from ``first`` to ``last`` asked for in ``since..until``.
 
     The samples' span plus ``PAD_FRACTION`` each side, but the requested bound
-    itself where the samples reach it (within the padding), so a full range is
-    drawn exactly as asked. Never narrower than ``min_span`` (widened about the
-    samples' middle, not before ``since``); the padding may run past ``until``,
-    which the CLI sets to the newest sample.
+    itself where the samples reach it (within the padding or ``REACH_S``), so a full range is
+    drawn exactly as asked. Never narrower than ``min_span``: widened into the past
+    when the samples reach the end asked for (the CLI's end is the newest sample,
+    so the right edge stays "now"), else about their middle; never before
+    ``since`` (then past ``until`` instead).
     """
     if not first <= last:
         raise ValueError(f"need first <= last (got {first}, {last})")
     pad = PAD_FRACTION * (last - first)
-    lo = since if first - since <= pad else first - pad
-    hi = until if until - last <= pad else last + pad
+    near = max(pad, REACH_S)
+    lo = since if first - since <= near else first - pad
+    hi = until if until - last <= near else last + pad
     short = min_span - (hi - lo)
     if short > 0:
-        lo, hi = lo - short / 2, hi + short / 2
-        if lo < since <= first:
+        if hi >= until:
+            lo -= short
+        else:
+            lo, hi = lo - short / 2, hi + short / 2
+        if lo < since:
             lo, hi = since, hi + (since - lo)
     return lo, hi
 
@@ -1147,16 +1154,22 @@ def _span_line(first: float, last: float, since: float, until: float) -> str:
     asked = until - since
     slack = max(120.0, 0.01 * asked)
     late, early = first - since > slack, until - last > slack
-    covers = f"<strong>{_e(_fmt_span(first, last))}</strong> ({_e(_fmt_duration(last - first))})"
+    if first == last:
+        covers = f"One sample, at <strong>{_e(_fmt_time(first))}</strong>."
+    else:
+        covers = (
+            f"Samples from <strong>{_e(_fmt_span(first, last))}</strong> "
+            f"({_e(_fmt_duration(last - first))})."
+        )
     if not (late or early):
-        return f"Samples from {covers}."
+        return covers
     why = []
     if late:
         why.append(f"nothing before {_fmt_time(first)}")
     if early:
         why.append(f"nothing after {_fmt_time(last)}")
     return (
-        f"Samples from {covers}. Limited by the data: of the {_e(_fmt_duration(asked))} asked "
+        f"{covers} Limited by the data: of the {_e(_fmt_duration(asked))} asked "
         f"for ({_e(_fmt_span(since, until))}), the history holds {_e(' and '.join(why))}."
     )
 

@@ -449,16 +449,32 @@ def test_time_axis_follows_the_samples() -> None:
     # only (the right end is the newest sample, which the CLI's range ends at).
     lo, hi = time_axis(T0 + day - 900, T0 + day, T0, T0 + day + 1)
     assert (lo, hi) == (T0 + day - 900 - 18, T0 + day + 1)
-    # One sample: the minimum span, around it; not before the range starts.
-    lo, hi = time_axis(T0 + 3600, T0 + 3600, T0, T0 + 3601)
-    assert hi - lo == MIN_SPAN_S and lo < T0 + 3600 < hi
-    lo, hi = time_axis(T0 + 60, T0 + 60, T0, T0 + 7200)
-    assert lo == T0 and hi - lo == MIN_SPAN_S
+    # One sample at the end asked for (the CLI's newest): the minimum span before it.
+    assert time_axis(T0 + 3600, T0 + 3600, T0, T0 + 3601) == (T0 + 3601 - MIN_SPAN_S, T0 + 3601)
+    # One sample inside the range: the minimum span around it; never before the range.
+    assert time_axis(T0 + 3600, T0 + 3600, T0, T0 + 7200) == (
+        T0 + 3600 - MIN_SPAN_S / 2,
+        T0 + 3600 + MIN_SPAN_S / 2,
+    )
+    assert time_axis(T0 + 60, T0 + 60, T0, T0 + 7200) == (T0, T0 + MIN_SPAN_S)
     # Samples in the middle of the range: padded on both sides.
     lo, hi = time_axis(T0 + 3600, T0 + 7200, T0, T0 + day)
     assert (lo, hi) == (T0 + 3600 - 72, T0 + 7200 + 72)
     with pytest.raises(ValueError):
         time_axis(T0 + 1, T0, T0, T0 + day)
+
+
+def test_one_sample_says_so(tmp_path: Path) -> None:
+    with History(tmp_path / "h.sqlite3", auto_compact=False) as h:
+        _short(h, minutes=1)
+        text = render_html(h, since=T0 - 86400 + 1, until=T0 + 1)
+    header = _parse(_between(text, '<p class="meta span">', "</p>")).joined
+    assert header.startswith("One sample, at 2023-11-14 22:00 UTC. Limited by the data"), header
+    # Drawn as dots at the right edge of a ten-minute axis.
+    page = _parse(text)
+    assert len(page.find("circle", class_="lone")) == 5
+    ticks = [t for t in _figures(text)["h1-cpu"].text if re.fullmatch(r"\d\d:\d\d", t)]
+    assert ticks == ["21:52", "21:54", "21:56", "21:58", "22:00"], ticks
 
 
 def test_a_short_history_fills_the_charts(tmp_path: Path, history: History) -> None:
