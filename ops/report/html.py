@@ -57,6 +57,8 @@ MAX_EVENT_ROWS = 100
 #: Markers of one kind closer than this (SVG units) are drawn as one, titled with
 #: the count: a week-long crash loop stays a few hundred lines, not ten thousand.
 MARKER_MERGE = 4.0
+#: At most this many markers (lines or bands) of one kind on a chart.
+MAX_MARKER_GROUPS = 40
 
 # Chart geometry in SVG user units; the SVG scales to the column width.
 WIDTH, HEIGHT = 600, 230
@@ -376,18 +378,31 @@ def _e(text: object) -> str:
 _MARKER_NAMES = {"oom": ("OOM kill", "OOM kills"), "restart": ("restart", "restarts")}
 
 
+def _runs(
+    markers: Sequence[_Marker], x: Callable[[float], float], gap: float
+) -> list[list[_Marker]]:
+    runs: list[list[_Marker]] = []
+    for m in markers:
+        if runs and x(m.ts) - x(runs[-1][-1].ts) < gap:
+            runs[-1].append(m)
+        else:
+            runs.append([m])
+    return runs
+
+
 def _merge_markers(markers: Sequence[_Marker], x: Callable[[float], float]) -> list[list[_Marker]]:
-    """Markers of one kind in runs: each within ``MARKER_MERGE`` units of the one
-    before. A run wider than that is drawn as a band (a crash loop), else as one line."""
+    """Markers of one kind in runs, each within ``MARKER_MERGE`` units of the one
+    before; a run wider than that is drawn as a band (a crash loop), else as one line.
+    More than ``MAX_MARKER_GROUPS`` runs of a kind: the gap doubles until they fit."""
     groups: list[list[_Marker]] = []
     for kind in ("restart", "oom", "finding"):
-        last: list[_Marker] | None = None
-        for m in sorted((m for m in markers if m.kind == kind), key=lambda m: m.ts):
-            if last is not None and x(m.ts) - x(last[-1].ts) < MARKER_MERGE:
-                last.append(m)
-            else:
-                last = [m]
-                groups.append(last)
+        ordered = sorted((m for m in markers if m.kind == kind), key=lambda m: m.ts)
+        gap = MARKER_MERGE
+        runs = _runs(ordered, x, gap)
+        while len(runs) > MAX_MARKER_GROUPS:
+            gap *= 2
+            runs = _runs(ordered, x, gap)
+        groups += runs
     return groups
 
 
@@ -406,53 +421,45 @@ def _marker_title(group: Sequence[_Marker]) -> str:
     return f"{_plural(total, one, many)} {when}"
 
 
+def _is_band(group: Sequence[_Marker], x: Callable[[float], float]) -> bool:
+    return group[0].kind != "finding" and x(group[-1].ts) - x(group[0].ts) >= MARKER_MERGE
+
+
 def _marker_svg(group: Sequence[_Marker], x: Callable[[float], float]) -> str:
     """One marker: a line with a symbol above the plot (a triangle for OOM kills, a
     ring for restarts), a shaded band with its count for a run of them, or a
-    triangle on the time axis where a finding started."""
+    triangle on the time axis where a finding started. Colours and dashes are in
+    the style sheet (``svg .marker-…``): a crash loop draws many of these."""
     kind = group[0].kind
-    title = f"<title>{_e(_marker_title(group))}</title>"
     count = sum(m.count for m in group) if kind != "finding" else len(group)
     x0, x1 = x(group[0].ts), x(group[-1].ts)
-    band = kind != "finding" and x1 - x0 >= MARKER_MERGE
+    band = _is_band(group, x)
+    until = f' data-until="{group[-1].ts:.0f}"' if band else ""
     head = (
         f'<g class="marker marker-{kind}{" marker-band" if band else ""}" data-marker="{kind}" '
-        f'data-ts="{group[0].ts:.0f}" data-until="{group[-1].ts:.0f}" data-count="{count:g}">'
-        f"{title}"
+        f'data-ts="{group[0].ts:.0f}"{until} data-count="{count:g}">'
+        f"<title>{_e(_marker_title(group))}</title>"
     )
     bottom = TOP + PLOT_H
     if kind == "finding":
-        return (
-            f'{head}<path d="M{x0:.1f} {bottom - 9}l5 9h-10z" fill="{FINDING_COLOR}" '
-            f'stroke="#1b1f24" stroke-width="0.7"/></g>'
-        )
-    color = OOM_COLOR if kind == "oom" else RESTART_COLOR
+        return f'{head}<path d="M{x0:.1f} {bottom - 9}l5 9h-10z"/></g>'
     if kind == "oom":
-        symbol = f'<path d="M{x0 - 4.5:.1f} {TOP - 9}h9l-4.5 8z" fill="{OOM_COLOR}"/>'
+        symbol = f'<path class="symbol" d="M{x0 - 4.5:.1f} {TOP - 9}h9l-4.5 8z"/>'
     else:
-        symbol = (
-            f'<circle cx="{x0:.1f}" cy="{TOP - 5}" r="3.5" fill="#fff" '
-            f'stroke="{RESTART_COLOR}" stroke-width="1.5"/>'
-        )
-    dash = "" if kind == "oom" else ' stroke-dasharray="3 2"'
+        symbol = f'<circle class="symbol" cx="{x0:.1f}" cy="{TOP - 5}" r="3.5"/>'
     if not band:
-        return (
-            f'{head}<line x1="{x0:.1f}" x2="{x0:.1f}" y1="{TOP}" y2="{bottom}" '
-            f'stroke="{color}"{dash}/>{symbol}</g>'
-        )
+        return f'{head}<path d="M{x0:.1f} {TOP}V{bottom}"/>{symbol}</g>'
     one, many = _MARKER_NAMES[kind]
     label = ""
     if x1 - x0 >= 70:
         ly = TOP + (12 if kind == "restart" else 25)
         label = (
-            f'<text class="band-label" x="{x0 + 4:.1f}" y="{ly}" fill="{color}">'
+            f'<text class="band-label" x="{x0 + 4:.1f}" y="{ly}">'
             f"{_e(_plural(count, one, many))}</text>"
         )
     return (
-        f'{head}<rect x="{x0:.1f}" y="{TOP}" width="{x1 - x0:.1f}" height="{PLOT_H}" '
-        f'fill="{color}" fill-opacity="{0.16 if kind == "oom" else 0.12}"/>'
-        f'<path d="M{x0:.1f} {TOP}V{bottom}M{x1:.1f} {TOP}V{bottom}" stroke="{color}"{dash}/>'
-        f"{symbol}{label}</g>"
+        f'{head}<rect x="{x0:.1f}" y="{TOP}" width="{x1 - x0:.1f}" height="{PLOT_H}"/>'
+        f'<path d="M{x0:.1f} {TOP}V{bottom}M{x1:.1f} {TOP}V{bottom}"/>{symbol}{label}</g>'
     )
 
 
@@ -562,11 +569,8 @@ def _chart_svg(chart: _Chart, since: float, until: float) -> str:
         ]
     # Events over the lines: they are what the reader came for.
     groups = _merge_markers(chart.markers, x)
-    bands = [
-        g for g in groups if g[0].kind != "finding" and x(g[-1].ts) - x(g[0].ts) >= MARKER_MERGE
-    ]
-    parts += [_marker_svg(g, x) for g in bands]  # under the single lines
-    parts += [_marker_svg(g, x) for g in groups if not any(g is b for b in bands)]
+    parts += [_marker_svg(g, x) for g in groups if _is_band(g, x)]  # under the single lines
+    parts += [_marker_svg(g, x) for g in groups if not _is_band(g, x)]
     if chart.limit is not None:
         # After the lines, with a halo (CSS paint-order), so data never hides it.
         parts.append(
@@ -1199,11 +1203,6 @@ font-size:12px}
 .stats{color:var(--muted);margin-top:2px}
 .swatch{display:inline-block;width:14px;height:3px;margin-right:5px;vertical-align:middle}
 .limit-swatch{border-top:2px dashed #C62828;height:0}
-.mark{display:inline-block;margin-right:5px;vertical-align:middle}
-.mark-oom{width:3px;height:12px;background:#D55E00}
-.mark-restart{width:0;height:12px;border-left:2px dashed #3D3D3D}
-.mark-finding{width:0;height:0;border:5px solid transparent;border-top:0;
-border-bottom:9px solid #E69F00}
 svg.chart{display:block;width:100%;height:auto}
 svg .grid{stroke:var(--grid);stroke-width:1}
 svg .axis{stroke:var(--muted);stroke-width:1}
@@ -1213,9 +1212,6 @@ svg .series{stroke-width:1.6;stroke-linejoin:round;stroke-linecap:round}
 svg .limit{stroke-width:1.4;stroke-dasharray:6 4}
 svg .limit-label{font-size:11px;paint-order:stroke;stroke:var(--card);stroke-width:3px;
 stroke-linejoin:round}
-svg .marker line,svg .marker-band path{stroke-width:1.5}
-svg .band-label{font-size:11px;font-weight:600;paint-order:stroke;stroke:var(--card);
-stroke-width:3px;stroke-linejoin:round}
 svg .empty{font-size:14px;fill:var(--muted)}
 .note{font-size:12px;margin:2px 0 0}
 .happened{margin:-4px 0 8px;color:var(--warn);font-weight:600}
@@ -1240,6 +1236,26 @@ background:var(--card);border:1px solid var(--grid);font-size:12px;white-space:n
 .no-findings{padding:10px 14px;border:1px solid var(--grid);border-radius:6px;background:var(--card)}
 footer{font-size:12px;margin:28px auto 20px}
 @media print{body{font-size:12px}.grid{grid-template-columns:1fr 1fr}}
+"""
+
+# Markers: shape and colour in one place (legend swatches and the SVG marks).
+_MARKER_CSS = f"""
+.mark{{display:inline-block;margin-right:5px;vertical-align:middle}}
+.mark-oom{{width:3px;height:12px;background:{OOM_COLOR}}}
+.mark-restart{{width:0;height:12px;border-left:2px dashed {RESTART_COLOR}}}
+.mark-finding{{width:0;height:0;border:5px solid transparent;border-top:0;
+border-bottom:9px solid {FINDING_COLOR}}}
+svg .marker path,svg .marker circle{{stroke-width:1.5}}
+svg .marker-oom path{{stroke:{OOM_COLOR};fill:{OOM_COLOR}}}
+svg .marker-oom rect{{fill:{OOM_COLOR};fill-opacity:.16}}
+svg .marker-restart path{{stroke:{RESTART_COLOR};stroke-dasharray:3 2;fill:none}}
+svg .marker-restart circle{{stroke:{RESTART_COLOR};fill:#fff}}
+svg .marker-restart rect{{fill:{RESTART_COLOR};fill-opacity:.12}}
+svg .marker-finding path{{fill:{FINDING_COLOR};stroke:#1b1f24;stroke-width:.7}}
+svg .band-label{{font-size:11px;font-weight:600;paint-order:stroke;stroke:var(--card);
+stroke-width:3px;stroke-linejoin:round}}
+svg .marker-oom .band-label{{fill:{OOM_COLOR}}}
+svg .marker-restart .band-label{{fill:{RESTART_COLOR}}}
 """
 
 # Nothing may load: not a script, font, image or stylesheet, even if an escaped
@@ -1292,7 +1308,7 @@ def render_html(
         '<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
+        f"<title>{_e(title)}</title><style>{_CSS}{_MARKER_CSS}</style></head><body>"
         f"<header><h1>{_e(title)}</h1>"
         f'<p class="meta span">{span}'
         f"{' · host ' + _e(host) if host is not None else ''}</p></header>"

@@ -21,8 +21,8 @@ from ops.report.findings import Judgement, anomaly_finding, judge, track
 from ops.report.history import HOUR, FindingEvent, FindingState, History, Point
 from ops.report.html import (
     LEFT,
-    MARKER_MERGE,
     MAX_EVENT_ROWS,
+    MAX_MARKER_GROUPS,
     MAX_POINTS,
     MIN_SPAN_S,
     PLOT_W,
@@ -633,10 +633,15 @@ def test_markers_where_oom_kills_restarts_and_findings_happened(crash: History) 
                 counts[kind] += float(g["data-count"])
                 assert T0 + CRASH_FROM * 60 <= float(g["data-ts"]) < T0 + CRASH_MINUTES * 60
         assert counts == {"oom": crashing // 3, "restart": crashing}
-        # Drawn as lines inside the plot, titled for a pointer and a screen reader.
-        for line in fig.find("line"):
-            if line.get("stroke") in ("#D55E00", "#3D3D3D"):
-                assert LEFT <= float(line["x1"]) <= LEFT + PLOT_W
+        # Drawn as lines from the top to the bottom of the plot, inside it, titled for
+        # a pointer and a screen reader.
+        lines = [
+            float(m.group(1))
+            for d in (a["d"] for a in fig.find("path") if "V" in a.get("d", ""))
+            for m in re.finditer(r"M(-?[\d.]+) 14V184(?!H)", d)
+        ]
+        assert len(lines) == crashing // 3 + 2  # the OOM kills, and the band's two edges
+        assert all(LEFT <= px <= LEFT + PLOT_W for px in lines)
         assert "OOM kill" in fig.text and "restart" in fig.text  # the legend
         titles = [t for t in fig.text if t.startswith(("1 restart", "2 restarts", "1 OOM"))]
         assert titles, fig.text
@@ -668,8 +673,11 @@ def test_markers_where_oom_kills_restarts_and_findings_happened(crash: History) 
 
 
 def test_a_week_of_crash_loop_stays_bounded(tmp_path: Path) -> None:
-    """A restart every minute for a week: markers merged, the report list capped."""
+    """A restart every minute for a week, and one every 80 minutes (just over the
+    merge distance apart on a week's axis): markers merged and capped per chart,
+    counts kept, the report list capped, the page small."""
     minutes = 7 * 24 * 60
+    sparse = "vots-sparse-1"
     with History(tmp_path / "h.sqlite3", auto_compact=False) as h:
         h._record_many(
             (
@@ -680,6 +688,7 @@ def test_a_week_of_crash_loop_stays_bounded(tmp_path: Path) -> None:
                     Point(f"container:{RAG}", "mem_pct_of_limit", 80 + i % 20),
                     Point(f"container:{RAG}", "restarts", 1),
                     Point(f"container:{RAG}", "oom_kills", 1 if i % 5 == 0 else 0),
+                    Point(f"container:{sparse}", "restarts", 1 if i % 80 == 0 else 0),
                 ],
             )
             for i in range(minutes)
@@ -691,13 +700,15 @@ def test_a_week_of_crash_loop_stays_bounded(tmp_path: Path) -> None:
         h.update_findings("vm1", lambda states: (states, events))
         text = render_html(h, since=T0, until=T0 + minutes * 60)
     page = _parse(text)
-    per_kind = PLOT_W / MARKER_MERGE + 1
-    for kind in ("oom", "restart"):
-        groups = page.find("g", data_marker=kind)
-        assert len(groups) <= 2 * per_kind  # two charts
-        assert sum(float(g["data-count"]) for g in groups) == 2 * (
-            minutes if kind == "restart" else minutes // 5
-        )
+    for name, kind, total in (
+        (RAG, "restart", minutes),
+        (RAG, "oom", minutes // 5),
+        (sparse, "restart", math.ceil(minutes / 80)),
+    ):
+        for fig in _figures(_section(text, name)).values():
+            groups = fig.find("g", data_marker=kind)
+            assert 0 < len(groups) <= MAX_MARKER_GROUPS, (name, kind, len(groups))
+            assert sum(float(g["data-count"]) for g in groups) == total
     rows = re.findall(r'<tr class="state-repeat">', text)
     assert len(rows) == MAX_EVENT_ROWS
     assert f"and {len(events) - MAX_EVENT_ROWS} older reports not listed" in page.joined
