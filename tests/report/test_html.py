@@ -4,10 +4,14 @@ markers, notes, escaping, downsampling, and the page as headless Chromium draws 
 from __future__ import annotations
 
 import html
+import json
 import math
 import random
 import re
+import shutil
 import struct
+import time
+import uuid
 import zlib
 from collections import Counter
 from collections.abc import Iterator
@@ -33,6 +37,8 @@ from ops.report.html import (
 )
 from tests.support.browser import chromium
 from tests.support.cli import Cli
+from tests.support.docker import ok, run
+from tests.support.images import busybox_image
 
 T0 = 1_700_000_000 // HOUR * HOUR  # an hour boundary
 MiB = 1024**2
@@ -522,6 +528,73 @@ def test_cli_html_of_a_short_history(cli: Cli, tmp_path: Path) -> None:
     page = _parse(proc.stdout)
     assert all(min(_xs(d)) - LEFT < 0.05 * PLOT_W for d in _series_paths(page).values())
     assert "No findings" in page.text
+
+
+CRASH_LOOP = "x=$(head -c 100000000 /dev/urandom)"  # the shell itself outgrows 32 MiB
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_cli_html_of_a_real_crash_loop(cli: Cli, tmp_path: Path) -> None:
+    """A container OOM-killed and restarted by the engine over and over, and one
+    started just before the last sample, both limited to 0.33 CPU: sampled by the
+    real cron command, drawn by the real `report --format html`."""
+    docker = shutil.which("docker")
+    assert docker, "docker CLI not installed"
+    image = busybox_image()
+    run_id = uuid.uuid4().hex[:10]
+    label = f"io.vots.test.html={run_id}"
+    loop, once = f"vots-html-{run_id}-loop", f"vots-html-{run_id}-once"
+    db = tmp_path / "h.sqlite3"
+    limits = ["--label", label, "--cpus", "0.33", "--memory", "32m"]
+    cron = ("report", "--db", str(db), "--quiet", "--fail-on", "restart", "--fail-on", "over-limit")
+    try:
+        ok(
+            [
+                docker,
+                "run",
+                "-d",
+                "--name",
+                loop,
+                *limits,
+                "--restart",
+                "always",
+                image,
+                "sh",
+                "-c",
+                CRASH_LOOP,
+            ]
+        )
+        for _ in range(4):
+            assert cli.run(*cron).returncode in (0, 1)
+            time.sleep(0.5)
+        ok([docker, "run", "-d", "--name", once, *limits, image, "sleep", "300"])
+        assert cli.run(*cron).returncode in (0, 1)
+        restarted = json.loads(ok([docker, "inspect", "--format", "{{json .RestartCount}}", loop]))
+        proc = cli.run("report", "--format", "html", "--days", "1", "--db", str(db))
+    finally:
+        ids = run([docker, "ps", "-aq", "--filter", f"label={label}"]).stdout.split()
+        if ids:
+            run([docker, "rm", "-f", "-v", *ids])
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    (tmp_path / "report.html").write_text(text, encoding="utf-8")  # to look at when it fails
+    assert restarted >= 2, "the engine did not restart the crash loop"
+    # The crash loop: counted from its samples, marked on its charts, reported by cron.
+    seen = _parse(_between(text, '<table class="findings seen">', "</table>")).joined
+    row = re.search(rf"{re.escape(loop)} (.*?)(?= vots-|$)", seen)
+    assert row and "restart" in row.group(1), seen
+    section = _section(text, loop)
+    assert _parse(section).find("g", data_marker="restart")
+    events = _parse(_between(text, '<table class="findings events">', "</table>")).joined
+    assert loop in events
+    # Both have a 0.33 CPU limit: never "no CPU limit set", whatever was sampled.
+    for name in (loop, once):
+        cpu = _parse(_between_fig(text, name, "cpu"))
+        assert "limit (100% = 0.33 CPU)" in cpu.text, cpu.text
+        assert "no CPU limit set" not in _note(text, name, "cpu")
+    assert _note(text, once, "cpu") == "no CPU samples in this range (limit 0.33 CPU)"
+    assert "limit (100% = 32 MiB)" in _parse(_between_fig(text, once, "mem")).text
 
 
 # -- findings ----------------------------------------------------------------------
