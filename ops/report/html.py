@@ -54,8 +54,9 @@ PAD_FRACTION = 0.02
 REACH_S = 60.0
 #: Finding reports listed in the findings section (newest first); older ones are counted.
 MAX_EVENT_ROWS = 100
-#: Markers of one kind closer than this (SVG units) are drawn as one, titled with
-#: the count: a week-long crash loop stays a few hundred lines, not ten thousand.
+#: Markers of one kind closer than this (SVG units) to the one before join a run,
+#: drawn as a band titled with its count: a week-long crash loop is one band, not
+#: ten thousand lines.
 MARKER_MERGE = 4.0
 #: At most this many markers (lines or bands) of one kind on a chart.
 MAX_MARKER_GROUPS = 40
