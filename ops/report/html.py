@@ -877,7 +877,7 @@ def _container(
 def _host_view(history: History, host: str, since: float, until: float, anchor: str) -> _HostView:
     charts = _host_charts(history, host, since, until, anchor)
     limits, why = _newest_limits(history, host)
-    containers = []
+    containers: list[_Container] = []
     for scope in history.scopes(host):
         if not scope.startswith("container:"):
             continue
