@@ -123,7 +123,8 @@ def _no_docker_option(f: FC) -> FC:
     type=click.FloatRange(min=0.01),
     default=1.0,
     show_default=True,
-    help="With --format html: how much history the page covers (up to the newest sample).",
+    help="With --format html: how far back from the newest sample to look; the charts span "
+    "the samples found.",
 )
 @format_option("table", "json", "markdown", "html")
 @quiet_option

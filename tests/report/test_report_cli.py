@@ -284,6 +284,10 @@ def _lines(proc: subprocess.CompletedProcess[str], name: str) -> list[str]:
     return [line for line in proc.stderr.splitlines() if f" {name}: " in line]
 
 
+def _oom(proc: subprocess.CompletedProcess[str], name: str) -> list[str]:
+    return [line for line in _lines(proc, name) if "OOM-killed" in line]
+
+
 def _ours(proc: subprocess.CompletedProcess[str], name: str) -> list[dict]:
     return [f for f in json.loads(proc.stdout)["findings"] if f["scope"] == name]
 
@@ -294,7 +298,9 @@ def test_an_oom_crash_loop_is_found_in_every_format(
     cli: Cli, tmp_path: Path, container: object
 ) -> None:
     """A service whose memory limit is too small, restarted by its restart policy:
-    RestartCount and OOMKilled survive each restart, the cgroup does not."""
+    RestartCount and OOMKilled survive each restart, the cgroup does not. (A run may
+    also catch it on its way up, at >= 90% of its limit: a memory finding, for real,
+    so only the OOM lines are counted here.)"""
     name = container("--memory", "16m", "--memory-swap", "16m", "--restart", "unless-stopped",
                      command=OOM_LOOP)  # type: ignore[operator]  # fmt: skip
 
@@ -305,24 +311,24 @@ def test_an_oom_crash_loop_is_found_in_every_format(
     db = str(tmp_path / "h.sqlite3")
     cron = ("report", "--db", db, "--quiet", "--fail-on", "over-limit")
     first = cli.run(*cron)
-    assert _lines(first, name) == []  # nothing to compare with yet
+    assert _oom(first, name) == []  # nothing to compare with yet
     seen = restarts()
     _until(lambda: restarts() > seen, "another restart")
     second = cli.run(*cron, "--format", "json")
     assert second.returncode == 1, second.stderr
-    (line,) = _lines(second, name)
+    (line,) = _oom(second, name)
     assert line.startswith(f"over-limit {name}: OOM-killed ")
     assert "since the last sample, restarted" in line and line.endswith("(memory limit 16M) (new)")
     (c,) = [c for c in json.loads(second.stdout)["containers"] if c["name"] == name]
     assert c["oom_kills"] >= 1 and c["restarts"] >= 1
-    (finding,) = _ours(second, name)
+    (finding,) = [f for f in _ours(second, name) if f["check"] == "oom"]
     assert (finding["kind"], finding["check"], finding["state"]) == ("over-limit", "oom", "new")
 
     # While the loop goes on, every run fails (--fail-on) but says nothing new ...
     seen = restarts()
     _until(lambda: restarts() > seen, "another restart")
     third = cli.run(*cron, "--format", "markdown")
-    assert third.returncode == 1 and _lines(third, name) == []
+    assert third.returncode == 1 and _oom(third, name) == []
     (row,) = [r for r in third.stdout.splitlines() if r.startswith(f"| {name.replace('-', '-')}")]
     cells = [x.strip() for x in row.strip("|").split("|")]
     assert cells[1] in ("restarting", "running") and int(cells[7]) >= 1 and int(cells[8]) >= 1
