@@ -24,7 +24,7 @@ Children run with a bytecode cache (PYTHONPYCACHEPREFIX in a temp dir, warmed
 first), as an installed package has, even if PYTHONDONTWRITEBYTECODE is set
 here; --no-bytecode-cache keeps the environment as it is.
 
-Prints medians, then the ratio glances wall / vots-ops wall as the last line.
+Prints medians, then the ratios glances / vots-ops of wall time and, last, of CPU time.
 Run: .venv/bin/python bench/report_sample.py [--containers N] [--rounds N] [--history N]
 """
 
@@ -96,8 +96,11 @@ with History(db) as history:
             if c.get("read_mono") is not None:
                 c["read_mono"] -= back
         prev = history.previous(cur["host"]["hostname"])
-        rates = rates_between(prev[1] if prev else None, cur)
-        history.record(cur["time"], cur["host"]["hostname"], cur, list(_points(cur, rates)))
+        rates = rates_between(prev.raw if prev else None, cur)
+        history.record(
+            cur["time"], cur["host"]["hostname"], cur, list(_points(cur, rates)),
+            boot_id=cur["host"]["boot_id"], mono=cur["mono"],
+        )
 """
 
 
@@ -192,21 +195,24 @@ def remove_containers(run_id: str) -> None:
 
 
 def find_glances() -> str:
-    found = shutil.which("glances", path=str(BIN))
-    if found:
-        return found
-    uv = shutil.which("uv")
+    """glances in a venv of the bench's own (bench/results/, not committed), so the
+    project's environment is never changed by a benchmark."""
+    venv = REPO / "bench" / "results" / "glances-venv"
+    exe = venv / "bin" / "glances"
+    if exe.is_file():
+        return str(exe)
+    print(f"installing glances into {venv} for the bench")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    uv = shutil.which("uv", path=str(BIN)) or shutil.which("uv")
     cmd = (
-        [uv, "pip", "install", "--python", sys.executable, "glances"]
+        [uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"), "glances", "docker"]
         if uv
-        else [sys.executable, "-m", "pip", "install", "glances"]
+        else [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "glances", "docker"]
     )
-    print("glances is not in this venv; installing it for the bench:", " ".join(cmd))
     subprocess.run(cmd, check=True, timeout=600)
-    found = shutil.which("glances", path=str(BIN))
-    if not found:
+    if not exe.is_file():
         sys.exit("glances did not install")
-    return found
+    return str(exe)
 
 
 def main() -> None:
@@ -214,7 +220,10 @@ def main() -> None:
     parser.add_argument("--containers", type=int, default=20, help="containers to start (0: none)")
     parser.add_argument("--rounds", type=int, default=12, help="measured rounds")
     parser.add_argument(
-        "--history", type=int, default=0, help="samples to store first, a minute apart"
+        "--history",
+        type=int,
+        default=360,
+        help="samples to store first, a minute apart (360: 6 h, a cron job's steady state)",
     )
     parser.add_argument("--no-bytecode-cache", action="store_true")
     args = parser.parse_args()
@@ -288,7 +297,14 @@ def main() -> None:
         f"{verdict} (vots-ops report: {wall * 1000:.0f} ms, {rss / 2**20:.1f} MiB)"
     )
     ratio = statistics.median(ref.wall) / wall
+    cpu = statistics.median(ours.cpu)
+    cpu_ratio = statistics.median(ref.cpu) / cpu
+    print(
+        f"CPU per sample: vots-ops report {cpu * 1000:.0f} ms, glances "
+        f"{statistics.median(ref.cpu) * 1000:.0f} ms"
+    )
     print(f"ratio glances wall / vots-ops report wall: {ratio:.1f}x (goal >= 10x)")
+    print(f"ratio glances CPU / vots-ops report CPU: {cpu_ratio:.1f}x (goal >= 10x)")
 
 
 if __name__ == "__main__":

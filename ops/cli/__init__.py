@@ -11,6 +11,8 @@ from __future__ import annotations
 import errno
 import os
 import sys
+from collections.abc import Iterator
+from typing import Any
 
 import click
 
@@ -20,8 +22,83 @@ from ops.errors import EXIT_BAD_INPUT, DriftError, OpsError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
+#: Every command: its module, and the line ``vots-ops --help`` shows for it. A
+#: command's module is imported only when that command runs (or its help is
+#: asked for): a cron run of `report` does not pay for `loadtest`'s options.
+#: tests/cli keeps these lines equal to the commands' own first lines.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "plan": (
+        "ops.cli.plan",
+        "Fit resources to the VM and render docker-compose.yml, nginx/ and prometheus/.",
+    ),
+    "loadtest": (
+        "ops.cli.loadtest",
+        "Run a Locust scenario headless and judge its SLOs.",
+    ),
+    "profile": (
+        "ops.cli.profile",
+        "Profile a Python, Go or Rust service: py-spy, pprof or perf, one output.",
+    ),
+    "report": ("ops.cli.report", "Sample VM and per-container utilisation, store it, and show it."),
+}
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+
+class _Commands(dict[str, click.Command]):
+    """The group's commands, each imported on first use: ``cli.commands[name]``
+    and ``.get`` (what Click calls) load it; iteration and ``in`` need nothing."""
+
+    def __init__(self, table: dict[str, tuple[str, str]]) -> None:
+        super().__init__()
+        self._table = table
+
+    def _load(self, name: str) -> click.Command | None:
+        if not super().__contains__(name) and name in self._table:
+            import importlib
+
+            module = importlib.import_module(self._table[name][0])
+            super().__setitem__(name, getattr(module, name))
+        return super().get(name)
+
+    def __getitem__(self, name: str) -> click.Command:
+        found = self._load(name)
+        if found is None:
+            raise KeyError(name)
+        return found
+
+    def get(self, name: str, default: Any = None) -> Any:
+        found = self._load(name)
+        return default if found is None else found
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._table or super().__contains__(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted({*self._table, *super().keys()}))
+
+    def __len__(self) -> int:
+        return len({*self._table, *super().keys()})
+
+    def keys(self) -> Any:
+        return list(self)
+
+    def values(self) -> Any:
+        return [self[name] for name in self]
+
+    def items(self) -> Any:
+        return [(name, self[name]) for name in self]
+
+
+class _Group(click.Group):
+    """The top-level group: commands load lazily; ``--help`` lists them from
+    ``COMMANDS`` without importing any."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in sorted(COMMANDS)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=_Group, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "-V", "--version", prog_name="vots-ops")
 @click.option(
     "-q",
@@ -40,19 +117,7 @@ def cli(ctx: click.Context, quiet: bool) -> None:
     ctx.obj = Console(quiet=quiet)
 
 
-def _register() -> None:
-    from ops.cli.loadtest import loadtest
-    from ops.cli.plan import plan
-    from ops.cli.profile import profile
-    from ops.cli.report import report
-
-    cli.add_command(plan)
-    cli.add_command(loadtest)
-    cli.add_command(profile)
-    cli.add_command(report)
-
-
-_register()
+cli.commands = _Commands(COMMANDS)
 
 
 #: What a shell reports for a program killed by SIGPIPE (128 + 13): ``| head`` closed

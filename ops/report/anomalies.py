@@ -223,6 +223,31 @@ def detect_anomalies(
     return out
 
 
+def may_be_anomalous(
+    points: Series, *, direction: str, min_change: float, window: int = WINDOW
+) -> bool:
+    """Whether the last point could be worth reporting at all: on the side that
+    hurts it must be at least ``min_change`` beyond the least extreme of the
+    ``window`` points before it (for "up", their minimum).
+
+    Exact for the flat prediction (a median is never below the minimum), and on
+    purpose for the trend one: a value within the floor of something the metric
+    did within its window is not news, whatever a steep extrapolation predicts.
+    The cron path checks this before ``detect_anomalies``, which re-scores the
+    whole window and costs a hundred predictions per series.
+    """
+    data = _clean(points)
+    if len(data) <= MIN_HISTORY:
+        return False
+    value = data[-1][1]
+    before = [v for _, v in data[-window - 1 : -1]]
+    if direction == "up":
+        return value - min(before) >= min_change
+    if direction == "down":
+        return max(before) - value >= min_change
+    return value - min(before) >= min_change or max(before) - value >= min_change
+
+
 def find_anomalies(
     series: Mapping[str, Series],
     *,

@@ -140,21 +140,24 @@ def _anomalies(
 ) -> tuple[list[Finding], set[str]]:
     """This run's watched points judged against each metric's own recent history:
     the findings, and the keys judged clear."""
-    from ops.report.anomalies import MIN_HISTORY, detect_anomalies
+    from ops.report.anomalies import MIN_HISTORY, detect_anomalies, may_be_anomalous
 
     found: list[Finding] = []
     clear: set[str] = set()
+    windows = history.recent(host, WATCHED, ts - ANOMALY_LOOKBACK_S)
     for point in points:
         watch = WATCHED.get(point.metric)
         if watch is None:
             continue
-        series = history.series(point.scope, point.metric, since=ts - ANOMALY_LOOKBACK_S, host=host)
+        series = windows.get((point.scope, point.metric), [])
         scope = point.scope.removeprefix("container:")
-        hits = [
-            a
-            for a in detect_anomalies(series, direction=watch.hurts, min_change=watch.floor)
-            if a.ts == ts
-        ]
+        hits = []
+        if may_be_anomalous(series, direction=watch.hurts, min_change=watch.floor):
+            hits = [
+                a
+                for a in detect_anomalies(series, direction=watch.hurts, min_change=watch.floor)
+                if a.ts == ts
+            ]
         for a in hits:
             found.append(anomaly_finding(scope, point.metric, a.value, a.expected, a.score))
         if not hits and len(series) > MIN_HISTORY:

@@ -289,3 +289,33 @@ def test_a_change_below_the_floor_is_never_an_anomaly() -> None:
         detect_anomalies(_points(values), direction="sideways")
     with pytest.raises(ValueError):
         detect_anomalies(_points(values), min_change=-1)
+
+
+def test_the_cron_pre_check_never_hides_what_the_detector_would_report() -> None:
+    """``may_be_anomalous`` lets the cron path skip a series' hundred predictions when
+    its last point cannot be news; on every injected series, each point the detector
+    reports (up, with a floor) passes the pre-check on the window ending there."""
+    from ops.report.anomalies import WINDOW, may_be_anomalous
+
+    checked = 0
+    for kind, magnitudes in (
+        ("steady", (6, 8, 10, 15)),
+        ("trend", (6, 8, 10, 15)),
+        ("daily", (8, 10, 15)),
+    ):
+        for seed in range(10):
+            _, sigma = _base(kind, random.Random(2000 + seed))
+            points, _, _ = _injected(kind, 2000 + seed, magnitudes)
+            for a in detect_anomalies(points, direction="up", min_change=2 * sigma):
+                i = round(a.ts / STEP)
+                window = points[max(0, i - 4 * WINDOW) : i + 1]
+                assert may_be_anomalous(window, direction="up", min_change=2 * sigma), (
+                    kind,
+                    seed,
+                    i,
+                )
+                checked += 1
+    assert checked > 100
+    # And it does skip the ordinary case: steady noise, a floor well above it.
+    calm = _points(_base("steady", random.Random(5), 120)[0])
+    assert not may_be_anomalous(calm, direction="up", min_change=1e6)
