@@ -1000,18 +1000,37 @@ class History:
         with self._guard("cannot read"):
             rows = self._conn.execute(sql, [host, *names, since]).fetchall()
         out: dict[tuple[str, str], list[tuple[float, float]]] = {}
-        bad = 0
+        bad: dict[tuple[str, str], int] = {}
+        isfinite = math.isfinite
         for scope, metric, ts, value in rows:
-            t, v = _number(ts), _number(value)
-            if t is None or v is None:
-                bad += 1
+            # REAL columns give floats; anything else is a damaged row (or an int).
+            if type(ts) is not float or type(value) is not float:
+                ts, value = _number(ts), _number(value)
+                if ts is None or value is None:
+                    bad[scope, metric] = bad.get((scope, metric), 0) + 1
+                    continue
+            elif not (isfinite(ts) and isfinite(value)):
+                bad[scope, metric] = bad.get((scope, metric), 0) + 1
                 continue
-            out.setdefault((scope, metric), []).append((t, v))
-        if bad:
-            self._warn(f"history {self.path}: {bad} unreadable value(s) skipped")
+            out.setdefault((scope, metric), []).append((ts, value))
+        for (scope, metric), count in sorted(bad.items()):
+            self._warn(
+                f"history {self.path}: {count} unreadable value(s) of {scope} {metric} skipped"
+            )
         for points in out.values():
             points.sort()
         return out
+
+    def since_last(self, host: str, n: int) -> float | None:
+        """The time of ``host``'s ``n``-th newest trusted sample (None with fewer): a
+        window of the last ``n`` samples, whatever the sampling interval."""
+        with self._guard("cannot read"):
+            found = self._conn.execute(
+                "SELECT ts FROM samples WHERE host = ? AND clock = 'ok'"
+                " ORDER BY id DESC LIMIT 1 OFFSET ?",
+                (host, max(0, n - 1)),
+            ).fetchone()
+        return _number(found[0]) if found else None
 
     def scopes(self, host: str | None = None) -> list[str]:
         """Scopes with data ("host", "container:NAME", ...), sorted."""

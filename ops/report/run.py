@@ -140,11 +140,15 @@ def _anomalies(
 ) -> tuple[list[Finding], set[str]]:
     """This run's watched points judged against each metric's own recent history:
     the findings, and the keys judged clear."""
-    from ops.report.anomalies import MIN_HISTORY, detect_anomalies, may_be_anomalous
+    from ops.report.anomalies import MIN_HISTORY, WINDOW, detect_anomalies, may_be_anomalous
 
     found: list[Finding] = []
     clear: set[str] = set()
-    windows = history.recent(host, WATCHED, ts - ANOMALY_LOOKBACK_S)
+    since = ts - ANOMALY_LOOKBACK_S
+    # First the last WINDOW samples of every watched series, in one query: enough
+    # to tell which last points could be news at all (usually none) ...
+    recent_start = history.since_last(host, WINDOW + 1)
+    windows = history.recent(host, WATCHED, max(since, recent_start or since))
     for point in points:
         watch = WATCHED.get(point.metric)
         if watch is None:
@@ -153,6 +157,8 @@ def _anomalies(
         scope = point.scope.removeprefix("container:")
         hits = []
         if may_be_anomalous(series, direction=watch.hurts, min_change=watch.floor):
+            # ... then the whole window for the detector, for those only.
+            series = history.series(point.scope, point.metric, since=since, host=host)
             hits = [
                 a
                 for a in detect_anomalies(series, direction=watch.hurts, min_change=watch.floor)
