@@ -7,6 +7,10 @@ that ``main.allocRetained`` allocated. The parsed stacks are checked against
 ``go tool pprof -traces`` on the same bytes, so the decoder is compared with
 Go's own reader, inlined frames included. Hand-built messages cover what Go
 does not write (packed and unpacked fields, unsymbolized locations, errors).
+
+Every test that needs the Go program is ``slow`` (a build, then seconds of
+profiling). Sample counts are judged against the CPU time the program got
+while it was profiled, which a busy machine lowers, never against the clock.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from ops.errors import OpsError, TargetUnreachable, ToolMissing
 from ops.proc import free_port, which
 from ops.profile.model import Profile
 from ops.profile.pprof import fetch_pprof, parse_pprof, pprof_endpoint
+from tests.support.cli import Cli
 from tests.support.processes import stop_process
 
 HOT_SRC = Path(__file__).parent / "go" / "hot"
@@ -100,15 +105,15 @@ def hot_proc(
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a hung start, not a slow one
         while True:
             assert proc.poll() is None, f"hot exited early: {log.read_text()}"
             try:
-                if httpx.get(f"{url}/debug/pprof/", timeout=2).status_code == 200:
+                if httpx.get(f"{url}/debug/pprof/", timeout=5).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
-            assert time.monotonic() < deadline, f"hot did not answer within 30s: {log.read_text()}"
+            assert time.monotonic() < deadline, f"hot did not answer within 120s: {log.read_text()}"
             time.sleep(0.05)
         yield url, proc.pid
     finally:
@@ -125,17 +130,19 @@ class CpuFetch:
     data: bytes
     elapsed: float  # wall seconds the fetch took
     cpu: float  # CPU seconds the Go process used meanwhile (user + system)
+    sent: float  # wall-clock time (time.time()) the request was sent
+    answered: float  # and the answer had arrived
 
 
 @pytest.fixture(scope="module")
 def cpu_fetch(hot_proc: tuple[str, int]) -> CpuFetch:
     url, pid = hot_proc
     process = psutil.Process(pid)
-    before, started = process.cpu_times(), time.monotonic()
+    before, sent, started = process.cpu_times(), time.time(), time.monotonic()
     data = fetch_pprof(url, seconds=2)
-    after, elapsed = process.cpu_times(), time.monotonic() - started
+    after, elapsed, answered = process.cpu_times(), time.monotonic() - started, time.time()
     cpu = (after.user + after.system) - (before.user + before.system)
-    return CpuFetch(data, elapsed, cpu)
+    return CpuFetch(data, elapsed, cpu, sent, answered)
 
 
 @pytest.fixture(scope="module")
@@ -206,8 +213,10 @@ def test_cpu_profile_top_self_is_the_hot_loop(hot_url: str, cpu_fetch: CpuFetch)
     assert profile.meta["period_type"] == "cpu/nanoseconds"
     assert profile.meta["sample_types"] == ["samples/count", "cpu/nanoseconds"]
     assert profile.meta["totals"]["cpu/nanoseconds"] == profile.samples * 10_000_000
+    # Go profiles for the 2 s asked (or a hair less, by its own clock), within the fetch.
     assert 1.9 <= profile.duration_s <= cpu_fetch.elapsed
-    assert profile.started is not None and abs(profile.started - time.time()) < 60
+    assert profile.started is not None
+    assert cpu_fetch.sent - 0.5 <= profile.started <= cpu_fetch.answered
     # A sample per 10 ms of CPU: the count follows the CPU time the process got
     # (one busy goroutine: about duration * rate on an idle machine, fewer when
     # other work shares the CPUs), never more than the machine's CPUs could give.
@@ -278,10 +287,9 @@ def test_heap_stacks_match_go_tool_pprof(
 
 def test_unreachable_target_fails_fast_naming_the_url() -> None:
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    started = time.monotonic()
+    # Refused at once, said so (not a read timeout after waiting for the profile).
     with pytest.raises(TargetUnreachable) as info:
         fetch_pprof(url, seconds=1)
-    assert time.monotonic() - started < 3
     assert str(info.value).startswith(f"{url}/debug/pprof/profile?seconds=1: cannot connect")
     assert "refused" in str(info.value).lower()
 
@@ -291,10 +299,9 @@ def test_silent_target_times_out_as_unreachable() -> None:
         listener.bind(("127.0.0.1", 0))
         listener.listen(4)
         url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-        started = time.monotonic()
+        # The 0.5 s timeout given is the one applied, and named.
         with pytest.raises(TargetUnreachable, match=r"did not answer within 0\.5s"):
             fetch_pprof(url, kind="heap", timeout=0.5)
-        assert time.monotonic() - started < 3
 
 
 @pytest.mark.slow
@@ -562,15 +569,14 @@ def test_sample_pointing_at_a_missing_location_is_an_error() -> None:
         parse_pprof(b.encode(), target="svc")
 
 
-def test_the_cli_profiles_the_go_program_end_to_end(hot_url: str, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_the_cli_profiles_the_go_program_end_to_end(cli: Cli, hot_url: str, tmp_path: Path) -> None:
     """`vots-ops profile --language go --pprof-url` writes the same four files as for Python."""
     import json
 
-    from tests.support import cli
-
     proc = cli.run(
         "profile", "--language", "go", "--pprof-url", hot_url, "--duration", "2s", "--format", "json",
-        "--out", str(tmp_path), cwd=tmp_path, timeout=60,
+        "--out", str(tmp_path), timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
