@@ -14,6 +14,9 @@ Two things hold for every test, whatever the developer's shell exports:
   (the Docker SDK, ``docker``, ``docker-compose``, ``ops.engine``, a CLI run)
   fails loudly, also on a machine that has an engine. That keeps
   ``pytest -m "not docker"`` honest on a machine without one.
+
+Tests that take more than a few seconds are marked ``slow``; the end of a run
+names unmarked ones that took longer than ``SLOW_S`` (setup included).
 """
 
 from __future__ import annotations
@@ -93,6 +96,27 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
         return (yield)
     finally:
         _release_engine(item)  # a test's monkeypatch.undo() may have put the guard back
+
+
+# ----------------------------------------------------------------------- the slow marker
+
+SLOW_S = 5.0  # unmarked tests above this are named at the end of the run
+_UNMARKED_TIMES: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when in ("setup", "call") and "slow" not in report.keywords:
+        _UNMARKED_TIMES[report.nodeid] = _UNMARKED_TIMES.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """A hint, never a failure (it is wall-clock time): tests that slow down the
+    ``-m "not docker and not slow"`` loop and may want ``@pytest.mark.slow``."""
+    slow = sorted(((t, n) for n, t in _UNMARKED_TIMES.items() if t > SLOW_S), reverse=True)
+    if slow:
+        terminalreporter.section(f"unmarked tests over {SLOW_S:g} s (mark them slow?)")
+        for seconds, nodeid in slow:
+            terminalreporter.write_line(f"{seconds:6.1f}s  {nodeid}")
 
 
 # --------------------------------------------------------------------------- fixtures
