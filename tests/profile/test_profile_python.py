@@ -132,10 +132,10 @@ def test_the_hot_function_tops_the_profile_and_the_files_are_valid(
     assert top["self_share"] > 0.8
     assert result["language"] == "python" and result["backend"] == "py-spy record"
     assert result["meta"]["blocking"] is False  # the low-overhead default
-    # 100 Hz for the 2 s it reports: never more than that; fewer when py-spy itself
+    # 100 Hz for the ~2 s it reports: never more than that; fewer when py-spy itself
     # waits for a CPU on a busy machine, but not a trickle.
+    assert result["rate_hz"] == 100
     nominal = result["rate_hz"] * result["duration_s"]
-    assert result["rate_hz"] == 100 and result["duration_s"] >= 2
     assert 0.1 * nominal <= result["samples"] <= 1.1 * nominal + 5, (result["samples"], nominal)
     run_dir = Path(result["run_dir"])
     assert {"profile.folded", "profile.json", "speedscope.json", "flamegraph.svg"} <= {
