@@ -201,11 +201,20 @@ def test_cpu_profile_top_self_is_the_hot_loop(hot_url: str, cpu_fetch: CpuFetch)
         f"\nCPU top: {top}\nsamples={profile.samples} duration={profile.duration_s}s "
         f"process CPU={cpu_fetch.cpu}s in {cpu_fetch.elapsed:.2f}s"
     )
-    assert top[0]["function"] == f"main.hotLoop ({HOT_SRC / 'main.go'})"
-    # Nearly all of it on an idle machine (0.99); on a loaded one, preemption
-    # (runtime.asyncPreempt, called from hotLoop) takes a few more samples.
-    assert top[0]["self_share"] >= 0.7
-    assert top[0]["total_share"] >= 0.95
+    hot_loop = f"main.hotLoop ({HOT_SRC / 'main.go'})"
+    # The program's own hottest function is the loop, and nearly every sample is in it:
+    # its own code (0.99 of all samples on an idle machine) or, on a busy one, the
+    # preemption it is stopped in (runtime.asyncPreempt, called from hotLoop), which
+    # took up to 42% of the samples with another process spinning on each core.
+    ours = [t for t in profile.top(20) if t["function"].startswith("main.")]
+    assert ours[0]["function"] == hot_loop and ours[0]["total_share"] >= 0.95, top
+    in_loop = sum(
+        n
+        for stack, n in profile.stacks.items()
+        if stack[-1] == hot_loop
+        or (stack[-1].startswith("runtime.asyncPreempt ") and stack[-2:-1] == (hot_loop,))
+    )
+    assert in_loop >= 0.9 * profile.samples, (in_loop, profile.samples, top)
     assert profile.backend == "pprof" and profile.language == "go"
     assert profile.weight == "samples"
     assert profile.rate_hz == 100.0  # Go's fixed CPU profiling rate: period 10 ms
@@ -581,7 +590,10 @@ def test_the_cli_profiles_the_go_program_end_to_end(cli: Cli, hot_url: str, tmp_
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["backend"] == "pprof" and result["language"] == "go"
-    assert result["top"][0]["function"].startswith("main.hotLoop")
+    # The program's hottest own function (runtime.asyncPreempt may rank above it when
+    # the machine is busy: see test_cpu_profile_top_self_is_the_hot_loop).
+    ours = [t for t in result["top"] if t["function"].startswith("main.")]
+    assert ours[0]["function"].startswith("main.hotLoop"), result["top"]
     assert result["meta"]["used"] == f"pprof endpoint {hot_url}"
     run_dir = Path(result["run_dir"])
     assert {"profile.folded", "profile.json", "speedscope.json", "flamegraph.svg"} <= {
