@@ -182,7 +182,7 @@ def test_engine_client_keeps_one_connection_and_reads_both_framings(scripted: An
         _http("404 Not Found", b'{"message": "No such container: gone"}'),
         _http("500 Internal Server Error", b'{"message": "boom\\nsecond line"}'),
     )
-    with engine.Engine(str(server.path), timeout=2) as api:
+    with engine.Engine(str(server.path), timeout=30) as api:
         assert api.url == f"unix://{server.path}"
         assert api.ping() == "OK"
         assert api.containers() == json.loads(listing)
@@ -212,7 +212,7 @@ def test_engine_client_reconnects_when_the_engine_drops_the_connection(scripted:
         _http("200 OK", b'{"Version": "20.10"}', "Connection: close"),
         _http("200 OK", b"[1]"),
     )
-    with engine.Engine(str(server.path), timeout=2) as api:
+    with engine.Engine(str(server.path), timeout=30) as api:
         assert api.containers() == []
         assert api.version() == {"Version": "20.10"}  # retried once, transparently
         assert api.containers() == [1]  # the server said close: a new connection
@@ -221,7 +221,7 @@ def test_engine_client_reconnects_when_the_engine_drops_the_connection(scripted:
 
 def test_engine_client_reports_garbage_and_silence(scripted: Any, tmp_path: Path) -> None:
     server = scripted(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
-    with engine.Engine(str(server.path), timeout=2) as api, pytest.raises(engine.ProtocolError):
+    with engine.Engine(str(server.path), timeout=30) as api, pytest.raises(engine.ProtocolError):
         api.containers()
     silent = scripted(b"")  # accepts, reads the request, never answers
     with (

@@ -11,12 +11,14 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ops.plan import fit
 from ops.plan.render import OUTPUTS, render_files
 from ops.stack import load_stack
+from tests.support.cli import Cli
 from tests.support.stacks import BUNDLED, REPO
 
 pytestmark = pytest.mark.slow
@@ -30,31 +32,35 @@ EXPECTED = (
 )
 
 
+def _build_env() -> dict[str, str]:
+    """For building and installing the wheel: the caller's environment (a package index
+    or proxy it sets is needed), without the checkout's venv or any vots-ops setting."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME"} and not k.startswith("VOTS_OPS_")
+    }
+    env["PATH"] = _path_without_checkout_venv()
+    return env
+
+
+def _path_without_checkout_venv() -> str:
+    bindir = str(Path(sys.executable).parent)
+    return os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p != bindir)
+
+
 def _run(argv: list[str], *, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
         argv,
         capture_output=True,
         text=True,
         cwd=cwd,
-        env=_clean_env(),
+        env=_build_env(),
         timeout=timeout,
         check=False,
     )
     assert proc.returncode == 0, f"{argv} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
     return proc
-
-
-def _clean_env() -> dict[str, str]:
-    """No trace of the checkout's venv or of a stack override may leak into the child."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "VOTS_OPS_STACK"}
-    }
-    bindir = str(Path(sys.executable).parent)
-    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != bindir)
-    env["NO_COLOR"] = "1"
-    return env
 
 
 @dataclass(frozen=True)
@@ -66,9 +72,18 @@ class Installed:
     def python(self) -> Path:
         return self.venv / "bin" / "python"
 
-    @property
-    def cli(self) -> Path:
-        return self.venv / "bin" / "vots-ops"
+    def run(
+        self, cli: Cli, *args: str, cwd: Path, python: bool = False, ok: tuple[int, ...] = (0,)
+    ) -> Any:
+        """The wheel's ``vots-ops`` (or its ``python``) in the sealed CLI environment,
+        with no trace of the checkout's venv on PATH; another exit code fails the test."""
+        program = (str(self.venv / "bin" / ("python" if python else "vots-ops")),)
+        env = {"PATH": _path_without_checkout_venv()}
+        proc = cli.run(*args, cwd=cwd, timeout=180, env=env, program=program)
+        assert proc.returncode in ok, (
+            f"{args}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        )
+        return proc
 
 
 @pytest.fixture(scope="module")
@@ -91,13 +106,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     yield Installed(wheel, venv)
 
 
-def test_wheel_plan_matches_checkout(installed: Installed, tmp_path: Path) -> None:
+def test_wheel_plan_matches_checkout(installed: Installed, cli: Cli, tmp_path: Path) -> None:
     work = tmp_path / "site"
     work.mkdir()
     shutil.copyfile(BUNDLED, work / "stack.yaml")
     out = tmp_path / "out"
-    proc = _run([str(installed.cli), "plan", "--out", str(out)], cwd=work)
-    assert proc.returncode == 0
+    installed.run(cli, "plan", "--out", str(out), cwd=work)
 
     written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert written == sorted(EXPECTED)
@@ -113,13 +127,14 @@ def test_wheel_plan_matches_checkout(installed: Installed, tmp_path: Path) -> No
     assert sorted(p.name for p in work.iterdir()) == ["stack.yaml"]
 
     # A second run finds nothing to change.
-    check = _run([str(installed.cli), "plan", "--out", str(out), "--check"], cwd=work)
-    assert check.returncode == 0
+    installed.run(cli, "plan", "--out", str(out), "--check", cwd=work)
 
 
-def test_wheel_ships_templates_as_package_data(installed: Installed, tmp_path: Path) -> None:
+def test_wheel_ships_templates_as_package_data(
+    installed: Installed, cli: Cli, tmp_path: Path
+) -> None:
     probe = "import ops, ops.plan.render as r; print(ops.__file__); print(r.templates_dir())"
-    proc = _run([str(installed.python), "-c", probe], cwd=tmp_path)
+    proc = installed.run(cli, "-c", probe, cwd=tmp_path, python=True)
     package_file, templates = (Path(line) for line in proc.stdout.splitlines())
     package = package_file.parent
     assert installed.venv.resolve() in package.resolve().parents, (
@@ -152,47 +167,35 @@ def test_wheel_contents(installed: Installed) -> None:
         assert "vots-ops = ops.cli:main" in whl.read(entry).decode()
 
 
-def test_wheel_runs_the_bundled_load_scenarios(installed: Installed, tmp_path: Path) -> None:
+def test_wheel_runs_the_bundled_load_scenarios(
+    installed: Installed, cli: Cli, tmp_path: Path
+) -> None:
     """Outside a checkout the bundled scenarios and locustfile come from the wheel, and
     Locust (a subprocess of the wheel's Python) loads the plugin and user classes from it."""
+    import json
+
     from tests.support.standin import serve_standin
 
-    listed = _run([str(installed.cli), "loadtest", "--list"], cwd=tmp_path)
+    listed = installed.run(cli, "loadtest", "--list", cwd=tmp_path)
     assert "ops/_data/loadtests/scenarios.yaml" in listed.stdout
     assert all(name in listed.stdout for name in ("smoke", "slo", "health"))
     with serve_standin() as standin:
-        proc = _run(
-            [
-                str(installed.cli),
-                "loadtest",
-                "health",
-                "--host",
-                standin.url,
-                "--duration",
-                "2s",
-                "--format",
-                "json",
-            ],
-            cwd=tmp_path,
-        )
-    import json
-
+        proc = installed.run(
+            cli, "loadtest", "health", "--host", standin.url, "--duration", "2s",
+            "--users", "4", "--format", "json", cwd=tmp_path, ok=(0, 1),
+        )  # fmt: skip
     result = json.loads(proc.stdout)
-    assert result["verdict"] == "pass" and result["endpoints"]["GET /healthz"]["requests"] > 50
+    # The run itself is the point: the scenario's latency SLO (p99 < 50 ms) may well
+    # fail on a loaded machine, and then the exit code says so.
+    assert proc.returncode == (0 if result["verdict"] == "pass" else 1), proc.stderr
+    overall = result["endpoints"]["GET /healthz"]
+    assert overall["requests"] > 0 and overall["failures"] == 0
+    assert result["hdr_counts_match"] is True and result["exceptions"] == []
     assert (tmp_path / "loadtest-runs").is_dir()
 
 
-def test_wheel_ships_the_profile_recipes(installed: Installed, tmp_path: Path) -> None:
+def test_wheel_ships_the_profile_recipes(installed: Installed, cli: Cli, tmp_path: Path) -> None:
     """Outside a checkout, recipe names resolve against the recipes in the wheel."""
-    proc = subprocess.run(
-        [str(installed.cli), "profile", "no-such-recipe"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=_clean_env(),
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 2
+    proc = installed.run(cli, "profile", "no-such-recipe", cwd=tmp_path, ok=(2,))
     (line,) = proc.stderr.strip().splitlines()
     assert "ops/_data/profiles" in line and "agent, go-service, rag, rust-service" in line

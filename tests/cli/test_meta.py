@@ -9,27 +9,39 @@ import click
 import pytest
 
 from ops import __version__
-from ops.cli import cli
+from ops.cli import cli as vots_ops
+from tests.support.cli import Cli, cli_env
 from tests.support.stacks import REPO
 
 HEAVY = ("docker", "locust", "jinja2", "httpx", "rich", "pydantic", "yaml", "psutil")
 
 
 def _commands() -> list[str]:
-    return sorted(cli.commands)
+    return sorted(vots_ops.commands)
 
 
-def test_version() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "ops", "--version"], capture_output=True, text=True, check=False
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    """``python -c code`` in the CLI's sealed environment, from the checkout."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        cwd=REPO,
+        env=cli_env(),
     )
+
+
+def test_version(cli: Cli) -> None:
+    proc = cli.run("--version")
     assert proc.returncode == 0
     assert proc.stdout.strip() == f"vots-ops, version {__version__}"
 
 
 @pytest.mark.parametrize("name", _commands())
 def test_every_command_has_help_and_is_documented(name: str) -> None:
-    command = cli.commands[name]
+    command = vots_ops.commands[name]
     assert command.help and len(command.help.strip()) > 20
     for param in command.params:
         if isinstance(param, click.Option):
@@ -50,7 +62,7 @@ def test_help_does_not_import_heavy_modules() -> None:
         "except SystemExit:\n    pass\n"
         "print(' '.join(sorted(sys.modules)), file=sys.stderr)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    proc = _python(code)
     assert "Usage: vots-ops" in proc.stdout
     loaded = set(proc.stderr.split())
     leaked = sorted(m for m in loaded if m.split(".")[0] in HEAVY)
@@ -67,7 +79,7 @@ def test_command_help_is_light_too(name: str) -> None:
         "except SystemExit:\n    pass\n"
         "print(' '.join(sorted(sys.modules)), file=sys.stderr)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    proc = _python(code)
     assert f"Usage: vots-ops {name}" in proc.stdout
     leaked = sorted(m for m in proc.stderr.split() if m.split(".")[0] in HEAVY)
     assert not leaked, f"{name} --help imported {leaked}"

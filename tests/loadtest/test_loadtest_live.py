@@ -3,16 +3,28 @@
 Every run is the CLI a user types (a subprocess), a few seconds long, and
 judged by what the user relies on: the exit code, the one-line error, the
 result.json figures, the HTML report in a browser.
+
+The machine running these is often busy (CI runs them on two cores beside
+other work), so no figure is judged against an absolute latency ceiling:
+latencies are checked against what the stand-in guarantees (``/sleep/50``
+never answers in less than 50 ms), against each other within one run (service
+time against latency from the intended start), or against Locust's own
+figure for the same requests. A run "stopping early" is judged against its
+planned duration, never against a stopwatch.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import select
+import signal
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +32,8 @@ import pytest
 
 from ops.loadtest.verdict import SCHEMA
 from ops.proc import free_port
-from tests.support import cli
 from tests.support.browser import chromium
+from tests.support.cli import Cli, signal_midway
 from tests.support.edge import serve_edge
 from tests.support.processes import stop_process
 from tests.support.standin import Standin, serve_standin
@@ -38,14 +50,17 @@ def standin() -> Iterator[Standin]:
         yield running
 
 
-def vots(*args: str, cwd: Path, timeout: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+def vots(
+    cli: Cli, *args: str, cwd: Path, timeout: float = RUN_TIMEOUT_S
+) -> subprocess.CompletedProcess[str]:
     return cli.run("loadtest", *args, cwd=cwd, timeout=timeout)
 
 
 def run_json(
-    name: str, host: str, tmp: Path, *extra: str, scenarios: Path = SCENARIOS
+    cli: Cli, name: str, host: str, tmp: Path, *extra: str, scenarios: Path = SCENARIOS
 ) -> tuple[int, dict[str, Any], str]:
     proc = vots(
+        cli,
         name,
         "--scenarios",
         str(scenarios),
@@ -62,13 +77,19 @@ def run_json(
     return proc.returncode, result, proc.stderr
 
 
+def _seconds(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
 @pytest.fixture(scope="module")
 def passing(
     standin: Standin, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[int, dict[str, Any], str]:
-    return run_json("pass", standin.url, tmp_path_factory.mktemp("pass"))
+    tmp = tmp_path_factory.mktemp("pass")
+    return run_json(Cli.in_dir(tmp), "pass", standin.url, tmp)
 
 
+@pytest.mark.slow
 def test_a_passing_run_exits_0_with_exact_counts(passing: tuple[int, dict[str, Any], str]) -> None:
     code, result, err = passing
     assert code == 0, err
@@ -83,13 +104,18 @@ def test_a_passing_run_exits_0_with_exact_counts(passing: tuple[int, dict[str, A
     # Every request Locust counted is in the merged worker histograms.
     assert result["hdr_counts_match"] is True
     assert sum(e["requests"] for e in result["endpoints"].values()) == overall["requests"]
-    assert 2.5 <= result["measured_s"] <= 4.5
+    assert result["stop_reason"] == "duration" and result["planned"]["duration_s"] == 3
+    # Requests were measured over most of the planned 3 s (not cut short), and within
+    # the run's own wall time, however long a loaded machine made that.
+    wall = _seconds(result["ended"]) - _seconds(result["started"])
+    assert 1.5 <= result["measured_s"] <= wall + 0.01, (result["measured_s"], wall)
     assert all(s["pass"] for s in result["slos"]) and len(result["slos"]) == 4
     sleep = result["endpoints"]["GET /sleep/50"]["latency_ms"]
-    assert 50.0 <= sleep["p50"] <= sleep["p95"] <= sleep["p99"] <= sleep["max"]
-    assert result["stop_reason"] == "duration"
+    # The stand-in never answers /sleep/50 in less than 50 ms; the rest is ordering.
+    assert 50.0 <= sleep["min"] <= sleep["p50"] <= sleep["p95"] <= sleep["p99"] <= sleep["max"]
 
 
+@pytest.mark.slow
 def test_run_directory_holds_result_and_reports(
     passing: tuple[int, dict[str, Any], str], tmp_path: Path
 ) -> None:
@@ -121,9 +147,13 @@ def test_run_directory_holds_result_and_reports(
     assert "Locust Test Report" in root and "Request Statistics" in root, root[:500]
 
 
-def test_latency_breach_on_a_slow_endpoint_exits_1(standin: Standin, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_latency_breach_on_a_slow_endpoint_exits_1(
+    cli: Cli, standin: Standin, tmp_path: Path
+) -> None:
     runs = tmp_path / "runs"
     proc = vots(
+        cli,
         "slow",
         "--scenarios",
         str(SCENARIOS),
@@ -146,13 +176,17 @@ def test_latency_breach_on_a_slow_endpoint_exits_1(standin: Standin, tmp_path: P
     result = json.loads((run_dir / "result.json").read_text())
     (slo,) = result["slos"]
     assert slo["target"] == "GET /sleep/300" and slo["pass"] is False
-    assert 300.0 <= slo["actual"] < 400.0
+    # Judged on the exact p95 of the endpoint, which can only be above the 300 ms sleep
+    # (how far above depends on how busy the machine is).
+    assert slo["actual"] == result["endpoints"]["GET /sleep/300"]["latency_ms"]["p95"]
+    assert slo["actual"] >= 300.0
     assert slo["margin"] == pytest.approx(100.0 - slo["actual"], abs=0.01)
     assert "margin" in proc.stdout and f"-{slo['actual'] - 100:.0f} ms" in proc.stdout
 
 
-def test_real_5xx_errors_breach_the_error_rate(standin: Standin, tmp_path: Path) -> None:
-    code, result, err = run_json("errors", standin.url, tmp_path)
+@pytest.mark.slow
+def test_real_5xx_errors_breach_the_error_rate(cli: Cli, standin: Standin, tmp_path: Path) -> None:
+    code, result, err = run_json(cli, "errors", standin.url, tmp_path)
     assert code == 1, err
     fail = result["endpoints"]["GET /fail"]
     assert fail["failures"] == fail["requests"] > 0 and fail["error_rate"] == 1.0
@@ -162,19 +196,20 @@ def test_real_5xx_errors_breach_the_error_rate(standin: Standin, tmp_path: Path)
     assert any(e["endpoint"] == "GET /fail" and "500" in e["error"] for e in result["errors"])
 
 
+@pytest.mark.slow
 def test_an_slo_for_an_endpoint_that_got_no_requests_fails(
-    standin: Standin, tmp_path: Path
+    cli: Cli, standin: Standin, tmp_path: Path
 ) -> None:
-    code, result, err = run_json("typo", standin.url, tmp_path)
+    code, result, err = run_json(cli, "typo", standin.url, tmp_path)
     assert code == 1, err
     (slo,) = result["slos"]
     assert slo["pass"] is False and "no requests recorded for 'GET /fasst'" in slo["note"]
 
 
-def test_unreachable_target_is_found_before_the_run(tmp_path: Path) -> None:
+def test_unreachable_target_is_found_before_the_run(cli: Cli, tmp_path: Path) -> None:
     port = free_port()
-    started = time.monotonic()
     proc = vots(
+        cli,
         "pass",
         "--scenarios",
         str(SCENARIOS),
@@ -184,34 +219,40 @@ def test_unreachable_target_is_found_before_the_run(tmp_path: Path) -> None:
         str(tmp_path / "runs"),
         cwd=tmp_path,
     )
-    assert time.monotonic() - started < 10
     assert proc.returncode == 2
+    # Before the run: the error is the only output, and no run directory was begun.
     assert proc.stderr.strip().splitlines() == [
         f"error: http://127.0.0.1:{port} refused the connection (nothing listens on 127.0.0.1:{port}); is the stack up?"
     ]
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_host_that_answers_nothing_times_out_before_the_run(tmp_path: Path) -> None:
+@pytest.mark.slow  # the preflight waits its 5 s
+def test_a_host_that_answers_nothing_times_out_before_the_run(cli: Cli, tmp_path: Path) -> None:
     with socket.socket() as listener:  # accepts connections, never answers
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
         port = listener.getsockname()[1]
         proc = vots(
+            cli,
             "pass",
             "--scenarios",
             str(SCENARIOS),
             "--host",
             f"http://127.0.0.1:{port}",
+            "--out",
+            str(tmp_path / "runs"),
             cwd=tmp_path,
         )
     assert proc.returncode == 2
     assert "did not answer within 5s" in proc.stderr
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize("host", ["http://192.0.2.10", "https://198.51.100.7:8443"])
-def test_a_non_local_target_is_refused(host: str, tmp_path: Path) -> None:
+def test_a_non_local_target_is_refused(cli: Cli, host: str, tmp_path: Path) -> None:
     proc = vots(
+        cli,
         "pass",
         "--scenarios",
         str(SCENARIOS),
@@ -228,28 +269,39 @@ def test_a_non_local_target_is_refused(host: str, tmp_path: Path) -> None:
     assert not (tmp_path / "runs").exists()
 
 
-def test_baseline_regression_fails_the_run(standin: Standin, tmp_path: Path) -> None:
+DELAY_MS = 250  # far above what a loaded machine adds to an immediate answer
+
+
+@pytest.mark.slow
+def test_baseline_regression_fails_the_run(cli: Cli, standin: Standin, tmp_path: Path) -> None:
     standin.set_delay(0)
-    code, before, err = run_json("delayed", standin.url, tmp_path)
+    code, before, err = run_json(cli, "delayed", standin.url, tmp_path)
     assert code == 0, err
     baseline = Path(before["run_dir"]) / "result.json"
-    standin.set_delay(40)
+    standin.set_delay(DELAY_MS)
     try:
-        code, after, err = run_json("delayed", standin.url, tmp_path, "--baseline", str(baseline))
+        code, after, err = run_json(
+            cli, "delayed", standin.url, tmp_path, "--baseline", str(baseline)
+        )
     finally:
         standin.set_delay(0)
     assert code == 1, err
     flagged = {(r["target"], r["metric"]) for r in after["regressions"]}
     assert {("overall", "p50"), ("GET /delayed", "p95")} <= flagged
     p50 = next(r for r in after["regressions"] if r["target"] == "overall" and r["metric"] == "p50")
-    assert p50["actual"] >= 40.0 and p50["baseline"] < 10.0 and p50["change_pct"] > 10
+    # Every request of the second run slept DELAY_MS; the baseline's answered at once.
+    assert p50["actual"] >= DELAY_MS and p50["actual"] > p50["baseline"], p50
+    assert p50["change_pct"] > 10
     assert "GET /delayed: p95" in err
 
 
-def test_a_bad_baseline_is_refused_before_the_run(standin: Standin, tmp_path: Path) -> None:
+def test_a_bad_baseline_is_refused_before_the_run(
+    cli: Cli, standin: Standin, tmp_path: Path
+) -> None:
     bad = tmp_path / "old.json"
     bad.write_text('{"schema": "something-else"}')
     proc = vots(
+        cli,
         "pass",
         "--scenarios",
         str(SCENARIOS),
@@ -268,42 +320,57 @@ def test_a_bad_baseline_is_refused_before_the_run(standin: Standin, tmp_path: Pa
     assert not (tmp_path / "runs").exists()
 
 
-def test_percentiles_are_exact_where_locust_rounds(standin: Standin, tmp_path: Path) -> None:
-    code, result, err = run_json("accuracy", standin.url, tmp_path)
+@pytest.mark.slow
+def test_percentiles_are_exact_where_locust_rounds(
+    cli: Cli, standin: Standin, tmp_path: Path
+) -> None:
+    code, result, err = run_json(cli, "accuracy", standin.url, tmp_path)
     assert code == 0, err
     s123 = result["endpoints"]["GET /sleep/123"]
-    # asyncio.sleep(0.123) plus loopback HTTP and a busy machine's scheduling:
-    # 123 ms and a little more, never less.
-    assert 123.0 <= s123["latency_ms"]["p50"] <= 134.0, s123
-    # Locust keeps 2 significant digits above 100 ms: its median is 120 or 130.
-    assert s123["locust_latency_ms"]["p50"] in (120, 130), s123
+    ours, locust = s123["latency_ms"]["p50"], s123["locust_latency_ms"]["p50"]
+    # asyncio.sleep(0.123) plus loopback HTTP and however busy the machine is:
+    # 123 ms and more, never less.
+    assert ours >= 123.0, s123
+    # Locust keeps 2 significant digits above 100 ms (120, 130, ...): the same median,
+    # rounded to its 10 ms buckets, where ours keeps the microseconds.
+    assert locust % 10 == 0 and abs(locust - ours) <= 10, s123
     s50 = result["endpoints"]["GET /sleep/50"]["latency_ms"]
-    assert 50.0 <= s50["p50"] <= 56.0, s50
-    assert s50["p50"] != round(s50["p50"])  # microsecond resolution, not whole ms
+    assert s50["p50"] >= 50.0, s50
+    figures = [v for e in result["endpoints"].values() for v in e["latency_ms"].values()]
+    assert any(v != round(v) for v in figures), figures  # microsecond resolution, not whole ms
 
 
+@pytest.mark.slow
 def test_arrival_rate_shows_a_stalling_server_in_latency_from_intended_start(
-    standin: Standin, tmp_path: Path
+    cli: Cli, standin: Standin, tmp_path: Path
 ) -> None:
-    code, result, err = run_json("stall", standin.url, tmp_path)
+    code, result, err = run_json(cli, "stall", standin.url, tmp_path)
     assert code == 1, err  # the SLO (p99 < 100ms) is judged on latency from intended start
     o = result["overall"]
     assert result["latency_basis"] == "intended"
-    # The offered load holds: users catch up after each stall instead of lowering the rate.
-    assert o["rps"] >= 85.0, o
+    # The offered load holds: users catch up after each stall instead of lowering the
+    # rate (100/s offered; a closed model that waits out each stall gets about 55/s).
+    assert o["rps"] >= 80.0, o
     svc, intended = o["latency_ms"], o["latency_from_intended_ms"]
-    # The server is stalled one second in two: about half of all requests were
-    # meant to start during a stall and waited up to a second.
-    assert svc["p90"] < 100.0, svc
+    # The server is stalled one second in two: about half of all requests were meant
+    # to start during a stall and waited up to a second (a time.sleep(1.0): these are
+    # floors a busy machine can only raise) ...
     assert intended["p90"] >= 500.0, intended
     assert intended["p99"] >= 900.0, intended
+    # ... while the service time of most requests never saw the stall: the two figures
+    # of the same requests, compared with each other with a wide margin.
+    assert intended["p90"] > 5 * svc["p90"], (svc, intended)
     assert intended["avg"] > 3 * svc["avg"], (svc, intended)
     (slo,) = result["slos"]
     assert slo["actual"] == intended["p99"]
 
 
-def test_arrival_rate_refuses_user_classes_it_cannot_pace(standin: Standin, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_arrival_rate_refuses_user_classes_it_cannot_pace(
+    cli: Cli, standin: Standin, tmp_path: Path
+) -> None:
     proc = vots(
+        cli,
         "plain-rate",
         "--scenarios",
         str(SCENARIOS),
@@ -322,26 +389,29 @@ def test_arrival_rate_refuses_user_classes_it_cannot_pace(standin: Standin, tmp_
     assert failed.name.endswith(".failed") and (failed / "locust.log").is_file()
 
 
-def test_max_requests_bounds_the_run(standin: Standin, tmp_path: Path) -> None:
-    started = time.monotonic()
+@pytest.mark.slow
+def test_max_requests_bounds_the_run(cli: Cli, standin: Standin, tmp_path: Path) -> None:
     code, result, err = run_json(
-        "pass", standin.url, tmp_path, "--duration", "60s", "--max-requests", "300"
+        cli, "pass", standin.url, tmp_path, "--duration", "60s", "--max-requests", "300"
     )
-    assert time.monotonic() - started < 30
     assert code == 0, err
+    # The bound, not the planned minute, ended the run.
     assert result["stop_reason"] == "max_requests"
+    assert result["planned"]["duration_s"] == 60 and result["measured_s"] < 60
     # Each worker stops at its share: its users send nothing more, and only
     # requests already in flight (one per user at most) still count.
     # (Measured: 306-307 with 6 users; a missed stop would overshoot by thousands.)
     assert 300 <= result["overall"]["requests"] <= 300 + 2 * result["planned"]["users"]
 
 
+@pytest.mark.slow
 def test_the_bundled_smoke_scenario_through_the_rendered_nginx(
-    standin: Standin, tmp_path: Path
+    cli: Cli, standin: Standin, tmp_path: Path
 ) -> None:
     upstream = standin.url.removeprefix("http://")
     with serve_edge(tmp_path / "edge", upstream) as edge:
         code, result, err = run_json(
+            cli,
             "smoke",
             edge.https,
             tmp_path,
@@ -352,17 +422,20 @@ def test_the_bundled_smoke_scenario_through_the_rendered_nginx(
             scenarios=ROOT / "loadtests" / "scenarios.yaml",
         )
     assert code == 0, err
-    assert {
-        "POST /api/v1/analyze_code",
-        "GET /api/v1/search",
-        "GET /",
-        "GET /_next/static/[chunk]",
-    } <= set(result["endpoints"])
+    endpoints = set(result["endpoints"])
+    dashboard = {"GET /", "GET /_next/static/[chunk]"}
+    assert endpoints <= {"POST /api/v1/analyze_code", "GET /api/v1/search", *dashboard}
+    # Every user class sent its first task at once (then thinks 0.5-3 s): each routed
+    # service answered through nginx. Which of the dashboard's two tasks (1:3) a
+    # handful of users picked in 5 s is chance, so either one will do.
+    assert {"POST /api/v1/analyze_code", "GET /api/v1/search"} <= endpoints, endpoints
+    assert endpoints & dashboard, endpoints
     assert result["overall"]["failures"] == 0
     assert result["host"] == edge.https
 
 
-def test_master_and_worker_on_loopback(standin: Standin, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_master_and_worker_on_loopback(cli: Cli, standin: Standin, tmp_path: Path) -> None:
     port = free_port()
     common = [
         "pass",
@@ -375,46 +448,42 @@ def test_master_and_worker_on_loopback(standin: Standin, tmp_path: Path) -> None
     ]
     master = cli.start(
         "loadtest", *common, "--master", "--master-bind-host", "127.0.0.1", "--expect-workers", "1",
-        "--format", "json", "--out", str(tmp_path / "runs"), cwd=tmp_path,
+        "--format", "json", "--out", str(tmp_path / "runs"),
     )  # fmt: skip
     worker = cli.start(
-        "loadtest",
-        *common,
-        "--worker",
-        "--master-host",
-        "127.0.0.1",
-        "--processes",
-        "1",
-        cwd=tmp_path,
-    )
+        "loadtest", *common, "--worker", "--master-host", "127.0.0.1", "--processes", "1",
+    )  # fmt: skip
     try:
         out, err = master.communicate(timeout=RUN_TIMEOUT_S)
-        worker.wait(timeout=30)
+        _, worker_err = worker.communicate(timeout=60)
     finally:
         stop_process(master)
         stop_process(worker)
     assert master.returncode == 0, err
-    assert worker.returncode == 0, worker.stderr.read() if worker.stderr else ""
+    assert worker.returncode == 0, worker_err
     result = json.loads(out)
     assert result["planned"]["mode"] == "master" and result["planned"]["workers"] == 1
-    assert result["overall"]["requests"] > 50 and result["hdr_counts_match"] is True
+    assert result["overall"]["requests"] > 0 and result["hdr_counts_match"] is True
 
 
-def test_live_progress_on_a_terminal(standin: Standin, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_live_progress_on_a_terminal(cli: Cli, standin: Standin, tmp_path: Path) -> None:
     import pty
 
     primary, secondary = pty.openpty()
     try:
         proc = cli.start(
             "loadtest", "pass", "--scenarios", str(SCENARIOS), "--host", standin.url,
-            "--out", str(tmp_path / "runs"), "--format", "json",
-            cwd=tmp_path, stderr=secondary, env=cli.cli_env(TERM="xterm"),
+            "--duration", "5s", "--out", str(tmp_path / "runs"), "--format", "json",
+            stderr=secondary, env={"TERM": "xterm"},
         )  # fmt: skip
         os.close(secondary)
         secondary = -1
         seen = b""
-        deadline = time.monotonic() + RUN_TIMEOUT_S
+        deadline = time.monotonic() + RUN_TIMEOUT_S  # for a hung run only
         while time.monotonic() < deadline:
+            if not select.select([primary], [], [], 1.0)[0]:
+                continue
             try:
                 chunk = os.read(primary, 65536)
             except OSError:  # the child closed the terminal
@@ -422,51 +491,59 @@ def test_live_progress_on_a_terminal(standin: Standin, tmp_path: Path) -> None:
             if not chunk:
                 break
             seen += chunk
-        out, _ = proc.communicate(timeout=30)
+        out, _ = proc.communicate(timeout=RUN_TIMEOUT_S)
     finally:
         os.close(primary)
         if secondary != -1:
             os.close(secondary)
+        stop_process(proc)
     assert proc.returncode == 0
     screen = seen.decode(errors="replace")
     # Redrawn status: elapsed of planned seconds, users, current rate, p95, requests, failures.
-    import re
-
     assert re.search(
-        r"\b[1-3]/3s  users 6( w\d+)?  +\d+ req/s  p95 \d+ ms  [\d,]+ req  0 fail", screen
+        r"\b\d/5s  users 6( w\d+)?  +\d+ req/s  p95 [\d-]+ ms  [\d,]+ req  0 fail", screen
     ), screen[-1500:]
     assert json.loads(out)["verdict"] == "pass"  # stdout stays the result alone
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
 def test_ctrl_c_or_sigterm_stops_locust_and_keeps_what_was_measured(
-    standin: Standin, tmp_path: Path, signame: str
+    cli: Cli, standin: Standin, tmp_path: Path, signame: str
 ) -> None:
     """Ctrl-C at a terminal, SIGTERM from timeout(1)/systemd/CI: the same clean stop."""
-    import signal
-
     import psutil
 
+    before = standin.requests()
     proc = cli.start(
         "loadtest", "pass", "--scenarios", str(SCENARIOS), "--host", standin.url,
-        "--out", str(tmp_path / "runs"), "--duration", "60s", "--format", "json", cwd=tmp_path,
+        "--out", str(tmp_path / "runs"), "--duration", "60s", "--format", "json",
     )  # fmt: skip
-    out, err, children = cli.signal_midway(proc, getattr(signal, signame), after=6)
-    assert children, "no Locust processes"
+    # Signalled once the load is really flowing, however long Locust took to start.
+    out, err, children = signal_midway(
+        proc,
+        getattr(signal, signame),
+        when=lambda: standin.requests() - before >= 300,
+        what="the run to send 300 requests",
+    )
+    assert children, f"no Locust processes: {err}"
     assert proc.returncode == 1, err
     result = json.loads(out)
     assert result["stop_reason"] == "interrupted" and result["verdict"] == "fail"
-    assert result["overall"]["requests"] > 100 and result["measured_s"] < 20
+    assert result["overall"]["requests"] > 100
+    assert result["measured_s"] < result["planned"]["duration_s"] == 60
     assert "run interrupted" in err.strip().splitlines()[-1]
     assert (Path(result["run_dir"]) / "report.html").is_file()
-    _gone, alive = psutil.wait_procs(children, timeout=10)
+    _gone, alive = psutil.wait_procs(children, timeout=30)
     assert not alive, f"Locust left running: {alive}"
 
 
-def test_redirects_are_not_followed(standin: Standin, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_redirects_are_not_followed(cli: Cli, standin: Standin, tmp_path: Path) -> None:
     # Run from the checkout with a relative --scenarios, as a user types it
     # (Locust runs in the locustfile's folder, so paths must not stay relative).
     proc = vots(
+        cli,
         "redirect", "--scenarios", "tests/loadtest/scenarios.yaml", "--host", standin.url,
         "--out", str(tmp_path / "runs"), "--format", "json", cwd=ROOT,
     )  # fmt: skip
@@ -478,9 +555,14 @@ def test_redirects_are_not_followed(standin: Standin, tmp_path: Path) -> None:
     assert result["errors"] == []
 
 
-def test_a_request_to_another_host_stops_the_run(standin: Standin, tmp_path: Path) -> None:
-    started = time.monotonic()
+@pytest.mark.slow
+def test_a_request_to_another_host_stops_the_run(
+    cli: Cli, standin: Standin, tmp_path: Path
+) -> None:
+    # The scenario is planned for 10 minutes: only the stop ends it within the
+    # command's timeout.
     proc = vots(
+        cli,
         "escape",
         "--scenarios",
         str(SCENARIOS),
@@ -490,7 +572,6 @@ def test_a_request_to_another_host_stops_the_run(standin: Standin, tmp_path: Pat
         str(tmp_path / "runs"),
         cwd=tmp_path,
     )
-    assert time.monotonic() - started < 10  # the scenario would run 10 s
     assert proc.returncode == 2, proc.stderr
     line = proc.stderr.strip().splitlines()[-1]
     assert line.startswith(
@@ -498,12 +579,13 @@ def test_a_request_to_another_host_stops_the_run(standin: Standin, tmp_path: Pat
     )
 
 
-def test_task_exceptions_fail_the_run(standin: Standin, tmp_path: Path) -> None:
-    code, result, err = run_json("broken", standin.url, tmp_path)
+@pytest.mark.slow
+def test_task_exceptions_fail_the_run(cli: Cli, standin: Standin, tmp_path: Path) -> None:
+    code, result, err = run_json(cli, "broken", standin.url, tmp_path)
     assert code == 1, err
     assert result["overall"]["failures"] == 0  # the requests themselves were fine
     (exc,) = result["exceptions"]
-    assert "missing_key" in exc["msg"] and exc["count"] > 10
+    assert "missing_key" in exc["msg"] and exc["count"] > 1
     assert "task errors (first: " in err.strip().splitlines()[-1]
     # No SLOs in this scenario: the default objective was judged and says so.
     (slo,) = result["slos"]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from ops.errors import SpecError
 from ops.loadtest.scenario import load_scenarios, parse_scenarios, parse_threshold
+from tests.support.cli import Cli
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLED = ROOT / "loadtests" / "scenarios.yaml"
@@ -232,23 +231,10 @@ def test_unknown_scenario_suggests_a_name(tmp_path: Path) -> None:
         loaded.get("smok")
 
 
-def test_cli_bad_scenarios_file_exits_2_with_one_line(tmp_path: Path) -> None:
+def test_cli_bad_scenarios_file_exits_2_with_one_line(cli: Cli, tmp_path: Path) -> None:
     path = _write(tmp_path, GOOD.replace("users: 5", "users: many"))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ops",
-            "loadtest",
-            "smoke",
-            "--scenarios",
-            str(path),
-            "--host",
-            "http://127.0.0.1:9",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    proc = cli.run(
+        "loadtest", "smoke", "--scenarios", str(path), "--host", "http://127.0.0.1:9", timeout=60
     )
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()

@@ -98,6 +98,7 @@ def test_overcommit_applies_to_cpu_limits_only() -> None:
     assert all(a.cpu_limit <= plan.host.usable_cpus for a in plan.allocations)
 
 
+@pytest.mark.slow  # 300 examples: seconds
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(stacks())
 def test_invariants_hold_or_input_is_rejected(data: dict[str, Any]) -> None:

@@ -34,7 +34,7 @@ from tests.support.docker import (
 from tests.support.images import busybox_image
 from tests.support.stacks import minimal, write_stack
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 APPS = ("agent", "redis")
 HEALTH_WAIT = 40.0

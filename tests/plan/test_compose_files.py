@@ -194,6 +194,7 @@ def test_shape_check_catches_a_published_app(tmp_path: Path) -> None:
         assert_compose_shape(doc, loaded, plan)
 
 
+@pytest.mark.slow  # docker-compose config and the schema check for each example
 @settings(
     max_examples=8,
     deadline=None,

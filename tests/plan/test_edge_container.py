@@ -74,8 +74,15 @@ def _image_id(docker: str, tag: str) -> str:
     return ok([docker, "image", "inspect", "--format", "{{.Id}}", tag]).strip()
 
 
+STALE_AFTER_S = 7 * 24 * 3600
+
+
 def _remove_stale_edge_images(docker: str, keep: str) -> None:
-    """Edge images from an older Dockerfile or base; one still in use is left alone."""
+    """Edge images from an older Dockerfile or base, once they are a week old: a newer
+    one may belong to another checkout testing on this machine right now (between
+    its build and its ``compose up``). One still in use is left alone by Docker."""
+    from datetime import datetime
+
     listed = run(
         [
             docker,
@@ -83,10 +90,21 @@ def _remove_stale_edge_images(docker: str, keep: str) -> None:
             "--filter",
             "label=io.vots.test=edge",
             "--format",
-            "{{.Repository}}:{{.Tag}}",
+            "{{.Repository}}:{{.Tag}}\t{{.CreatedAt}}",
         ]
-    ).stdout.split()
-    stale = [t for t in listed if t != keep and t.startswith("vots-ops-test/edge:")]
+    ).stdout.splitlines()
+    now = time.time()
+    stale = []
+    for line in listed:
+        tag, _, created = line.partition("\t")
+        if tag == keep or not tag.startswith("vots-ops-test/edge:"):
+            continue
+        try:  # "2026-11-25 10:15:00 +0000 UTC"
+            when = datetime.strptime(created[:25], "%Y-%m-%d %H:%M:%S %z").timestamp()
+        except ValueError:
+            continue
+        if now - when > STALE_AFTER_S:
+            stale.append(tag)
     if stale:
         run([docker, "image", "rm", *stale])
 

@@ -285,11 +285,14 @@ def test_rate_limit(edge: Edge, source: str, path: str, rate: int, burst: int) -
     routes = {r.path: r for s in edge.loaded.stack.services.values() for r in s.routes}
     assert routes[path].rate_limit == f"{rate}r/s"
     assert routes[path].burst == burst
-    n = burst + 20
+    # More than the bucket can refill in the 2 s a busy machine may take to send them.
+    n = burst + 1 + 2 * rate + 10
     codes, elapsed = asyncio.run(_burst(edge, source, path, n))
     ok, limited = codes.count(200), codes.count(429)
     assert ok + limited == n, codes
     # burst + 1 pass at once (nodelay); a few more only if the bucket refilled meanwhile.
+    # ``elapsed`` (sending to the last answer) contains nginx's refill window, so a slow
+    # machine only widens the allowance, never fails it.
     assert burst + 1 <= ok <= burst + 1 + math.ceil(rate * elapsed), (ok, elapsed)
     assert limited >= n - burst - 1 - math.ceil(rate * elapsed)
-    assert limited > 0
+    assert limited > 0, (codes, elapsed)

@@ -7,6 +7,10 @@ that ``main.allocRetained`` allocated. The parsed stacks are checked against
 ``go tool pprof -traces`` on the same bytes, so the decoder is compared with
 Go's own reader, inlined frames included. Hand-built messages cover what Go
 does not write (packed and unpacked fields, unsymbolized locations, errors).
+
+Every test that needs the Go program is ``slow`` (a build, then seconds of
+profiling). Sample counts are judged against the CPU time the program got
+while it was profiled, which a busy machine lowers, never against the clock.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from ops.errors import OpsError, TargetUnreachable, ToolMissing
 from ops.proc import free_port, which
 from ops.profile.model import Profile
 from ops.profile.pprof import fetch_pprof, parse_pprof, pprof_endpoint
+from tests.support.cli import Cli
 from tests.support.processes import stop_process
 
 HOT_SRC = Path(__file__).parent / "go" / "hot"
@@ -100,15 +105,15 @@ def hot_proc(
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a hung start, not a slow one
         while True:
             assert proc.poll() is None, f"hot exited early: {log.read_text()}"
             try:
-                if httpx.get(f"{url}/debug/pprof/", timeout=2).status_code == 200:
+                if httpx.get(f"{url}/debug/pprof/", timeout=5).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
-            assert time.monotonic() < deadline, f"hot did not answer within 30s: {log.read_text()}"
+            assert time.monotonic() < deadline, f"hot did not answer within 120s: {log.read_text()}"
             time.sleep(0.05)
         yield url, proc.pid
     finally:
@@ -125,17 +130,19 @@ class CpuFetch:
     data: bytes
     elapsed: float  # wall seconds the fetch took
     cpu: float  # CPU seconds the Go process used meanwhile (user + system)
+    sent: float  # wall-clock time (time.time()) the request was sent
+    answered: float  # and the answer had arrived
 
 
 @pytest.fixture(scope="module")
 def cpu_fetch(hot_proc: tuple[str, int]) -> CpuFetch:
     url, pid = hot_proc
     process = psutil.Process(pid)
-    before, started = process.cpu_times(), time.monotonic()
+    before, sent, started = process.cpu_times(), time.time(), time.monotonic()
     data = fetch_pprof(url, seconds=2)
-    after, elapsed = process.cpu_times(), time.monotonic() - started
+    after, elapsed, answered = process.cpu_times(), time.monotonic() - started, time.time()
     cpu = (after.user + after.system) - (before.user + before.system)
-    return CpuFetch(data, elapsed, cpu)
+    return CpuFetch(data, elapsed, cpu, sent, answered)
 
 
 @pytest.fixture(scope="module")
@@ -194,11 +201,20 @@ def test_cpu_profile_top_self_is_the_hot_loop(hot_url: str, cpu_fetch: CpuFetch)
         f"\nCPU top: {top}\nsamples={profile.samples} duration={profile.duration_s}s "
         f"process CPU={cpu_fetch.cpu}s in {cpu_fetch.elapsed:.2f}s"
     )
-    assert top[0]["function"] == f"main.hotLoop ({HOT_SRC / 'main.go'})"
-    # Nearly all of it on an idle machine (0.99); on a loaded one, preemption
-    # (runtime.asyncPreempt, called from hotLoop) takes a few more samples.
-    assert top[0]["self_share"] >= 0.7
-    assert top[0]["total_share"] >= 0.95
+    hot_loop = f"main.hotLoop ({HOT_SRC / 'main.go'})"
+    # The program's own hottest function is the loop, and nearly every sample is in it:
+    # its own code (0.99 of all samples on an idle machine) or, on a busy one, the
+    # preemption it is stopped in (runtime.asyncPreempt, called from hotLoop), which
+    # took up to 42% of the samples with another process spinning on each core.
+    ours = [t for t in profile.top(20) if t["function"].startswith("main.")]
+    assert ours[0]["function"] == hot_loop and ours[0]["total_share"] >= 0.95, top
+    in_loop = sum(
+        n
+        for stack, n in profile.stacks.items()
+        if stack[-1] == hot_loop
+        or (stack[-1].startswith("runtime.asyncPreempt ") and stack[-2:-1] == (hot_loop,))
+    )
+    assert in_loop >= 0.9 * profile.samples, (in_loop, profile.samples, top)
     assert profile.backend == "pprof" and profile.language == "go"
     assert profile.weight == "samples"
     assert profile.rate_hz == 100.0  # Go's fixed CPU profiling rate: period 10 ms
@@ -206,8 +222,10 @@ def test_cpu_profile_top_self_is_the_hot_loop(hot_url: str, cpu_fetch: CpuFetch)
     assert profile.meta["period_type"] == "cpu/nanoseconds"
     assert profile.meta["sample_types"] == ["samples/count", "cpu/nanoseconds"]
     assert profile.meta["totals"]["cpu/nanoseconds"] == profile.samples * 10_000_000
+    # Go profiles for the 2 s asked (or a hair less, by its own clock), within the fetch.
     assert 1.9 <= profile.duration_s <= cpu_fetch.elapsed
-    assert profile.started is not None and abs(profile.started - time.time()) < 60
+    assert profile.started is not None
+    assert cpu_fetch.sent - 0.5 <= profile.started <= cpu_fetch.answered
     # A sample per 10 ms of CPU: the count follows the CPU time the process got
     # (one busy goroutine: about duration * rate on an idle machine, fewer when
     # other work shares the CPUs), never more than the machine's CPUs could give.
@@ -278,10 +296,9 @@ def test_heap_stacks_match_go_tool_pprof(
 
 def test_unreachable_target_fails_fast_naming_the_url() -> None:
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    started = time.monotonic()
+    # Refused at once, said so (not a read timeout after waiting for the profile).
     with pytest.raises(TargetUnreachable) as info:
         fetch_pprof(url, seconds=1)
-    assert time.monotonic() - started < 3
     assert str(info.value).startswith(f"{url}/debug/pprof/profile?seconds=1: cannot connect")
     assert "refused" in str(info.value).lower()
 
@@ -291,10 +308,9 @@ def test_silent_target_times_out_as_unreachable() -> None:
         listener.bind(("127.0.0.1", 0))
         listener.listen(4)
         url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-        started = time.monotonic()
+        # The 0.5 s timeout given is the one applied, and named.
         with pytest.raises(TargetUnreachable, match=r"did not answer within 0\.5s"):
             fetch_pprof(url, kind="heap", timeout=0.5)
-        assert time.monotonic() - started < 3
 
 
 @pytest.mark.slow
@@ -562,20 +578,22 @@ def test_sample_pointing_at_a_missing_location_is_an_error() -> None:
         parse_pprof(b.encode(), target="svc")
 
 
-def test_the_cli_profiles_the_go_program_end_to_end(hot_url: str, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_the_cli_profiles_the_go_program_end_to_end(cli: Cli, hot_url: str, tmp_path: Path) -> None:
     """`vots-ops profile --language go --pprof-url` writes the same four files as for Python."""
     import json
 
-    from tests.support import cli
-
     proc = cli.run(
         "profile", "--language", "go", "--pprof-url", hot_url, "--duration", "2s", "--format", "json",
-        "--out", str(tmp_path), cwd=tmp_path, timeout=60,
+        "--out", str(tmp_path), timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["backend"] == "pprof" and result["language"] == "go"
-    assert result["top"][0]["function"].startswith("main.hotLoop")
+    # The program's hottest own function (runtime.asyncPreempt may rank above it when
+    # the machine is busy: see test_cpu_profile_top_self_is_the_hot_loop).
+    ours = [t for t in result["top"] if t["function"].startswith("main.")]
+    assert ours[0]["function"].startswith("main.hotLoop"), result["top"]
     assert result["meta"]["used"] == f"pprof endpoint {hot_url}"
     run_dir = Path(result["run_dir"])
     assert {"profile.folded", "profile.json", "speedscope.json", "flamegraph.svg"} <= {

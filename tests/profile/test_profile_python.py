@@ -3,6 +3,12 @@
 Each target burns CPU in a known function; the profile must name it. The CLI
 is run as a user runs it (a subprocess), and every bad target must be one
 line and exit 2.
+
+Targets say "ready" once they burn CPU (or have made themselves undumpable),
+and tests wait for that rather than for a fixed time; a stop (Ctrl-C, SIGTERM)
+is sent once the profiler has been sampling for a while. Sample counts are
+judged against the rate and the duration the profile reports, with room for
+a busy machine, whose py-spy gets fewer turns on a CPU.
 """
 
 from __future__ import annotations
@@ -12,7 +18,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -22,7 +27,7 @@ from typing import Any
 import pytest
 
 from ops.profile.model import parse_folded
-from tests.support import cli
+from tests.support.cli import Cli, signal_midway, wait_for
 from tests.support.processes import stop_process
 from tests.support.python_image import python_image
 
@@ -46,6 +51,8 @@ def beta(n):
 
 def main(which):
     hot = alpha if which == "alpha" else beta
+    hot(10)
+    print("ready", flush=True)
     while True:
         hot(20000)
 
@@ -55,9 +62,14 @@ main(sys.argv[1])
 
 
 def vots(
-    *args: str, cwd: Path, timeout: float = 120, prefix: tuple[str, ...] = ()
+    cli: Cli, *args: str, timeout: float = 120, prefix: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess[str]:
-    return cli.run("profile", *args, cwd=cwd, timeout=timeout, prefix=prefix)
+    return cli.run("profile", *args, timeout=timeout, prefix=prefix)
+
+
+def _no_such_pid() -> int:
+    """A PID no process can have: above the kernel's pid_max."""
+    return int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
 
 
 @pytest.fixture(scope="module")
@@ -67,15 +79,23 @@ def program(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _start(program: Path, which: str) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, str(program), which], stdin=subprocess.DEVNULL)
-    time.sleep(0.3)
-    assert proc.poll() is None
+def _start(program: Path, which: str) -> subprocess.Popen[str]:
+    """The program, once it says it is in its hot loop."""
+    proc = subprocess.Popen(
+        [sys.executable, str(program), which],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != "ready":
+        stop_process(proc)
+        pytest.fail(f"{program.name} {which} did not start (exit {proc.poll()})")
     return proc
 
 
 @pytest.fixture
-def alpha(program: Path) -> Iterator[subprocess.Popen[bytes]]:
+def alpha(program: Path) -> Iterator[subprocess.Popen[str]]:
     proc = _start(program, "alpha")
     try:
         yield proc
@@ -83,28 +103,46 @@ def alpha(program: Path) -> Iterator[subprocess.Popen[bytes]]:
         stop_process(proc)
 
 
-def _json_run(*args: str, cwd: Path) -> dict[str, Any]:
-    proc = vots(*args, "--format", "json", "--out", str(cwd / "runs"), cwd=cwd)
+def _json_run(cli: Cli, *args: str) -> dict[str, Any]:
+    proc = vots(cli, *args, "--format", "json", "--out", str(cli.cwd / "runs"))
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
 
+def _sampler_running(proc: subprocess.Popen[str], seconds: float) -> Any:
+    """A condition: ``proc`` has had a child (py-spy) for ``seconds``."""
+    import time
+
+    import psutil
+
+    def sampling() -> bool:
+        children = psutil.Process(proc.pid).children(recursive=True)
+        return any(time.time() - c.create_time() >= seconds for c in children)
+
+    return sampling
+
+
+@pytest.mark.slow
 def test_the_hot_function_tops_the_profile_and_the_files_are_valid(
-    alpha: subprocess.Popen[bytes], tmp_path: Path
+    cli: Cli, alpha: subprocess.Popen[str]
 ) -> None:
-    result = _json_run("--pid", str(alpha.pid), "--duration", "2s", cwd=tmp_path)
+    result = _json_run(cli, "--pid", str(alpha.pid), "--duration", "2s")
     top = result["top"][0]
     assert top["function"].startswith("alpha (hotprog_"), result["top"][:3]
     assert top["self_share"] > 0.8
     assert result["language"] == "python" and result["backend"] == "py-spy record"
     assert result["meta"]["blocking"] is False  # the low-overhead default
-    # 100 Hz for ~2 s
-    assert 120 <= result["samples"] <= 260, result["samples"]
+    # 100 Hz for the ~2 s it reports: never more than that; fewer when py-spy itself
+    # waits for a CPU on a busy machine, but not a trickle.
+    assert result["rate_hz"] == 100
+    nominal = result["rate_hz"] * result["duration_s"]
+    assert 0.1 * nominal <= result["samples"] <= 1.1 * nominal + 5, (result["samples"], nominal)
     run_dir = Path(result["run_dir"])
     assert {"profile.folded", "profile.json", "speedscope.json", "flamegraph.svg"} <= {
         p.name for p in run_dir.iterdir()
     }
     stacks = parse_folded((run_dir / "profile.folded").read_text())
+    assert stacks
     assert sum(stacks.values()) == result["samples"]
     assert all(s[0].startswith("<module>") for s in stacks)  # root first
     speedscope = json.loads((run_dir / "speedscope.json").read_text())
@@ -113,20 +151,15 @@ def test_the_hot_function_tops_the_profile_and_the_files_are_valid(
     svg = ET.parse(run_dir / "flamegraph.svg").getroot()
     assert svg.tag.endswith("svg")
     assert any("alpha" in (t.text or "") for t in svg.iter() if t.tag.endswith("title"))
-    assert not list(tmp_path.joinpath("runs").glob(".*")), "staging left behind"
+    assert not list(cli.cwd.joinpath("runs").glob(".*")), "staging left behind"
 
 
+@pytest.mark.slow
 def test_table_output_names_the_hot_function(
-    alpha: subprocess.Popen[bytes], tmp_path: Path
+    cli: Cli, alpha: subprocess.Popen[str], tmp_path: Path
 ) -> None:
     proc = vots(
-        "--match",
-        f"{alpha.args[1]} alpha",
-        "--duration",
-        "1s",
-        "--out",
-        str(tmp_path),
-        cwd=tmp_path,
+        cli, "--match", f"{alpha.args[1]} alpha", "--duration", "1s", "--out", str(tmp_path)
     )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
@@ -135,43 +168,46 @@ def test_table_output_names_the_hot_function(
     assert "wrote" in proc.stderr and "flamegraph.svg" in proc.stderr
 
 
-def test_diff_shows_the_shift_between_two_runs(program: Path, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_diff_shows_the_shift_between_two_runs(cli: Cli, program: Path) -> None:
     runs = []
     for which in ("alpha", "beta"):
         proc = _start(program, which)
         try:
-            runs.append(
-                _json_run("--pid", str(proc.pid), "--duration", "2s", cwd=tmp_path)["run_dir"]
-            )
+            runs.append(_json_run(cli, "--pid", str(proc.pid), "--duration", "2s")["run_dir"])
         finally:
             stop_process(proc)
-    out = vots("diff", runs[0], runs[1], "--format", "json", cwd=tmp_path)
+    out = vots(cli, "diff", runs[0], runs[1], "--format", "json")
     assert out.returncode == 0, out.stderr
     changes = {c["function"].split(" ")[0]: c for c in json.loads(out.stdout)["changes"]}
     assert changes["alpha"]["self_delta"] < -0.7 and changes["beta"]["self_delta"] > 0.7
-    table = vots("diff", runs[0], runs[1], cwd=tmp_path)
+    table = vots(cli, "diff", runs[0], runs[1])
     assert table.returncode == 0 and "alpha" in table.stdout and "pp" in table.stdout
 
 
-def test_dump_prints_every_threads_stack(alpha: subprocess.Popen[bytes], tmp_path: Path) -> None:
-    proc = vots("--pid", str(alpha.pid), "--dump", cwd=tmp_path)
+def test_dump_prints_every_threads_stack(cli: Cli, alpha: subprocess.Popen[str]) -> None:
+    proc = vots(cli, "--pid", str(alpha.pid), "--dump")
     assert proc.returncode == 0, proc.stderr
     assert f"PID {alpha.pid}): 1 threads" in proc.stdout
     assert "alpha (hotprog_" in proc.stdout and "main (hotprog_" in proc.stdout
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_early_and_keeps_the_samples(
-    alpha: subprocess.Popen[bytes], tmp_path: Path
+    cli: Cli, alpha: subprocess.Popen[str], tmp_path: Path
 ) -> None:
     proc = cli.start(
         "profile", "--pid", str(alpha.pid), "--duration", "60s", "--format", "json",
-        "--out", str(tmp_path / "runs"), cwd=tmp_path, start_new_session=True,
+        "--out", str(tmp_path / "runs"), start_new_session=True,
     )  # fmt: skip
-    out, err, _ = cli.signal_midway(proc, signal.SIGINT, after=3, group=True, timeout=30)
+    out, err, _ = signal_midway(
+        proc, signal.SIGINT, group=True, timeout=60,
+        when=_sampler_running(proc, 2.0), what="py-spy to sample for 2 s",
+    )  # fmt: skip
     assert proc.returncode == 0, err
     result = json.loads(out)
     assert result["meta"]["interrupted"] is True
-    assert result["samples"] > 100 and result["duration_s"] < 20
+    assert result["samples"] > 0 and result["duration_s"] < 60  # cut short, samples kept
     assert result["top"][0]["function"].startswith("alpha")
 
 
@@ -182,46 +218,67 @@ def _line(proc: subprocess.CompletedProcess[str]) -> str:
 
 
 def test_bad_targets_are_one_line_and_exit_2(
-    alpha: subprocess.Popen[bytes], program: Path, tmp_path: Path
+    cli: Cli, alpha: subprocess.Popen[str], program: Path, tmp_path: Path
 ) -> None:
-    unused = 4_000_000  # above pid_max's default
-    proc = vots("--pid", str(unused), cwd=tmp_path)
+    unused = _no_such_pid()
+    proc = vots(cli, "--pid", str(unused))
     assert proc.returncode == 2 and _line(proc) == f"error: no process with PID {unused}"
 
-    proc = vots("--match", "no-such-program-[x]yz", cwd=tmp_path)
+    proc = vots(cli, "--match", "no-such-program-[x]yz")
     assert proc.returncode == 2 and "no process matches" in _line(proc)
 
     second = _start(program, "alpha")
     try:
-        proc = vots("--match", program.name, cwd=tmp_path)
+        proc = vots(cli, "--match", program.name)
     finally:
         stop_process(second)
     line = _line(proc)
     assert proc.returncode == 2 and line.startswith(f"error: 2 processes match '{program.name}'")
     assert f"{alpha.pid}: " in line and f"{second.pid}: " in line
-
-    proc = vots("--container", "no-such-container-xyz", cwd=tmp_path)
-    assert proc.returncode == 2 and "no container named 'no-such-container-xyz'" in _line(proc)
     assert not (tmp_path / "profile-runs").exists() or not any(
         (tmp_path / "profile-runs").iterdir()
     )
 
 
-def test_ptrace_refused_names_the_missing_capability(tmp_path: Path) -> None:
+@pytest.mark.docker
+def test_an_unknown_container_is_one_line_and_exit_2(cli: Cli, tmp_path: Path) -> None:
+    proc = vots(cli, "--container", f"no-such-container-{uuid.uuid4().hex[:8]}")
+    assert proc.returncode == 2 and "no container named 'no-such-container-" in _line(proc)
+    runs = tmp_path / "profile-runs"
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_without_an_engine_a_container_target_names_the_engine(cli: Cli) -> None:
+    """What a machine without Docker says (here: the address every unmarked test gets)."""
+    proc = vots(cli, "--container", "web")
+    assert proc.returncode == 2
+    assert _line(proc).startswith(
+        "error: cannot ask about container 'web': Docker engine not usable"
+    )
+    assert "socket not found" in _line(proc)
+
+
+def test_ptrace_refused_names_the_missing_capability(cli: Cli) -> None:
     # A target that is not dumpable may only be read with CAP_SYS_PTRACE; the
     # profiler runs as root with that capability dropped (setpriv), for real.
-    code = "import ctypes; ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)\nwhile True: sum(range(10000))"
-    target = subprocess.Popen([sys.executable, "-c", code])
+    code = (
+        "import ctypes; ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)\n"  # PR_SET_DUMPABLE 0
+        "print('ready', flush=True)\n"
+        "while True: sum(range(10000))"
+    )
+    target = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True
+    )
     setpriv = shutil.which("setpriv")
     assert setpriv, "setpriv (util-linux) is missing"
     try:
-        time.sleep(0.3)
+        assert target.stdout is not None and target.stdout.readline().strip() == "ready"
         proc = vots(
+            cli,
             "--pid",
             str(target.pid),
             "--duration",
             "1s",
-            cwd=tmp_path,
             prefix=(setpriv, "--bounding-set", "-sys_ptrace", "--inh-caps", "-sys_ptrace"),
         )
     finally:
@@ -233,11 +290,11 @@ def test_ptrace_refused_names_the_missing_capability(tmp_path: Path) -> None:
 
 
 def test_a_missing_profiler_is_named_with_its_install_hint(
-    alpha: subprocess.Popen[bytes], tmp_path: Path
+    cli: Cli, alpha: subprocess.Popen[str]
 ) -> None:
     proc = cli.run(
         "profile", "--pid", str(alpha.pid), "--language", "rust", "--duration", "1s",
-        cwd=tmp_path, timeout=60, env=cli.cli_env(PATH="/nonexistent"),
+        timeout=60, env={"PATH": "/nonexistent"},
     )  # fmt: skip
     assert proc.returncode == 2
     assert "perf" in _line(proc) and "apt-get install linux-perf" in _line(proc)
@@ -262,18 +319,23 @@ def image() -> str:
 
 
 def _run_container(image: str, name: str, which: str, labels: dict[str, str] | None = None) -> None:
+    """Start the program in a container and return once it says it is in its hot loop."""
     args = ["run", "-d", "--name", name, "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
     for k, v in (labels or {}).items():
         args += ["--label", f"{k}={v}"]
     _docker(*args, image, "python3", "-c", PROGRAM.replace("main(sys.argv[1])", f"main({which!r})"))
+    wait_for(
+        lambda: "ready" in _docker("logs", name), timeout=120, what=f"{name} to start its loop"
+    )
 
 
-def test_a_process_in_a_container_through_its_name(image: str, tmp_path: Path) -> None:
+@pytest.mark.docker
+@pytest.mark.slow
+def test_a_process_in_a_container_through_its_name(cli: Cli, image: str) -> None:
     name = f"vots-ops-test-prof-{uuid.uuid4().hex[:8]}"
-    _run_container(image, name, "beta")
     try:
-        time.sleep(1.0)
-        result = _json_run("--container", name, "--duration", "2s", cwd=tmp_path)
+        _run_container(image, name, "beta")
+        result = _json_run(cli, "--container", name, "--duration", "2s")
     finally:
         _docker("rm", "-f", name)
     assert result["target"] == f"container {name}"
@@ -283,7 +345,9 @@ def test_a_process_in_a_container_through_its_name(image: str, tmp_path: Path) -
     assert host_pid != 1  # resolved to the host PID, sampled from the host
 
 
-def test_every_replica_of_a_stack_service(image: str, tmp_path: Path) -> None:
+@pytest.mark.docker
+@pytest.mark.slow
+def test_every_replica_of_a_stack_service(cli: Cli, image: str, tmp_path: Path) -> None:
     project = f"votsprof{uuid.uuid4().hex[:6]}"
     names = [f"{project}_agent_{i}" for i in (1, 2)]
     labels = {"com.docker.compose.project": project, "com.docker.compose.service": "agent"}
@@ -293,37 +357,41 @@ def test_every_replica_of_a_stack_service(image: str, tmp_path: Path) -> None:
         .read_text()
         .replace("project: vots", f"project: {project}")
     )
-    for n in names:
-        _run_container(image, n, "alpha", labels)
     try:
-        time.sleep(1.0)
-        result = _json_run(
-            "--service", "agent", "--stack", str(stack), "--duration", "2s", cwd=tmp_path
-        )
+        for n in names:
+            _run_container(image, n, "alpha", labels)
+        result = _json_run(cli, "--service", "agent", "--stack", str(stack), "--duration", "2s")
     finally:
         for n in names:
             _docker("rm", "-f", n)
     assert set(result["target"].split(", ")) == {f"container {n}" for n in names}
-    assert len(result["meta"]["replicas"]) == 2
+    replicas = result["meta"]["replicas"]
+    assert len(replicas) == 2 and len({r["pid"] for r in replicas}) == 2  # two host processes
     assert result["top"][0]["function"].startswith("alpha (<string>")
-    assert result["samples"] >= 300  # two replicas at 100 Hz for ~2 s
+    # Two samplers at 100 Hz, merged: up to twice what one could take in that time.
+    assert 0 < result["samples"] <= 2 * (1.1 * result["rate_hz"] * result["duration_s"] + 5)
 
 
+@pytest.mark.slow
 def test_sigterm_stops_sampling_and_leaves_nothing_half_written(
-    alpha: subprocess.Popen[bytes], tmp_path: Path
+    cli: Cli, alpha: subprocess.Popen[str], tmp_path: Path
 ) -> None:
     import psutil
 
     proc = cli.start(
         "profile", "--pid", str(alpha.pid), "--duration", "60s", "--format", "json",
-        "--out", str(tmp_path / "runs"), cwd=tmp_path,
+        "--out", str(tmp_path / "runs"),
     )  # fmt: skip
-    out, err, children = cli.signal_midway(proc, signal.SIGTERM, after=3, timeout=30)
+    out, err, children = signal_midway(
+        proc, signal.SIGTERM, timeout=60,
+        when=_sampler_running(proc, 2.0), what="py-spy to sample for 2 s",
+    )  # fmt: skip
     assert children, "py-spy is not running"
     assert proc.returncode == 0, err
     result = json.loads(out)
-    assert result["meta"]["interrupted"] is True and result["samples"] > 50
-    _gone, alive = psutil.wait_procs(children, timeout=10)
+    assert result["meta"]["interrupted"] is True and result["samples"] > 0
+    assert result["duration_s"] < 60
+    _gone, alive = psutil.wait_procs(children, timeout=30)
     assert not alive, f"the profiler kept running: {alive}"
     assert not list((tmp_path / "runs").glob(".*")), "staging left behind"
 

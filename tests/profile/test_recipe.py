@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from ops.errors import SpecError
 from ops.profile.recipe import find_recipe, load_recipe
+from tests.support.cli import Cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,16 +76,10 @@ def test_unknown_recipe_lists_the_known_ones() -> None:
         find_recipe("agnet", ROOT / "profiles")
 
 
-def test_cli_bad_recipe_exits_2_with_one_line(tmp_path: Path) -> None:
+def test_cli_bad_recipe_exits_2_with_one_line(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "profiles").mkdir()
     (tmp_path / "profiles" / "svc.yaml").write_text(GOOD.replace("rate: 100", "rate: fast"))
-    proc = subprocess.run(
-        [sys.executable, "-m", "ops", "profile", "svc"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-    )
+    proc = cli.run("profile", "svc", timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "error: profiles/svc.yaml:7: rate: input should be a valid number, unable to parse string as a number (got 'fast')"

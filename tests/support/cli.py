@@ -12,7 +12,13 @@ of the test's own, so a default history is never the developer's.
 ``signal_midway()`` sends it a signal after a while and collects what it
 printed, with the processes it had started at that moment, so a test can
 check that none of them outlived it. ``Cli`` binds the three to one state
-directory and working directory (the ``cli`` fixture gives each test its own).
+directory and working directory (the ``cli`` fixture gives each test its own;
+``Cli.in_dir()`` makes one for a module-scoped fixture).
+
+A machine under load is the normal case here, so nothing in this module waits
+for a fixed time and hopes: ``signal_midway()`` can wait for a condition (the
+run has started its children, the target has served N requests) before it
+signals, and every wait has a generous timeout that only a hung command hits.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +66,15 @@ def cli_env(state: Path | None = None, **extra: str) -> dict[str, str]:
     return env
 
 
-def argv(*args: str, prefix: tuple[str, ...] = ()) -> list[str]:
-    return [*prefix, sys.executable, "-m", "ops", *args]
+# The checkout's vots-ops, as ``python -m ops`` with the test's interpreter.
+PROGRAM = (sys.executable, "-m", "ops")
+
+
+def argv(
+    *args: str, prefix: tuple[str, ...] = (), program: Sequence[str] | None = None
+) -> list[str]:
+    """``prefix`` (e.g. setpriv) + ``program`` (default: this checkout's vots-ops) + ``args``."""
+    return [*prefix, *(program or PROGRAM), *args]
 
 
 def run(
@@ -71,34 +85,77 @@ def run(
     env: dict[str, str] | None = None,
     input: str | None = None,
     stdout: Any = subprocess.PIPE,
+    program: Sequence[str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        argv(*args, prefix=prefix),
+        argv(*args, prefix=prefix, program=program),
         stdout=stdout,
         stderr=subprocess.PIPE,
         text=True,
         timeout=timeout,
         cwd=cwd,
-        env=env or cli_env(),
+        env=cli_env() if env is None else env,
         input=input,
         check=False,
     )
 
 
-def start(*args: str, cwd: Path, **popen: Any) -> subprocess.Popen[str]:
+def start(
+    *args: str, cwd: Path, program: Sequence[str] | None = None, **popen: Any
+) -> subprocess.Popen[str]:
     popen.setdefault("stdout", subprocess.PIPE)
     popen.setdefault("stderr", subprocess.PIPE)
-    popen.setdefault("env", cli_env())
-    return subprocess.Popen(argv(*args), text=True, cwd=cwd, **popen)
+    if popen.get("env") is None:
+        popen["env"] = cli_env()
+    return subprocess.Popen(argv(*args, program=program), text=True, cwd=cwd, **popen)
+
+
+def wait_for(
+    condition: Callable[[], bool],
+    *,
+    timeout: float,
+    what: str,
+    proc: subprocess.Popen[Any] | None = None,
+    interval: float = 0.05,
+) -> bool:
+    """Poll ``condition`` until it holds (True), or ``proc`` exited (False: let the
+    caller collect and show its output); after ``timeout`` seconds, an AssertionError
+    naming ``what``. The timeout is for a hung command, not a slow machine."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc is not None and proc.poll() is not None:
+            return False
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout:g}s for {what}")
+        time.sleep(interval)
+    return True
 
 
 def signal_midway(
-    proc: subprocess.Popen[str], sig: int, after: float, *, group: bool = False, timeout: float = 45
+    proc: subprocess.Popen[str],
+    sig: int,
+    after: float = 0.0,
+    *,
+    when: Callable[[], bool] | None = None,
+    what: str = "the command to get going",
+    within: float = 120,
+    group: bool = False,
+    timeout: float = 45,
 ) -> tuple[str, str, list[Any]]:
-    """Send ``sig`` after ``after`` seconds; (stdout, stderr, the children it had then)."""
+    """Send ``sig`` once ``when()`` holds (if given) and ``after`` more seconds have
+    passed; (stdout, stderr, the children it had then).
+
+    Waiting for a condition rather than a fixed time keeps the test meaningful on a
+    loaded machine, where a command may take several times longer to start. If the
+    command exits before the condition holds, no signal is sent and its output is
+    returned as it is, for the test's assertions to show."""
     import psutil
 
+    children: list[Any] = []
     try:
+        if when is not None and not wait_for(when, timeout=within, what=what, proc=proc):
+            out, err = proc.communicate(timeout=timeout)
+            return out, err, children
         time.sleep(after)
         children = psutil.Process(proc.pid).children(recursive=True)
         if group:
@@ -122,6 +179,13 @@ class Cli:
         self.state, self.cwd = state, cwd
         self.extra = dict(env)
 
+    @classmethod
+    def in_dir(cls, directory: Path, **env: str) -> Cli:
+        """A ``Cli`` working in ``directory``, its state under ``directory/.xdg-state``."""
+        state = directory / ".xdg-state"
+        state.mkdir(parents=True, exist_ok=True)
+        return cls(state, directory, **env)
+
     def env(self, **extra: str) -> dict[str, str]:
         return cli_env(self.state, **{**self.extra, **extra})
 
@@ -134,6 +198,7 @@ class Cli:
         env: dict[str, str] | None = None,
         input: str | None = None,
         stdout: Any = subprocess.PIPE,
+        program: Sequence[str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         return run(
             *args,
@@ -143,9 +208,17 @@ class Cli:
             env=self.env(**(env or {})),
             input=input,
             stdout=stdout,
+            program=program,
         )
 
     def start(
-        self, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, **popen: Any
+        self,
+        *args: str,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+        program: Sequence[str] | None = None,
+        **popen: Any,
     ) -> subprocess.Popen[str]:
-        return start(*args, cwd=cwd or self.cwd, env=self.env(**(env or {})), **popen)
+        return start(
+            *args, cwd=cwd or self.cwd, env=self.env(**(env or {})), program=program, **popen
+        )

@@ -72,7 +72,11 @@ def _error_log(workdir: Path) -> str:
     return path.read_text(errors="replace")[-4000:] if path.exists() else "(no error log)"
 
 
-def start_nginx(workdir: Path, runtime: NginxRuntime, timeout: float = 10.0) -> subprocess.Popen:
+class PortTaken(AssertionError):
+    """nginx could not bind a port chosen free a moment before: someone else took it."""
+
+
+def start_nginx(workdir: Path, runtime: NginxRuntime, timeout: float = 60.0) -> subprocess.Popen:
     conf = workdir / "nginx" / "nginx.conf"
     argv = [which("nginx"), "-p", str(workdir), "-c", str(conf), "-e", runtime.error_log]
     argv += ["-g", "daemon off;"]
@@ -83,7 +87,10 @@ def start_nginx(workdir: Path, runtime: NginxRuntime, timeout: float = 10.0) -> 
     listens.append(_split(runtime.status_listen))
     while not all(_port_open(h, p) for h, p in listens):
         if proc.poll() is not None:
-            raise AssertionError(f"nginx exited with {proc.returncode}:\n{_error_log(workdir)}")
+            log = _error_log(workdir)
+            if "Address already in use" in log:
+                raise PortTaken(f"nginx could not bind its ports:\n{log}")
+            raise AssertionError(f"nginx exited with {proc.returncode}:\n{log}")
         if time.monotonic() > deadline:
             stop_process(proc)
             raise AssertionError(
@@ -98,9 +105,16 @@ def serve_edge(workdir: Path, upstream: str) -> Iterator[Edge]:
     """Run the bundled stack's rendered nginx with every routed service at ``upstream`` (host:port)."""
     loaded = load_stack(BUNDLED)
     routed = {w.name for w in workloads(loaded.stack) if w.spec is not None and w.spec.routes}
-    runtime = local_runtime(workdir, loaded, upstreams={n: [upstream] for n in routed})
-    write_all(workdir, render_files(loaded, fit(loaded), workdir, runtime))
-    proc = start_nginx(workdir, runtime)
+    for attempt in range(3):  # new free ports if another process took one meanwhile
+        runtime = local_runtime(workdir, loaded, upstreams={n: [upstream] for n in routed})
+        write_all(workdir, render_files(loaded, fit(loaded), workdir, runtime))
+        (workdir / "logs" / "error.log").unlink(missing_ok=True)
+        try:
+            proc = start_nginx(workdir, runtime)
+            break
+        except PortTaken:
+            if attempt == 2:
+                raise
     try:
         yield Edge(workdir, loaded, runtime, proc, routed)
     finally:

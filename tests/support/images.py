@@ -113,12 +113,22 @@ def _rootfs_tar(path: Path, busybox: bytes) -> None:
 
 
 def busybox_image() -> str:
-    """The tag of a local busybox image, importing it first if it is missing or stale."""
+    """The tag of a local busybox image, importing it first if it is missing or stale
+    (under a lock shared with every test process on this machine, as the other images)."""
+    from tests.support.base_image import file_lock
+
     docker = _docker()
     busybox = _busybox().read_bytes()
     digest = _digest(busybox)
+    if _current_digest(docker) == digest:
+        return IMAGE
+    with file_lock("vots-ops-test-busybox"):
+        return _import(docker, busybox, digest)
+
+
+def _import(docker: str, busybox: bytes, digest: str) -> str:
     current = _current_digest(docker)
-    if current == digest:
+    if current == digest:  # another process imported it meanwhile
         return IMAGE
     stale = _image_id(docker) if current is not None else None
     with tempfile.TemporaryDirectory(prefix="vots-ops-busybox-") as tmp:

@@ -14,6 +14,8 @@ Routes (all JSON):
   is stalled for one second in every two.
 * ``/api/v1/...``, ``/_next/static/...``, ``/``: small bodies, so the bundled
   locustfile runs against it through the rendered nginx (POSTs are read).
+* ``/__count``: how many requests it has answered (``/__`` ones not counted), so
+  a test can wait until a run has really sent load instead of sleeping a while.
 
 ``serve_standin()`` starts ``uvicorn`` on a free loopback port and waits for
 ``/healthz``.
@@ -35,7 +37,7 @@ from typing import Any
 from ops.proc import free_port
 from tests.support.processes import stop_process
 
-STATE: dict[str, float] = {"delay_ms": 0.0, "stall_end": 0.0}
+STATE: dict[str, float] = {"delay_ms": 0.0, "stall_end": 0.0, "requests": 0}
 
 
 async def _send(
@@ -71,7 +73,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         message = await receive()
         more = message.get("more_body", False)
     path: str = scope["path"]
-    if path in ("/healthz", "/fast"):
+    if not path.startswith("/__"):
+        STATE["requests"] += 1
+    if path == "/__count":
+        await _send(send, 200, {"requests": STATE["requests"]})
+    elif path in ("/healthz", "/fast"):
         await _send(send, 200, {"status": "ok"})
     elif path.startswith("/sleep/"):
         await asyncio.sleep(int(path.rsplit("/", 1)[1]) / 1000.0)
@@ -115,33 +121,51 @@ class Standin:
     url: str
     proc: subprocess.Popen[bytes]
 
+    def requests(self) -> int:
+        """Requests answered so far (across every test using this stand-in)."""
+        with urllib.request.urlopen(f"{self.url}/__count", timeout=5) as resp:
+            return int(json.loads(resp.read())["requests"])
+
     def set_delay(self, ms: float) -> None:
         req = urllib.request.Request(f"{self.url}/__delay/{ms:g}", method="POST", data=b"")
         with urllib.request.urlopen(req, timeout=5) as resp:
             resp.read()
 
 
-@contextmanager
-def serve_standin(timeout: float = 15.0) -> Iterator[Standin]:
-    """Run the stand-in with uvicorn on a free loopback port until the block ends."""
+def _start_standin(timeout: float) -> tuple[str, subprocess.Popen[bytes]] | None:
+    """Start uvicorn on a free port; None if it exited before answering (the port was
+    taken between choosing and binding it, by some other process on this machine)."""
     port = free_port()
     argv = [sys.executable, "-m", "uvicorn", "tests.support.standin:app", "--host", "127.0.0.1"]
     argv += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1) as resp:
+                resp.read()
+            return url, proc
+        except OSError:
+            if proc.poll() is not None:
+                return None
+            if time.monotonic() > deadline:
+                stop_process(proc)
+                raise AssertionError(f"the stand-in did not answer within {timeout:g}s") from None
+            time.sleep(0.05)
+
+
+@contextmanager
+def serve_standin(timeout: float = 60.0, attempts: int = 3) -> Iterator[Standin]:
+    """Run the stand-in with uvicorn on a free loopback port until the block ends."""
+    for _ in range(attempts):
+        started = _start_standin(timeout)
+        if started is not None:
+            break
+    else:
+        raise AssertionError(f"the stand-in exited at start {attempts} times (see its stderr)")
+    url, proc = started
     try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/healthz", timeout=1) as resp:
-                    resp.read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(
-                        f"the stand-in did not start (exit {proc.poll()})"
-                    ) from None
-                time.sleep(0.05)
         yield Standin(url, proc)
     finally:
         stop_process(proc)

@@ -195,7 +195,7 @@ class RunningUpstream:
 
 
 @contextmanager
-def serve_upstream(timeout: float = 10.0) -> Iterator[RunningUpstream]:
+def serve_upstream(timeout: float = 60.0) -> Iterator[RunningUpstream]:
     """Run the app on a free loopback port until the block exits."""
     stats = Stats()
     # proto=IPPROTO_TCP so asyncio treats accepted sockets as TCP (it sets TCP_NODELAY on those).
