@@ -148,6 +148,7 @@ def _by_name(containers: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 @pytest.mark.docker
+@pytest.mark.slow
 def test_containers_counters_limits_and_oom_kills(lab: dict[str, str]) -> None:
     first = sample()
     time.sleep(2)

@@ -78,6 +78,7 @@ def _said(events: list[FindingEvent]) -> list[tuple[str, str, str]]:
     return [(e.scope, e.key.rsplit("/", 1)[-1], e.state) for e in events]
 
 
+@pytest.mark.slow
 def test_a_container_at_its_memory_limit_is_said_once_not_every_minute(cron: Cron) -> None:
     at_93 = _rates(_container(mem_pct_of_limit=93.0, mem_usage=int(59.5 * MiB)))
     first = cron.run(T0, at_93)
