@@ -35,14 +35,16 @@ _SECONDS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 
 
 def parse_duration_s(text: str) -> float:
-    """``90s``, ``30m``, ``4h``, ``1d`` (or a bare number of seconds) as seconds > 0."""
+    """``90s``, ``30m``, ``4h``, ``1d`` or a sum of them (``1h30m``, as Alertmanager
+    writes them) as seconds > 0. A unit is required: a bare ``5`` is more likely
+    five hours or minutes meant than five seconds."""
+    import re
+
     value = text.strip().lower()
-    unit = value.lstrip("0123456789.")
-    number = value[: len(value) - len(unit)]
-    try:
-        seconds = float(number) * _SECONDS[unit or "s"]
-    except (KeyError, ValueError):
-        raise ValueError(f"expected a duration like 90s, 30m, 4h or 1d (got {text!r})") from None
+    parts = re.findall(r"(\d+(?:\.\d+)?)(min|[smhd])", value)
+    if not value or "".join(n + u for n, u in parts) != value:
+        raise ValueError(f"expected a duration like 90s, 30m, 4h, 1d or 1h30m (got {text!r})")
+    seconds = sum(float(n) * _SECONDS[u] for n, u in parts)
     if not seconds > 0:
         raise ValueError(f"expected a duration above zero (got {text!r})")
     return seconds

@@ -164,6 +164,12 @@ def main(argv: list[str] | None = None) -> None:
         if exc.errno == errno.EPIPE:
             _silence_stdout()
             sys.exit(EXIT_BROKEN_PIPE)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO):
+            # What Click printed itself (help, usage) to a full disk: the same one
+            # line as for any other output.
+            _silence_stdout()
+            console.error(f"cannot write: {exc.strerror} (the output is incomplete)")
+            sys.exit(EXIT_BAD_INPUT)
         raise
     except BaseException:
         if os.environ.get("VOTS_OPS_DEBUG") and sys.exc_info()[0] not in (

@@ -16,10 +16,50 @@ def _not_empty(_ctx: click.Context, _param: click.Parameter, value: str | None) 
     return value
 
 
-def _group_db() -> str | None:
-    """`vots-ops report --db X install-cron` means the same as `... install-cron --db X`."""
-    ctx = click.get_current_context()
-    return ctx.parent.params.get("db") if ctx.parent is not None else None
+def _from_group(ctx: click.Context, allowed: tuple[str, ...]) -> dict[str, Any]:
+    """The options given to `report` before this subcommand that it takes too
+    (`report --db X install-cron` means `install-cron --db X`), by name. One given
+    on the command line that the subcommand does not take is refused: an option
+    must never silently do nothing."""
+    parent = ctx.parent
+    if parent is None:
+        return {}
+    out: dict[str, Any] = {}
+    for param in parent.command.params:
+        name = param.name
+        if name is None or name not in parent.params:
+            continue
+        source = parent.get_parameter_source(name)
+        if name in allowed:
+            if source is not click.core.ParameterSource.DEFAULT:
+                out[name] = parent.params[name]
+        elif source is click.core.ParameterSource.COMMANDLINE:
+            flag = max(param.opts, key=len) if param.opts else name
+            raise click.UsageError(
+                f"{flag} is an option of `report` itself; `report {ctx.info_name}` does not take "
+                "it" + (" (give its own options after the subcommand)" if allowed else "")
+            )
+    return out
+
+
+def _parent_exists(path: str, what: str = "") -> None:
+    """A file named on the command line goes into an existing directory: a typo in
+    --db must not quietly create a new tree (and an empty history) somewhere."""
+    from pathlib import Path
+
+    from ops.errors import OutputError
+    from ops.files import not_a_directory
+
+    parent = Path(path).absolute().parent
+    if not parent.is_dir():
+        blocker = not_a_directory(parent)
+        why = f"{blocker} is not a directory" if blocker else f"{parent} does not exist"
+        raise OutputError(f"cannot write {path}{what}: {why}")
+
+
+def _own(ctx: click.Context, name: str) -> bool:
+    """Whether the subcommand's own option ``name`` was given (not its default)."""
+    return ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
 
 
 def _db_option(f: FC) -> FC:
@@ -179,10 +219,10 @@ def report(
             )
         _html(console, path, days)
         return
-    if textfile and not Path(textfile).parent.is_dir():
-        from ops.errors import OutputError
-
-        raise OutputError(f"cannot write {textfile}: {Path(textfile).parent} is not a directory")
+    if textfile:
+        _parent_exists(textfile)
+    if db:
+        _parent_exists(db)
     project: str | None = None
     planned: dict[str, dict[str, Any]] = {}
     if stack_path:
@@ -191,13 +231,16 @@ def report(
         project, planned = planned_limits(Path(stack_path))
     from ops.report.run import take_sample
 
-    run = take_sample(path, docker=not no_docker, repeat_interval=repeat_interval)
+    # A quiet run (cron) reports the --fail-on kinds, and only it moves what was
+    # said about them: an operator's look at the same history takes nothing away.
+    says = fail_on if console.quiet else ()
+    run = take_sample(path, docker=not no_docker, says=says, repeat_interval=repeat_interval)
     run.project, run.planned = project, planned
+    _say(console, run, fail_on, no_docker)  # before anything else can fail: said is said
     if textfile:
         from ops.report.prom import write_textfile
 
         write_textfile(run, Path(textfile))
-    _say(console, run, fail_on, no_docker)
     if fmt == "json":
         from ops.report.render import report_json
 
@@ -226,13 +269,20 @@ def report(
 def _say(console: Console, run: object, fail_on: tuple[str, ...], no_docker: bool) -> None:
     """Status lines on stderr. With --quiet (cron), only what is news: a finding of a
     --fail-on kind that started, worsened, repeats or resolved, a change of the
-    clock's verdict, a damaged row skipped (each is said once)."""
+    clock's verdict, the engine going away or coming back, a damaged row
+    skipped (each is said once)."""
     from ops.report.findings import event_line
     from ops.report.run import ReportRun
 
     assert isinstance(run, ReportRun)
     if run.sample.get("docker_error") and not no_docker:
-        console.warning(f"containers not sampled: {run.sample['docker_error']}")
+        line = f"containers not sampled: {run.sample['docker_error']}"
+        if run.docker_news == "down" or run.db is None:
+            console.alert(line)  # news, even under --quiet: cron mails it once
+        else:
+            console.warning(line)
+    elif run.docker_news == "back":
+        console.alert("containers are sampled again: the Docker engine answers", label="")
     for line in run.warnings:
         console.alert(line)
     if run.clock_note and (run.clock_note_is_new or not console.quiet):
@@ -315,21 +365,36 @@ def install_cron(
     from ops.report.schedule import Schedule, cron_line, executable, install_crontab, systemd_units
 
     console: Console = ctx.obj
-    group = ctx.parent.params if ctx.parent is not None else {}
+    group = _from_group(
+        ctx, ("db", "stack_path", "textfile", "no_docker", "fail_on", "repeat_interval")
+    )
     db = db or group.get("db")
     stack_path = stack_path or group.get("stack_path")
     textfile = textfile or group.get("textfile")
     no_docker = no_docker or bool(group.get("no_docker"))
+    if not _own(ctx, "fail_on") and group.get("fail_on"):
+        fail_on = group["fail_on"]
+    repeat_given = _own(ctx, "repeat_interval") or "repeat_interval" in group
+    if not _own(ctx, "repeat_interval") and "repeat_interval" in group:
+        repeat_interval = group["repeat_interval"]
     path = Path(db).resolve() if db else default_db_path()
+    # What would fail every minute is refused now, once: the stack must load and
+    # plan, the history must be ours (or not exist yet), the directories exist.
     if stack_path:
         from ops.errors import SpecError
+        from ops.report.run import planned_limits
 
         if not Path(stack_path).is_file():
             raise SpecError("file not found", path=stack_path)
-    if textfile and not Path(textfile).resolve().parent.is_dir():
-        from ops.errors import OutputError
+        planned_limits(Path(stack_path))
+    if textfile:
+        _parent_exists(textfile)
+    if db:
+        _parent_exists(db)
+    if path.exists() and path.stat().st_size > 0:  # an empty file is a new history
+        from ops.report.history import History
 
-        raise OutputError(f"cannot write {textfile}: {Path(textfile).parent} is not a directory")
+        History(path, readonly=True).close()
     schedule = Schedule(
         executable=executable(),
         db=str(path),
@@ -338,11 +403,7 @@ def install_cron(
         textfile=str(Path(textfile).resolve()) if textfile else None,
         fail_on=fail_on,
         no_docker=no_docker,
-        repeat_interval=(
-            None
-            if ctx.get_parameter_source("repeat_interval") == click.core.ParameterSource.DEFAULT
-            else repeat_interval
-        ),
+        repeat_interval=repeat_interval if repeat_given else None,
     )
     if systemd:
         if install:
@@ -389,16 +450,23 @@ def install_cron(
     default=None,
     help="Write the advice to FILE (atomically) instead of stdout.",
 )
+@click.option(
+    "--project",
+    default=None,
+    help="Only this Compose project's containers (the stack's `project`); without it a "
+    "service name used by several projects is advised per project.",
+)
 @format_option("table", "yaml", "json")
 @quiet_option
-@click.pass_obj
+@click.pass_context
 def recommend(
-    console: Console,
+    ctx: click.Context,
     db: str | None,
     days: float,
     min_history: float,
     include_provisional: bool,
     out_file: str | None,
+    project: str | None,
     fmt: str,
 ) -> None:
     """Right-sizing advice per service from the history, with the reason for each value.
@@ -427,10 +495,12 @@ def recommend(
             f"--min-history ({min_history / DAY:g} d) is longer than --days ({days:g}): "
             "no advice could be more than provisional"
         )
-    db = db or _group_db()
+    console: Console = ctx.obj
+    group = _from_group(ctx, ("db",))  # always: it also refuses what recommend ignores
+    db = db or group.get("db")
     path = Path(db) if db else default_db_path()
     with History(path, readonly=True) as history:
-        advice = advise(history, window=window, min_span=min_history)
+        advice = advise(history, window=window, min_span=min_history, project=project)
     for line in advice.warnings:
         console.alert(line)
     summary = advice.summary(include_provisional)
@@ -443,6 +513,7 @@ def recommend(
     if out_file:
         from ops.files import atomic_write
 
+        _parent_exists(out_file)
         atomic_write(Path(out_file), text)
         console.success(f"wrote {out_file}: {summary}")
         return
@@ -508,9 +579,9 @@ def _live(console: Console, interval: float, count: int | None, docker: bool) ->
     "--no-history", is_flag=True, help="Keep samples in memory only, even with --db or VOTS_OPS_DB."
 )
 @click.option("--no-docker", is_flag=True, help="Host figures only.")
-@click.pass_obj
+@click.pass_context
 def serve_cmd(
-    console: Console,
+    ctx: click.Context,
     port: int,
     host: str,
     interval: float,
@@ -534,8 +605,14 @@ def serve_cmd(
 
     from ops.report.serve import MetricsServer, serve
 
-    db = db or _group_db()
+    console: Console = ctx.obj
+    group = _from_group(ctx, ("db", "no_history", "no_docker"))
+    db = db or group.get("db")
+    no_history = no_history or bool(group.get("no_history"))
+    no_docker = no_docker or bool(group.get("no_docker"))
     path = Path(db) if db and not no_history else None
+    if path is not None:
+        _parent_exists(str(path))
     debug = bool(os.environ.get("VOTS_OPS_DEBUG"))
 
     class OneLine(logging.Formatter):

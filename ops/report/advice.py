@@ -49,10 +49,16 @@ def usage_by_service(
     host: str | None = None,
     since: float | None = None,
     until: float | None = None,
+    project: str | None = None,
 ) -> tuple[dict[str, Usage], dict[str, CurrentResources]]:
     """Per service, every replica's samples pooled: limits apply per replica, so the
     distribution of one replica's usage is what the advice must cover. An OOM-kill
-    sample counting k kills gives k kill timestamps."""
+    sample counting k kills gives k kill timestamps.
+
+    Services are told apart by Compose project as well as name: with ``project``
+    only that project's containers count; without it, a service name used by
+    several projects is advised per project, as ``PROJECT/SERVICE`` (which the
+    recommendations file keeps out: ``plan`` needs one stack's names)."""
     hosts = [host] if host else history.hosts()
     containers: dict[str, dict[str, Any]] = {}
     for h in hosts:
@@ -68,6 +74,20 @@ def usage_by_service(
         for scope in history.scopes(host)
         if scope.startswith("container:")
     }
+    if project is not None:
+        names = {n for n in names if n in containers and containers[n].get("project") == project}
+    projects: dict[str, set[str]] = defaultdict(set)
+    for c in containers.values():
+        projects[_service_of(c)].add(str(c.get("project")))
+
+    def key(name: str) -> str:
+        if name not in containers:
+            return name
+        service = _service_of(containers[name])
+        if project is None and len(projects[service]) > 1:
+            return f"{containers[name].get('project')}/{service}"
+        return service
+
     cpu: dict[str, list[tuple[float, float]]] = defaultdict(list)
     mem: dict[str, list[tuple[float, float]]] = defaultdict(list)
     thr: dict[str, list[tuple[float, float]]] = defaultdict(list)
@@ -77,7 +97,7 @@ def usage_by_service(
         return history.series(scope, metric, since=since, until=until, host=host)
 
     for name in sorted(names):
-        service = _service_of(containers[name]) if name in containers else name
+        service = key(name)
         scope = f"container:{name}"
         cpu[service] += [(t, v / 100.0) for t, v in series(scope, "cpu_pct")]
         mem[service] += series(scope, "mem_usage")
@@ -95,11 +115,13 @@ def usage_by_service(
         if cpu[s] or mem[s] or ooms[s]
     }
     current: dict[str, CurrentResources] = {}
-    for c in containers.values():
+    for name, c in containers.items():
+        if name not in names:
+            continue
         limits = c.get("limits") or {}
         cpus = limits.get("cpus")
         shares = limits.get("cpu_shares")
-        current[_service_of(c)] = CurrentResources(
+        current[key(name)] = CurrentResources(
             cpu_request=int(shares * 1000 / 1024) if shares else None,
             cpu_limit=round(cpus * 1000) if cpus else None,
             memory_request=limits.get("memory_reservation") or None,
@@ -172,6 +194,7 @@ def advise(
     window: float = HISTORY_S,
     min_span: float = MIN_HISTORY,
     host: str | None = None,
+    project: str | None = None,
 ) -> AdviceReport:
     """Advice from the ``window`` up to the newest trusted sample. ``NoAdviceData``
     when the history holds no container samples there."""
@@ -179,7 +202,7 @@ def advise(
     if until is None:
         raise NoAdviceData(f"history {history.path} has no trusted samples yet")
     since = until - window
-    usage, current = usage_by_service(history, host=host, since=since, until=until)
+    usage, current = usage_by_service(history, host=host, since=since, until=until, project=project)
     if not usage:
         if not any(s.startswith("container:") for s in history.scopes(host)):
             raise NoAdviceData(
@@ -217,6 +240,12 @@ def recommendations_yaml(report: AdviceReport, include_provisional: bool = False
     ]
     for r in report.recommendations:
         values = report.values(r, include_provisional)
+        if "/" in r.service:
+            lines.append(
+                f"  # {r.service}: one of several Compose projects with this service name; "
+                "left out (--project NAME advises one stack's services)"
+            )
+            continue
         if values is None:
             why = (
                 f"provisional, left out ({r.span.length if r.span else 'no'} of data, under "

@@ -22,7 +22,7 @@ Two shapes of finding:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -173,14 +173,17 @@ def judge(rates: Mapping[str, Any], *, containers_sampled: bool = True) -> Judge
             findings.append(Finding("over-limit", scope, "oom", text, ooms, count=ooms))
         elif ooms == 0:
             clear.add(key("over-limit", scope, "oom"))
-        if restarts and not ooms:
+        if restarts:
             text = f"restarted {_times(restarts)} since the last sample"
-            if c.get("exit_code") is not None:
-                text += f" (last exit code {c['exit_code']})"
+            if ooms:
+                text += " (OOM-killed)"
+            elif c.get("state") not in (None, "running") and c.get("exit_code") is not None:
+                # The engine keeps the last exit's code only until the next start.
+                text += f" (exit code {c['exit_code']})"
             if c.get("state") not in (None, "running"):
                 text += f"; now {c['state']}"
             findings.append(Finding("restart", scope, "restarts", text, restarts, count=restarts))
-        elif restarts == 0 or ooms:
+        elif restarts == 0:
             clear.add(key("restart", scope, "restarts"))
     scopes = None
     if containers_sampled:
@@ -199,37 +202,50 @@ def track(
     judged: Judgement,
     now: float,
     *,
+    says: Collection[str] | None = None,
     repeat_interval: float = REPEAT_INTERVAL_S,
     resolve_after: float = RESOLVE_AFTER_S,
 ) -> tuple[dict[str, FindingState], list[FindingEvent], list[Finding]]:
-    """The new states, the events to report and this run's findings with their state:
+    """The new states, the events this run says and its findings with their state:
     those it saw, and those still open from earlier runs (state "ongoing").
+
+    ``says`` are the kinds this run reports (a quiet cron run's ``--fail-on``;
+    None: every kind). Only a run that says a kind moves what was said about
+    it: an operator's interactive run, or ``serve`` storing into the same
+    history, sees the findings but leaves cron's news to cron. A finding that
+    resolves while no such run is there stays, marked resolved, until one says
+    so; one that was never said goes without a word.
 
     Durations use ``abs()``: after a clock step a finding is reported once
     more rather than never again.
     """
+
+    def said(kind: str) -> bool:
+        return says is None or kind in says
+
     new_states: dict[str, FindingState] = {}
     events: list[FindingEvent] = []
     findings: list[Finding] = []
     firing = set()
     for f in judged.findings:
         firing.add(f.key)
-        s = states.get(f.key)
-        if s is None:
-            level = _event_level(f.count) if f.event else f.level
-            s = FindingState(f.key, f.kind, f.scope, now, now, now, level, f.count, f.message)
+        fresh = f.key not in states
+        s = states.get(f.key) or FindingState(f.key, f.kind, f.scope, now, now, 0.0, 0, 0.0, "")
+        s = replace(s, last_seen=now, clear_since=None, resolved=None, total=s.total + f.count)
+        level = _event_level(s.total) if f.event else f.level
+        if not said(f.kind):
+            state = "new" if fresh else "ongoing"
+        elif s.notified == 0:
             state = "new"
+        elif level > s.level:
+            state = "worse"
+        elif abs(now - s.notified) >= repeat_interval:
+            state = "repeat"
         else:
-            s = replace(s, last_seen=now, clear_since=None, total=s.total + f.count)
-            level = _event_level(s.total) if f.event else f.level
-            if level > s.level:
-                state = "worse"
-            elif abs(now - s.notified) >= repeat_interval:
-                state = "repeat"
-            else:
-                state = "ongoing"
-            if state != "ongoing":
-                s.notified = now
+            state = "ongoing"
+        notify = said(f.kind) and state != "ongoing"
+        if notify:
+            s.notified = now
             # A finding that improved keeps its peak level, so a flapping
             # 95%-91%-95% is not "worse" every other minute.
             s.level = max(s.level, level)
@@ -238,20 +254,30 @@ def track(
             message += f"; {int(s.total)} in the last {format_duration(now - s.since)}"
         s.message = message
         new_states[f.key] = s
-        out = replace(f, message=message, state=state, since=s.since, notify=state != "ongoing")
-        findings.append(out)
-        if out.notify:
+        findings.append(replace(f, message=message, state=state, since=s.since, notify=notify))
+        if notify:
             events.append(FindingEvent(now, f.key, f.kind, f.scope, state, message))
     for key, s in states.items():
         if key in firing:
             continue
-        gone = judged.scopes is not None and s.scope != "host" and s.scope not in judged.scopes
-        event = s.kind == "anomaly" or key.rsplit("/", 1)[-1] in EVENT_CHECKS
-        quiet_long = abs(now - s.last_seen) >= resolve_after
-        if gone or (key in judged.clear and (not event or quiet_long)):
-            why = "the container is gone" if gone else "resolved"
-            text = f"{why} after {format_duration(now - s.since)} (was: {s.message})"
-            events.append(FindingEvent(now, key, s.kind, s.scope, "resolved", text))
+        if s.resolved is None:
+            gone = judged.scopes is not None and s.scope != "host" and s.scope not in judged.scopes
+            event = s.kind == "anomaly" or key.rsplit("/", 1)[-1] in EVENT_CHECKS
+            quiet_long = abs(now - s.last_seen) >= resolve_after
+            if gone or (key in judged.clear and (not event or quiet_long)):
+                why = "the container is gone" if gone else "resolved"
+                s = replace(
+                    s,
+                    resolved=now,
+                    message=f"{why} after {format_duration(now - s.since)} (was: {s.message})",
+                )
+        if s.resolved is not None:
+            if s.notified == 0:
+                continue  # never said: nothing to take back
+            if said(s.kind):
+                events.append(FindingEvent(now, key, s.kind, s.scope, "resolved", s.message))
+                continue
+            new_states[key] = s  # to be said by the next run that reports this kind
             continue
         if key in judged.clear and s.clear_since is None:
             s = replace(s, clear_since=now)
@@ -324,8 +350,11 @@ def anomaly_finding(
 ) -> Finding:
     watch = WATCHED.get(metric, Watch(metric, "", "up", 0.0))
     way = "up" if value > expected else "down"
+    # Over a series that never moved, the robust scale is its floor and z is
+    # astronomical: past 1000 the number says nothing more.
+    z = f"robust z {score:.0f}" if score < 1000 else "robust z > 1000"
     message = (
         f"{watch.label} {human(value, watch.unit)} is {way} from its usual "
-        f"{human(expected, watch.unit)} (robust z {score:.0f})"
+        f"{human(expected, watch.unit)} ({z})"
     )
     return Finding("anomaly", scope, metric, message, score, count=1.0)

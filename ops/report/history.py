@@ -17,9 +17,9 @@ Faults of real machines:
   never the one with the largest timestamp, so one sample dated in the future
   cannot hide every later one. Each sample is checked against the last trusted
   one: within one boot (the kernel's ``boot_id``) the monotonic clock says when
-  it should be, and a wall clock more than ``CLOCK_SLACK_S`` away from that (or,
-  across a reboot, more than that ahead of or behind the history) marks the
-  sample ``ahead``/``behind``. Such a sample is stored (its counters still give
+  it should be, and a wall clock more than ``CLOCK_STEP_S`` away from that (or,
+  across a reboot, more than ``CLOCK_SLACK_S`` ahead of or behind the history)
+  marks the sample ``ahead``/``behind``. Such a sample is stored (its counters still give
   rates) but hidden from every series, and nothing is compacted or pruned while
   the clock is in doubt: retention is judged against the newest *trusted*
   sample, never the wall clock of one run. When a trusted sample of the same boot
@@ -29,8 +29,8 @@ Faults of real machines:
 * *Damaged rows.* A raw sample whose JSON does not parse (or that a caller's
   check rejects) is skipped with a one-line warning and marked unreadable, so
   the warning is not repeated every minute; a point or aggregate that is not a
-  finite number is skipped the same way. Nothing here raises for a row's
-  content.
+  finite number carries nothing and is deleted, with one warning (read-only:
+  skipped). Nothing here raises for a row's content.
 * *The file system.* Full disks, read-only mounts and read-only files are told
   apart from files that are not SQLite (``HistoryError`` says which, and what to
   do). ``History(path, readonly=True)`` opens without writing anything, so a
@@ -64,7 +64,11 @@ COMPACT_EVERY_S = HOUR
 COMPACT_CHUNK_S = DAY
 # PRAGMA application_id, "VOTS": tells our files apart from other SQLite files.
 APPLICATION_ID = 0x564F5453
-#: A sample this far from where the history says "now" is, is not trusted.
+#: Within one boot the monotonic clock says where a sample belongs: a wall clock
+#: further off than this was stepped (NTP's corrections are seconds; a suspended VM,
+#: whose monotonic clock stopped, is flagged and then trusted once it holds).
+CLOCK_STEP_S = 300.0
+#: Across a reboot only the history bounds it: this far ahead or behind is not trusted.
 CLOCK_SLACK_S = DAY
 #: A clock that stays consistently off for this long (one boot) is taken as the time.
 CLOCK_TRUST_AFTER_S = HOUR
@@ -136,6 +140,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " total REAL NOT NULL,"
         " message TEXT NOT NULL,"
         " clear_since REAL,"
+        " resolved REAL,"
         " PRIMARY KEY (host, key)) WITHOUT ROWID",
         "CREATE TABLE finding_events ("
         " id INTEGER PRIMARY KEY,"
@@ -219,18 +224,20 @@ class Stats:
 class FindingState:
     """One finding's life across runs (a row of ``findings``): when it began, was
     last seen and last reported, how bad it was then (``level``), the episode's
-    running ``total`` for counted events, and since when it has looked clear."""
+    running ``total`` for counted events, since when it has looked clear, and when
+    it resolved if no run that reports its kind has said so yet."""
 
     key: str
     kind: str
     scope: str
     since: float
     last_seen: float
-    notified: float
-    level: int
+    notified: float  # 0: never said (found by a run that does not report this kind)
+    level: int  # the level last said
     total: float
     message: str
     clear_since: float | None = None
+    resolved: float | None = None  # resolved, not yet said by a run that reports it
 
 
 @dataclass(frozen=True)
@@ -304,11 +311,17 @@ class History:
         self.raw_days, self.hourly_days = raw_days, hourly_days
         self.auto_compact = auto_compact
         self.warnings: list[str] = []
+        existed = self.path.exists()
         self._conn = self._connect_readonly() if readonly else self._connect()
         try:
             self._prepare()
         except BaseException:
             self._conn.close()
+            if not existed and not readonly:
+                # Nothing was recorded: leave no empty file behind (a full disk, say).
+                for suffix in ("", "-wal", "-shm", "-journal"):
+                    with contextlib.suppress(OSError):
+                        os.unlink(f"{self.path}{suffix}")
             raise
 
     # -- opening -------------------------------------------------------------
@@ -417,12 +430,13 @@ class History:
             " (SELECT application_id FROM pragma_application_id),"
             " (SELECT count(*) FROM sqlite_master)"
         ).fetchone()
-        self._refuse_newer(version)
+        # Another application's file first: its own schema version says nothing about us.
         if (version == 0 and tables) or (version > 0 and app != APPLICATION_ID):
             raise HistoryError(
                 f"history {self.path} is a SQLite database of something else "
                 f"(application_id {app:#x}, schema version {version}); choose another file"
             )
+        self._refuse_newer(version)
         if self.readonly and version == 0:
             raise HistoryError(f"history {self.path} is empty; nothing has been recorded yet")
         return int(version)
@@ -654,7 +668,7 @@ class History:
         # a reboot only that it cannot be before the last one (give or take).
         expected = ref_ts + (mono - ref_mono) if same_boot else ref_ts
         skew = ts - expected
-        if same_boot and abs(skew) <= CLOCK_SLACK_S:
+        if same_boot and abs(skew) <= CLOCK_STEP_S:
             return "ok", None, False
         if not same_boot and -CLOCK_SLACK_S <= skew <= CLOCK_SLACK_S:
             # After a reboot a gap of hours is normal; days ahead is an RTC wrong at
@@ -662,17 +676,17 @@ class History:
             return "ok", None, False
         from ops.units import format_duration
 
-        side = "ahead" if skew > 0 else "behind"
+        side = "ahead of" if skew > 0 else "behind"
         last = conn.execute(
             "SELECT clock FROM samples WHERE host = ? ORDER BY id DESC LIMIT 1", (host,)
         ).fetchone()
         fresh = last is None or last[0] == "ok"
         note = (
-            f"the clock is {format_duration(skew)} {side} of the history (last trusted sample "
+            f"the clock is {format_duration(skew)} {side} the history (last trusted sample "
             f"{_when(ref_ts)}); this sample is kept but flagged, and nothing is compacted "
             f"or pruned until the clock is back or has held for {format_duration(CLOCK_TRUST_AFTER_S)}"
         )
-        return side, note, fresh
+        return side.split()[0], note, fresh
 
     def _settle_flagged(
         self,
@@ -954,30 +968,46 @@ class History:
         hi = math.inf if until is None else until
         sql = (
             f"WITH s AS (SELECT id FROM series WHERE {where})"
-            " SELECT ts, value FROM points"
+            " SELECT ts, value, 0, sample_id, series_id FROM points"
             " WHERE series_id IN (SELECT id FROM s) AND ts >= ? AND ts <= ?"
             " AND sample_id NOT IN (SELECT id FROM samples WHERE clock != 'ok')"
             " UNION ALL"
-            " SELECT CAST(hour_ts AS REAL), mean FROM hourly"
+            " SELECT CAST(hour_ts AS REAL), mean, 1, hour_ts, series_id FROM hourly"
             " WHERE series_id IN (SELECT id FROM s) AND hour_ts >= ? AND hour_ts <= ?"
         )
         with self._guard("cannot read"):
             # One statement, so one consistent snapshot even while a compaction commits.
             rows = self._conn.execute(sql, [*args, lo, hi, lo, hi]).fetchall()
         out: list[tuple[float, float]] = []
-        bad = 0
-        for ts, value in rows:
+        bad: list[tuple[int, Any, Any]] = []
+        for ts, value, hourly, row_key, series_id in rows:
             t, v = _number(ts), _number(value)
             if t is None or v is None:
-                bad += 1
+                bad.append((hourly, row_key, series_id))
                 continue
             out.append((t, v))
         if bad:
-            self._warn(
-                f"history {self.path}: {bad} unreadable value(s) of {scope} {metric} skipped"
-            )
+            self._drop_unreadable(bad, f"{scope} {metric}")
         out.sort()
         return out
+
+    def _drop_unreadable(self, rows: list[tuple[int, Any, Any]], what: str) -> None:
+        """Values that are not numbers carry nothing: say so once and, when the
+        history is writable, delete those rows so no later run trips over them
+        (read-only: skipped, said each time)."""
+        if self.readonly:
+            self._warn(f"history {self.path}: {len(rows)} unreadable value(s) of {what} skipped")
+            return
+        with self._guard("cannot record"), self._transaction() as conn:
+            conn.executemany(
+                "DELETE FROM points WHERE sample_id = ? AND series_id = ?",
+                [(key, sid) for hourly, key, sid in rows if not hourly],
+            )
+            conn.executemany(
+                "DELETE FROM hourly WHERE hour_ts = ? AND series_id = ?",
+                [(key, sid) for hourly, key, sid in rows if hourly],
+            )
+        self._warn(f"history {self.path}: {len(rows)} unreadable value(s) of {what} removed")
 
     def recent(
         self, host: str, metrics: Iterable[str], since: float
@@ -992,7 +1022,7 @@ class History:
             return {}
         marks = ", ".join("?" * len(names))
         sql = (
-            "SELECT s.scope, s.metric, p.ts, p.value FROM series AS s"
+            "SELECT s.scope, s.metric, p.ts, p.value, p.sample_id, p.series_id FROM series AS s"
             " JOIN points AS p ON p.series_id = s.id"
             f" WHERE s.host = ? AND s.metric IN ({marks}) AND p.ts >= ?"
             " AND p.sample_id NOT IN (SELECT id FROM samples WHERE clock != 'ok')"
@@ -1000,23 +1030,21 @@ class History:
         with self._guard("cannot read"):
             rows = self._conn.execute(sql, [host, *names, since]).fetchall()
         out: dict[tuple[str, str], list[tuple[float, float]]] = {}
-        bad: dict[tuple[str, str], int] = {}
+        bad: dict[tuple[str, str], list[tuple[int, Any, Any]]] = {}
         isfinite = math.isfinite
-        for scope, metric, ts, value in rows:
+        for scope, metric, ts, value, sample_id, series_id in rows:
             # REAL columns give floats; anything else is a damaged row (or an int).
             if type(ts) is not float or type(value) is not float:
                 ts, value = _number(ts), _number(value)
                 if ts is None or value is None:
-                    bad[scope, metric] = bad.get((scope, metric), 0) + 1
+                    bad.setdefault((scope, metric), []).append((0, sample_id, series_id))
                     continue
             elif not (isfinite(ts) and isfinite(value)):
-                bad[scope, metric] = bad.get((scope, metric), 0) + 1
+                bad.setdefault((scope, metric), []).append((0, sample_id, series_id))
                 continue
             out.setdefault((scope, metric), []).append((ts, value))
-        for (scope, metric), count in sorted(bad.items()):
-            self._warn(
-                f"history {self.path}: {count} unreadable value(s) of {scope} {metric} skipped"
-            )
+        for (scope, metric), keys in sorted(bad.items()):
+            self._drop_unreadable(keys, f"{scope} {metric}")
         for points in out.values():
             points.sort()
         return out
@@ -1107,7 +1135,7 @@ class History:
             states: dict[str, FindingState] = {}
             for row in conn.execute(
                 "SELECT key, kind, scope, since, last_seen, notified, level, total, message,"
-                " clear_since FROM findings WHERE host = ?",
+                " clear_since, resolved FROM findings WHERE host = ?",
                 (host,),
             ):
                 state = _finding_state(row)
@@ -1121,7 +1149,8 @@ class History:
             conn.execute("DELETE FROM findings WHERE host = ?", (host,))
             conn.executemany(
                 "INSERT INTO findings (host, key, kind, scope, since, last_seen, notified, level,"
-                " total, message, clear_since) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " total, message, clear_since, resolved)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         host,
@@ -1135,6 +1164,7 @@ class History:
                         s.total,
                         s.message,
                         s.clear_since,
+                        s.resolved,
                     )
                     for s in new.values()
                 ],
@@ -1147,15 +1177,16 @@ class History:
         return events
 
     def finding_states(self, host: str) -> dict[str, FindingState]:
-        """The findings open now for ``host`` (read-only)."""
+        """The findings open now for ``host`` (read-only; resolved ones waiting to be
+        said are not open)."""
         with self._guard("cannot read"):
             rows = self._conn.execute(
                 "SELECT key, kind, scope, since, last_seen, notified, level, total, message,"
-                " clear_since FROM findings WHERE host = ?",
+                " clear_since, resolved FROM findings WHERE host = ?",
                 (host,),
             ).fetchall()
         states = (_finding_state(row) for row in rows)
-        return {s.key: s for s in states if s is not None}
+        return {s.key: s for s in states if s is not None and s.resolved is None}
 
     def finding_events(
         self, host: str | None = None, since: float | None = None, until: float | None = None
@@ -1184,7 +1215,7 @@ _Row = tuple[float, str, str, list[tuple[str, str, float]]]
 
 
 def _finding_state(row: Sequence[Any]) -> FindingState | None:
-    key, kind, scope, since, last_seen, notified, level, total, message, clear_since = row
+    key, kind, scope, since, last_seen, notified, level, total, message, clear_since, resolved = row
     numbers = [_number(x) for x in (since, last_seen, notified, level, total)]
     if not all(isinstance(x, str) for x in (key, kind, scope, message)) or None in numbers:
         return None
@@ -1199,6 +1230,7 @@ def _finding_state(row: Sequence[Any]) -> FindingState | None:
         numbers[4],  # type: ignore[arg-type]
         message,
         _number(clear_since),
+        _number(resolved),
     )
 
 

@@ -177,6 +177,16 @@ def report_markdown(run: ReportRun) -> str:
         f"- CPU: {_fmt(hr.get('cpu_pct'), '%')} of {host['cpu_count']} CPUs; load {host['load_avg'][0]:.2f}",
         f"- memory: {format_bytes(host['memory']['total'] - host['memory']['available'])} used of {format_bytes(host['memory']['total'])}",
     ]
+    swap = host["swap"]
+    lines.append(f"- swap: {format_bytes(swap['used']) if swap['total'] else 'none'}")
+    lines.append(
+        f"- disk r/w: {_rate(hr.get('disk_read_Bps'))} / {_rate(hr.get('disk_write_Bps'))}; "
+        f"net rx/tx: {_rate(hr.get('net_rx_Bps'))} / {_rate(hr.get('net_tx_Bps'))}"
+    )
+    for d in host["disks"]:
+        lines.append(
+            f"- disk {_md(d['mountpoint'])}: {d['percent']:.0f}% of {format_bytes(d['total'])}"
+        )
     if data["note"]:
         lines.append(f"- rates: {data['note']}")
     if data["docker_error"]:
@@ -185,8 +195,8 @@ def report_markdown(run: ReportRun) -> str:
         lines += [
             "",
             "| container | state | CPU % | CPU % of limit | throttled % | memory | % of limit"
-            " | restarts | OOM kills |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+            " | restarts | OOM kills |" + (" planned CPU / mem |" if run.planned else ""),
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if run.planned else ""),
         ]
         for c in sorted(data["containers"], key=lambda c: c["name"]):
             mem = format_bytes(c["mem_usage"]) if c.get("mem_usage") is not None else "—"
@@ -197,6 +207,7 @@ def report_markdown(run: ReportRun) -> str:
                 f"{_fmt(None if throttled is None else 100 * throttled)} | {mem} | "
                 f"{_fmt(c.get('mem_pct_of_limit'))} | {_fmt(c.get('restarts'), digits=0)} | "
                 f"{_fmt(c.get('oom_kills'), digits=0)} |"
+                + (f" {_planned(c.get('planned'))} |" if run.planned else "")
             )
     if data["findings"]:
         lines += ["", "## Findings", ""]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import socket
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,9 @@ class ReportRun:
     clock: str = "ok"
     clock_note: str | None = None
     clock_note_is_new: bool = False
+    # "down" when this run found the engine unusable and the previous one did not,
+    # "back" for the reverse: what a quiet run says once (None: nothing changed).
+    docker_news: str | None = None
 
     def planned_for(self, container: dict[str, Any]) -> dict[str, Any] | None:
         """The plan's figures for a container of this stack: its Compose project
@@ -175,12 +178,16 @@ def take_sample(
     db: Path | None,
     *,
     docker: bool = True,
+    says: Collection[str] | None = None,
     repeat_interval: float = REPEAT_INTERVAL_S,
     resolve_after: float = RESOLVE_AFTER_S,
 ) -> ReportRun:
     """Sample now, compute rates from the previous stored sample, store this one,
     judge the findings and carry their state.
 
+    ``says``: the finding kinds this run reports (cron's ``--fail-on`` under
+    ``--quiet``; None: all); only such a run moves what was said (see
+    ``findings.track``), so ``events`` are exactly what it must print.
     ``db=None`` samples without history (rates then say "first sample", and every
     finding is new).
     """
@@ -242,6 +249,7 @@ def take_sample(
                 states,
                 judged,
                 cur["time"],
+                says=says,
                 repeat_interval=repeat_interval,
                 resolve_after=resolve_after,
             )
@@ -249,6 +257,13 @@ def take_sample(
             return new, events
 
         events = history.update_findings(hostname, update)
+        news = None
+        if docker:
+            was_down = bool(prev and prev.raw.get("docker_error"))
+            is_down = bool(cur.get("docker_error"))
+            news = (
+                "down" if is_down and not was_down else "back" if was_down and not is_down else None
+            )
         return ReportRun(
             cur,
             rates,
@@ -260,6 +275,7 @@ def take_sample(
             clock=recorded.clock,
             clock_note=recorded.note,
             clock_note_is_new=recorded.note_is_new,
+            docker_news=news,
         )
 
 

@@ -44,7 +44,11 @@ class Schedule:
         if self.no_docker:
             args.append("--no-docker")
         if self.repeat_interval is not None:
-            args += ["--repeat-interval", f"{self.repeat_interval:g}s"]
+            seconds = self.repeat_interval
+            args += [
+                "--repeat-interval",
+                f"{int(seconds) if seconds == int(seconds) else seconds}s",
+            ]
         return args
 
 
@@ -92,7 +96,8 @@ def merge_crontab(current: str, line: str) -> str:
 
 def systemd_units(schedule: Schedule) -> dict[str, str]:
     """A oneshot service and a timer; OnUnitActiveSec keeps runs evenly spaced."""
-    command = " ".join(shlex.quote(a) for a in schedule.argv())
+    # systemd reads % as a specifier (%h, %1...): a literal one is %%.
+    command = " ".join(shlex.quote(a) for a in schedule.argv()).replace("%", "%%")
     service = (
         "[Unit]\n"
         "Description=vots-ops utilisation sample\n\n"
@@ -122,8 +127,19 @@ def install_crontab(line: str) -> str:
 
     crontab = which("crontab")
     current = run([crontab, "-l"], timeout=10)
-    # `crontab -l` exits 1 with "no crontab for USER" when there is none yet.
-    text = current.stdout if current.returncode == 0 else ""
+    # `crontab -l` exits 1 with "no crontab for USER" when there is none yet. Any
+    # other failure (no permission, a broken spool) must not be taken for an empty
+    # table: writing ours would throw the user's lines away.
+    if current.returncode == 0:
+        text = current.stdout
+    elif "no crontab for" in current.stderr:
+        text = ""
+    else:
+        why = current.stderr.strip().splitlines()
+        raise OpsError(
+            f"crontab -l failed ({why[0] if why else f'exit {current.returncode}'}); "
+            "the crontab was left as it is"
+        )
     merged = merge_crontab(text, line)
     import subprocess
 

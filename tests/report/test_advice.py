@@ -429,3 +429,33 @@ def test_a_crash_loop_gets_its_memory_raised(
     # CPU is left as the stack says.
     assert planned["cpu_reservation_millicores"] == 100
     assert planned["cpu_limit_millicores"] <= 500
+
+
+def test_services_of_two_compose_projects_are_never_pooled(cli: Cli, tmp_path: Path) -> None:
+    """Another project's `agent` is not this stack's: without --project each is advised
+    on its own samples (and kept out of the yaml, whose names are one stack's); with
+    --project only that project's containers count."""
+    db = tmp_path / "h.sqlite3"
+    ours = _samples("agent", T0, 576, 300)
+    theirs = _samples("agent", T0, 576, 300, seed=9)
+    for i, (ts, host, raw, points) in enumerate(theirs):
+        rename = {f"vots_agent_{k}": f"other_agent_{k}" for k in (1, 2)}
+        containers = [
+            {**c, "name": rename[c["name"]], "project": "other"} for c in raw["containers"]
+        ]
+        moved = [
+            Point(p.scope.replace("vots_agent", "other_agent"), p.metric, p.value * 3)
+            for p in points
+        ]
+        theirs[i] = (ts, host, {"containers": containers}, moved)
+    _record(db, ours, theirs)
+    both = _by_service(_advice_json(cli, db))
+    assert set(both) == {"vots/agent", "other/agent"}
+    assert both["vots/agent"]["data"]["cpu_samples"] == both["other/agent"]["data"]["cpu_samples"]
+    yaml = cli.run("report", "recommend", "--db", str(db), "--format", "yaml").stdout
+    assert "  # vots/agent: one of several Compose projects" in yaml
+    assert "\n  agent:" not in yaml and "services: {}" in yaml
+    only = _by_service(_advice_json(cli, db, "--project", "vots"))
+    assert set(only) == {"agent"}
+    assert only["agent"]["data"]["cpu_samples"] == both["vots/agent"]["data"]["cpu_samples"]
+    assert only["agent"]["cpu_request_millicores"] == both["vots/agent"]["cpu_request_millicores"]

@@ -54,7 +54,7 @@ def _rates(*containers: dict[str, Any]) -> dict[str, Any]:
 class Cron:
     """Runs of ``judge`` + ``track`` against one history file, at times the test sets."""
 
-    def __init__(self, path: Path, **options: float) -> None:
+    def __init__(self, path: Path, **options: Any) -> None:
         self.path, self.options = path, options
 
     def run(self, now: float, rates: dict[str, Any], *, sampled: bool = True) -> list[FindingEvent]:
@@ -116,23 +116,28 @@ def test_worse_then_hysteresis_then_resolved(cron: Cron) -> None:
 def test_an_oom_crash_loop_is_new_then_worse_at_ten_then_resolves_when_quiet(cron: Cron) -> None:
     looping = _rates(_container(oom_kills=1, restarts=1, state="restarting"))
     said = [cron.run(T0 + 60 * i, looping) for i in range(12)]
-    states = [e.state for events in said for e in events]
+    states = [e.state for events in said for e in events if e.kind == "over-limit"]
     assert states == ["new", "worse"]  # 1 kill, then the tenth
-    assert said[0][0].message == (
+    assert [e.state for events in said for e in events if e.kind == "restart"] == ["new", "worse"]
+    assert next(e for e in said[0] if e.kind == "over-limit").message == (
         "OOM-killed once since the last sample, restarted once; now restarting (memory limit 64M)"
     )
-    assert "; 10 in the last 9 min" in said[9][0].message
+    assert all("; 10 in the last 9 min" in e.message for e in said[9])
     quiet = _rates(_container())
     assert cron.run(T0 + 60 * 12, quiet) == []  # one quiet minute is not the end of a loop
     assert cron.run(T0 + 60 * 11 + RESOLVE_AFTER_S - 1, quiet) == []
-    (done,) = cron.run(T0 + 60 * 11 + RESOLVE_AFTER_S, quiet)
-    assert done.state == "resolved" and "(was: OOM-killed" in done.message
+    done = cron.run(T0 + 60 * 11 + RESOLVE_AFTER_S, quiet)
+    assert [(e.kind, e.state) for e in done] == [
+        ("over-limit", "resolved"),
+        ("restart", "resolved"),
+    ]
+    assert "(was: OOM-killed" in done[0].message
 
 
 def test_restarts_without_oom_are_their_own_kind(cron: Cron) -> None:
-    (restart,) = cron.run(T0, _rates(_container(restarts=3, exit_code=1)))
+    (restart,) = cron.run(T0, _rates(_container(restarts=3, exit_code=1, state="exited")))
     assert (restart.kind, restart.state) == ("restart", "new")
-    assert restart.message == "restarted 3 times since the last sample (last exit code 1)"
+    assert restart.message == "restarted 3 times since the last sample (exit code 1); now exited"
 
 
 def test_a_gone_container_resolves_only_when_the_engine_was_asked(cron: Cron) -> None:
@@ -199,8 +204,53 @@ def test_an_open_finding_is_a_finding_of_every_run_until_it_resolves() -> None:
     quiet = judge(_rates(_container()))
     states, events, findings = track(states, quiet, T0 + 60)
     assert events == []
-    (f,) = findings
+    (f,) = [f for f in findings if f.kind == "over-limit"]
     assert (f.kind, f.check, f.state, f.notify) == ("over-limit", "oom", "ongoing", False)
     assert f.message.endswith(" (last seen 2027-01-15 08:00 UTC)")
     _, _, later = track(states, quiet, T0 + 60 + RESOLVE_AFTER_S)
     assert later == []
+
+
+def test_only_a_run_that_reports_a_kind_moves_what_was_said(cron: Cron, tmp_path: Path) -> None:
+    """An operator's look at cron's history (or `serve --db`) must not swallow cron's
+    news: a finding first seen by such a run is still "new" to cron, and one that
+    resolves in between is still said resolved by cron's next run."""
+    cron_says = Cron(cron.path, says=frozenset({"over-limit"}))
+    operator = Cron(cron.path, says=frozenset())
+    hot = _rates(_container(mem_pct_of_limit=95.0))
+    assert operator.run(T0, hot) == []  # seen, not said
+    assert _said(cron_says.run(T0 + 60, hot)) == [("agent-1", "memory", "new")]
+    assert operator.run(T0 + 120, _rates(_container(mem_pct_of_limit=40.0))) == []
+    assert "over-limit/agent-1/memory" not in operator.open()  # resolved, to be said
+    assert _said(cron_says.run(T0 + 180, _rates(_container()))) == [
+        ("agent-1", "memory", "resolved")
+    ]
+    # Seen and gone while cron was not looking: nothing to take back.
+    operator.run(T0 + 240, hot)
+    operator.run(T0 + 300, _rates(_container()))
+    assert cron_says.run(T0 + 360, _rates(_container())) == []
+
+
+def test_an_oom_crash_loop_is_a_restart_finding_too() -> None:
+    """`--fail-on restart` sees every restart, OOM or not; an OOM kill never clears one."""
+    judged = judge(_rates(_container(oom_kills=1, restarts=2, state="restarting", exit_code=137)))
+    checks = {(f.kind, f.check): f.message for f in judged.findings}
+    assert checks[("restart", "restarts")] == (
+        "restarted 2 times since the last sample (OOM-killed); now restarting"
+    )
+    assert "restart/agent-1/restarts" not in judged.clear
+
+
+def test_the_exit_code_is_said_only_while_the_engine_still_has_it() -> None:
+    """A container running again shows State.ExitCode 0, not its last exit's code."""
+    running = judge(_rates(_container(restarts=1, exit_code=0, state="running")))
+    assert running.findings[0].message == "restarted once since the last sample"
+    waiting = judge(_rates(_container(restarts=1, exit_code=3, state="restarting")))
+    assert waiting.findings[0].message == (
+        "restarted once since the last sample (exit code 3); now restarting"
+    )
+
+
+def test_an_astronomical_score_is_not_printed() -> None:
+    flat = anomaly_finding("agent-1", "cpu_pct", 90.9, 0.0, 9.086e10)
+    assert flat.message == "CPU 90.9% is up from its usual 0.0% (robust z > 1000)"

@@ -517,3 +517,24 @@ def test_locked_file_waits_then_fails_clearly(
         holder.close()
     with History(path, auto_compact=False) as h:
         assert h.stats().samples == 0
+
+
+def test_another_applications_file_is_never_blamed_on_a_newer_vots_ops(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 7")
+    conn.execute("PRAGMA application_id = 1234")
+    conn.commit()
+    conn.close()
+    for readonly in (False, True):
+        with pytest.raises(HistoryError, match="of something else") as info:
+            History(path, readonly=readonly)
+        assert "newer vots-ops" not in str(info.value)
+
+
+def test_a_failed_first_open_leaves_no_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "h.sqlite3"
+    (tmp_path / "h.sqlite3-wal").mkdir()  # SQLite cannot make its WAL: the open fails
+    with pytest.raises(HistoryError):
+        History(path)
+    assert not path.exists()

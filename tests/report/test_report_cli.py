@@ -157,6 +157,9 @@ def test_containers_joined_with_the_plan(cli: Cli, throttled: str, stranger: str
     (row,) = [line for line in table.splitlines() if throttled in line]
     (other,) = [line for line in table.splitlines() if stranger in line]
     assert "planned CPU / mem" in table and "0.58 / 2G" in row and "not in stack" in other
+    markdown = cli.run("report", "--no-history", "--stack", str(BUNDLED), "--format", "markdown")
+    (md_row,) = [line for line in markdown.stdout.splitlines() if throttled in line]
+    assert "planned CPU / mem" in markdown.stdout and md_row.endswith("| 0.58 / 2G |")
 
 
 def test_html_report_draws_the_history(cli: Cli, tmp_path: Path) -> None:
@@ -228,7 +231,7 @@ def test_flag_combinations_are_refused(cli: Cli, tmp_path: Path) -> None:
     assert cli.run("report", "--db", "").returncode == 2
     missing = tmp_path / "missing" / "v.prom"
     proc = cli.run("report", "--no-history", "--no-docker", "--textfile", str(missing))
-    assert proc.returncode == 2 and "is not a directory" in proc.stderr
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
     assert not missing.parent.exists()
 
 
@@ -371,3 +374,49 @@ def test_memory_near_the_limit_is_said_once_then_again_then_resolved(
     assert line.startswith(f"over-limit {name}: resolved after ") and "(was: memory at 9" in line
     assert _ours(done, name) == []
     assert cli.run(*cron).stderr.count(name) == 0
+
+
+def test_options_a_subcommand_ignores_are_refused(cli: Cli, tmp_path: Path) -> None:
+    db = str(tmp_path / "h.sqlite3")
+    for args, flag in (
+        (("report", "--format", "json", "recommend", "--db", db), "--format"),
+        (("report", "--days", "3", "serve"), "--days"),
+        (("report", "--stack", "stack.yaml", "recommend"), "--stack"),
+    ):
+        proc = cli.run(*args)
+        assert proc.returncode == 2, args
+        assert f"{flag} is an option of `report` itself" in proc.stderr, proc.stderr
+    # What they take is taken, wherever it is written.
+    line = cli.run("report", "--repeat-interval", "30m", "--fail-on", "anomaly", "install-cron",
+                   "--db", db).stdout  # fmt: skip
+    assert "--fail-on anomaly --db" in line and line.rstrip().endswith("--repeat-interval 1800s")
+
+
+def test_a_history_in_a_directory_that_does_not_exist_is_refused(cli: Cli, tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "h.sqlite3"
+    for args in (("report", "--no-docker", "--db", str(missing)),
+                 ("report", "install-cron", "--db", str(missing)),
+                 ("report", "serve", "--db", str(missing), "--port", "1")):  # fmt: skip
+        proc = cli.run(*args)
+        assert proc.returncode == 2, args
+        assert proc.stderr.strip().endswith(f"{missing.parent} does not exist"), proc.stderr
+    assert not (tmp_path / "no").exists()
+
+
+def test_help_to_a_full_disk_is_one_line(cli: Cli) -> None:
+    with open("/dev/full", "w") as full:
+        proc = cli.run("report", "--help", stdout=full)
+    assert proc.returncode == 2
+    assert (
+        proc.stderr == "error: cannot write: No space left on device (the output is incomplete)\n"
+    )
+
+
+def test_an_engine_that_goes_away_is_said_once_under_cron(cli: Cli, tmp_path: Path) -> None:
+    db = str(tmp_path / "h.sqlite3")
+    gone = {"DOCKER_HOST": f"unix://{tmp_path}/missing.sock"}
+    cron = ("report", "--db", db, "--quiet", "--fail-on", "over-limit")
+    first = cli.run(*cron, env=gone)  # the first sample: nothing to compare with, said
+    assert first.stderr.startswith("warning: containers not sampled: Docker engine not usable")
+    second = cli.run(*cron, env=gone)
+    assert (second.returncode, second.stderr) == (0, "")

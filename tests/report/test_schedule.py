@@ -147,7 +147,34 @@ def test_install_cron_refuses_what_would_fail_every_minute(cli: Cli, tmp_path: P
     missing = cli.run("report", "install-cron", "--stack", str(tmp_path / "nope.yaml"))
     assert missing.returncode == 2 and "nope.yaml: file not found" in missing.stderr
     nowhere = cli.run("report", "install-cron", "--textfile", str(tmp_path / "no" / "v.prom"))
-    assert nowhere.returncode == 2 and "is not a directory" in nowhere.stderr
+    assert nowhere.returncode == 2 and "does not exist" in nowhere.stderr
     bad = cli.run("report", "install-cron", "--repeat-interval", "soon")
     assert bad.returncode == 2 and "expected a duration like" in bad.stderr
     assert cli.run("report", "install-cron", "--systemd", "--install").returncode == 2
+
+
+def test_a_crontab_that_cannot_be_read_is_never_overwritten(cli: Cli, tmp_path: Path) -> None:
+    """`crontab -l` failing for another reason than "no crontab" (a permission, a
+    broken spool) must not be taken for an empty table: ours would replace it all."""
+    bindir = tmp_path / "brokenbin"
+    bindir.mkdir()
+    fake = bindir / "crontab"
+    written = tmp_path / "written.txt"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = -l ]; then echo "crontab: Permission denied" >&2; exit 1; fi\n'
+        f"cat > {written}\n"
+    )
+    fake.chmod(0o755)
+    proc = cli.run("report", "install-cron", "--install",
+                   env={"PATH": f"{bindir}:{cli.env()['PATH']}"})  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "error: crontab -l failed (crontab: Permission denied); the crontab was left as it is"
+    )
+    assert not written.exists()
+
+
+def test_systemd_units_keep_a_percent_literal() -> None:
+    service = systemd_units(Schedule("/x/vots-ops", "/d/h%1.sqlite3"))["vots-ops-report.service"]
+    assert "--db /d/h%%1.sqlite3" in service  # systemd reads %1 as a specifier
