@@ -200,14 +200,19 @@ def report(
     console: Console = ctx.obj
     if count is not None and interval is None:
         raise click.UsageError("--count needs --interval")
+    given = {name for name in ("db", "days", "repeat_interval") if _own(ctx, name)}
+    if ctx.get_parameter_source("db") is click.core.ParameterSource.ENVIRONMENT:
+        given.discard("db")  # VOTS_OPS_DB set for cron must not break the live view
     if interval is not None:
-        if fmt != "table" or fail_on or textfile or stack_path or console.quiet:
+        if fmt != "table" or fail_on or textfile or stack_path or console.quiet or given:
             raise click.UsageError(
-                "--interval is the live table view; it takes no --format, --fail-on, "
-                "--textfile, --stack or --quiet"
+                "--interval is the live table view; it stores nothing and takes no --format, "
+                "--fail-on, --textfile, --stack, --quiet, --db, --days or --repeat-interval"
             )
         _live(console, interval, count, not no_docker)
         return
+    if "days" in given and fmt != "html":
+        raise click.UsageError("--days is for --format html (and `report recommend --days`)")
     path = None if no_history else Path(db) if db else default_db_path()
     if fmt == "html":
         if path is None:

@@ -127,11 +127,16 @@ def test_install_cron_prints_an_absolute_command(cli: Cli, tmp_path: Path) -> No
 
 def test_live_view_samples_and_stops(cli: Cli, tmp_path: Path) -> None:
     db = tmp_path / "h.sqlite3"
-    proc = cli.run("report", "--interval", "0.3", "--count", "3", "--no-docker", "--db", str(db))
+    env = {"VOTS_OPS_DB": str(db)}  # set for cron: the live view still stores nothing
+    proc = cli.run("report", "--interval", "0.3", "--count", "3", "--no-docker", env=env)
     assert proc.returncode == 0, proc.stderr
     assert "load 1/5/15" in proc.stdout
     assert "% of" in proc.stdout
     assert not db.exists(), "the live view stores nothing"
+    # An option it would ignore is refused instead.
+    refused = cli.run("report", "--interval", "1", "--db", str(db))
+    assert refused.returncode == 2 and "stores nothing and takes no" in refused.stderr
+    assert cli.run("report", "--days", "3", "--no-history").returncode == 2
 
 
 @pytest.mark.docker
