@@ -99,8 +99,9 @@ def diff_all(root: Path, files: Mapping[str, str]) -> str:
     return "".join(chunks)
 
 
-def new_run_dir(root: Path, name: str) -> tuple[Path, Path]:
-    """(staging dir, final dir) for a run named ``name`` under ``root``.
+def new_run_dir(root: Path, name: str, now: float | None = None) -> tuple[Path, Path]:
+    """(staging dir, final dir) for a run named ``name`` under ``root``, stamped
+    with ``now`` (epoch seconds; default the clock's).
 
     The run is built in a hidden staging directory and renamed to the final,
     timestamped name only when complete, so a crash leaves nothing that looks
@@ -109,7 +110,8 @@ def new_run_dir(root: Path, name: str) -> tuple[Path, Path]:
     import tempfile
     from datetime import UTC, datetime
 
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    when = datetime.now(UTC) if now is None else datetime.fromtimestamp(now, UTC)
+    stamp = when.strftime("%Y%m%dT%H%M%SZ")
     root = root.absolute()  # tools we start may run in another directory
     final = root / f"{name}-{stamp}"
     n = 1

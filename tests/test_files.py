@@ -8,8 +8,9 @@ from ops.files import finish_run_dir, new_run_dir
 
 
 def test_two_runs_in_the_same_second_both_land(tmp_path: Path) -> None:
-    a_staging, a_final = new_run_dir(tmp_path, "slo")
-    b_staging, b_final = new_run_dir(tmp_path, "slo")
+    now = 1_796_119_200.0  # an injected clock: "the same second" whatever the real one does
+    a_staging, a_final = new_run_dir(tmp_path, "slo", now=now)
+    b_staging, b_final = new_run_dir(tmp_path, "slo", now=now + 0.5)
     assert a_final == b_final  # same second, same name chosen by both
     (a_staging / "result.json").write_text("a")
     (b_staging / "result.json").write_text("b")
