@@ -48,3 +48,13 @@ def parse_duration_s(text: str) -> float:
     if not seconds > 0:
         raise ValueError(f"expected a duration above zero (got {text!r})")
     return seconds
+
+
+def format_utc(ts: float) -> str:
+    """An epoch time as ``2026-12-01 10:04 UTC`` (a damaged one as its number)."""
+    import datetime as dt
+
+    try:
+        return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except (OverflowError, OSError, ValueError):
+        return f"{ts:.0f}"

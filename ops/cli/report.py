@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from ops.cli.options import FC, format_option, quiet_option
+from ops.cli.options import FC, format_option, lazy, parsed, quiet_option
 from ops.console import Console
 
 
@@ -73,17 +73,6 @@ def _db_option(f: FC) -> FC:
     )(f)
 
 
-def _duration(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
-    if value is None:
-        return None
-    from ops.units import parse_duration_s
-
-    try:
-        return parse_duration_s(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
 FAIL_ON = ("over-limit", "restart", "anomaly")
 _FAIL_ON_HELP = (
     "Exit 1 while this is found, and with --quiet say it (when it starts, worsens, repeats "
@@ -124,7 +113,7 @@ def _fail_on_option(f: FC) -> FC:
 def _repeat_option(f: FC) -> FC:
     return click.option(
         "--repeat-interval",
-        callback=_duration,
+        callback=parsed(lazy("ops.units", "parse_duration_s")),
         default="4h",
         show_default=True,
         help="With a history: say a finding that lasts again after this long (Alertmanager's "
@@ -437,7 +426,7 @@ def install_cron(
 )
 @click.option(
     "--min-history",
-    callback=_duration,
+    callback=parsed(lazy("ops.units", "parse_duration_s")),
     default="1d",
     show_default=True,
     help="Advice from a shorter span of samples is provisional: shown, marked, and left "

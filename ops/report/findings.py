@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ops.report.history import FindingEvent, FindingState
-from ops.units import format_bytes, format_duration
+from ops.units import format_bytes, format_duration, format_utc
 
 KINDS = ("over-limit", "restart", "anomaly")
 #: ``--fail-on over-limit``: memory at or above this share of its limit ...
@@ -78,15 +78,18 @@ class Finding:
 
     def line(self) -> str:
         """The finding as one line: ``over-limit agent-1: memory at 93% ... (new)``."""
-        tag = {
-            "new": "new",
-            "worse": "worse",
-            "repeat": "still",
-            "ongoing": "ongoing",
-        }.get(self.state, self.state)
-        if self.since is not None and self.state in ("worse", "repeat", "ongoing"):
-            tag += f", since {_clock(self.since)}"
-        return f"{self.kind} {self.scope}: {self.message} ({tag})"
+        since = self.since if self.state in ("worse", "repeat", "ongoing") else None
+        return _line(self.kind, self.scope, self.message, self.state, since)
+
+
+def _line(kind: str, scope: str, message: str, state: str, since: float | None = None) -> str:
+    """How a finding reads on one line, in cron's mail and on the terminal alike."""
+    if state == "resolved":
+        return f"{kind} {scope}: {message}"
+    tag = {"repeat": "still"}.get(state, state)
+    if since is not None:
+        tag += f", since {format_utc(since)}"
+    return f"{kind} {scope}: {message} ({tag})"
 
 
 @dataclass(frozen=True)
@@ -97,15 +100,6 @@ class Judgement:
     findings: list[Finding]
     clear: frozenset[str]
     scopes: frozenset[str] | None  # None: containers were not sampled this run
-
-
-def _clock(ts: float) -> str:
-    import datetime as dt
-
-    try:
-        return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    except (OverflowError, OSError, ValueError):
-        return f"{ts:.0f}"
 
 
 def _times(n: float) -> str:
@@ -290,7 +284,7 @@ def track(
                 s.kind,
                 s.scope,
                 key.rsplit("/", 1)[-1],
-                f"{s.message} (last seen {_clock(s.last_seen)})",
+                f"{s.message} (last seen {format_utc(s.last_seen)})",
                 level=s.level,
                 state="ongoing",
                 since=s.since,
@@ -302,10 +296,7 @@ def track(
 
 def event_line(event: FindingEvent) -> str:
     """One line for cron's mail: ``over-limit agent-1: memory at 93% ... (new)``."""
-    tag = {"repeat": "still"}.get(event.state, event.state)
-    if event.state == "resolved":
-        return f"{event.kind} {event.scope}: {event.message}"
-    return f"{event.kind} {event.scope}: {event.message} ({tag})"
+    return _line(event.kind, event.scope, event.message, event.state)
 
 
 # -- anomalies ---------------------------------------------------------------

@@ -54,6 +54,7 @@ from types import TracebackType
 from typing import Any, NamedTuple
 
 from ops.errors import OpsError, OutputError
+from ops.units import format_utc
 
 HOUR = 3600
 DAY = 86400
@@ -275,15 +276,6 @@ def _number(value: Any) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
-
-
-def _when(ts: float) -> str:
-    import datetime as dt
-
-    try:
-        return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    except (OverflowError, OSError, ValueError):
-        return f"{ts:.0f}"
 
 
 class History:
@@ -683,7 +675,7 @@ class History:
         fresh = last is None or last[0] == "ok"
         note = (
             f"the clock is {format_duration(skew)} {side} the history (last trusted sample "
-            f"{_when(ref_ts)}); this sample is kept but flagged, and nothing is compacted "
+            f"{format_utc(ref_ts)}); this sample is kept but flagged, and nothing is compacted "
             f"or pruned until the clock is back or has held for {format_duration(CLOCK_TRUST_AFTER_S)}"
         )
         return side.split()[0], note, fresh
@@ -737,17 +729,10 @@ class History:
         if boot_id is None or now is None:
             return None
         offset = ts - now
-        rows = conn.execute(
-            "SELECT id, ts, mono FROM samples WHERE host = ? AND clock != 'ok' AND boot_id = ?"
-            " ORDER BY id",
-            (host, boot_id),
-        ).fetchall()
         steady = [
-            (sample_id, s_mono)
-            for sample_id, s_ts, s_mono in rows
-            if _number(s_ts) is not None
-            and _number(s_mono) is not None
-            and abs((s_ts - s_mono) - offset) <= 60
+            (sample_id, then)
+            for sample_id, when, then in _flagged_of_boot(conn, host, boot_id)
+            if abs((when - then) - offset) <= 60
         ]
         if not steady or now - min(m for _, m in steady) < CLOCK_TRUST_AFTER_S:
             return None
@@ -1212,6 +1197,24 @@ class History:
 
 
 _Row = tuple[float, str, str, list[tuple[str, str, float]]]
+
+
+def _flagged_of_boot(
+    conn: sqlite3.Connection, host: str, boot_id: str
+) -> list[tuple[int, float, float]]:
+    """(id, ts, mono) of ``host``'s samples of that boot whose clock is in doubt, in
+    the order they were recorded (rows whose times are not numbers left out)."""
+    rows = conn.execute(
+        "SELECT id, ts, mono FROM samples WHERE host = ? AND clock != 'ok' AND boot_id = ?"
+        " ORDER BY id",
+        (host, boot_id),
+    ).fetchall()
+    out = []
+    for sample_id, ts, mono in rows:
+        when, then = _number(ts), _number(mono)
+        if when is not None and then is not None:
+            out.append((int(sample_id), when, then))
+    return out
 
 
 def _finding_state(row: Sequence[Any]) -> FindingState | None:

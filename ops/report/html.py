@@ -37,6 +37,7 @@ from typing import Any
 
 from ops.report.findings import MEMORY_NEAR_LIMIT_PCT, THROTTLED_RATIO
 from ops.report.history import FindingEvent, FindingState, History
+from ops.units import format_utc
 
 MAX_POINTS = 500
 # A gap wider than this many times the local sampling interval breaks the line,
@@ -358,7 +359,7 @@ def _utc(ts: float) -> dt.datetime:
 
 
 def _fmt_time(ts: float) -> str:
-    return _utc(ts).strftime("%Y-%m-%d %H:%M UTC")
+    return format_utc(ts)
 
 
 def _fmt_span(lo: float, hi: float) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ops.report.run import ReportRun
-from ops.units import format_bytes, format_cpus
+from ops.units import format_bytes, format_cpus, format_utc
 
 
 def _fmt(value: float | None, unit: str = "", digits: int = 1) -> str:
@@ -157,14 +157,8 @@ def report_tables(run: ReportRun) -> list[Any]:
 def _state(f: Any) -> str:
     if f.state in ("new", "worse"):
         return f.state
-    since = _utc(f.since) if f.since is not None else "?"
+    since = format_utc(f.since) if f.since is not None else "?"
     return f"since {since}"
-
-
-def _utc(ts: float) -> str:
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def report_markdown(run: ReportRun) -> str:
