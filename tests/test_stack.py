@@ -227,8 +227,8 @@ BAD_EDITS = [
     ("  memory: 16G\n", "  memory: 4G\n", "host.memory", "minimums need"),
     ("  memory: 16G\n", "  memory: 1G\n", "host.reserve", "nothing is left"),
     (
-        "    volumes: {data: /chroma/chroma}",
-        "    volumes: {data: /chroma/chroma}\n    routes: [{path: /r/}]",
+        "    build: services/chroma\n",
+        "    build: services/chroma\n    routes: [{path: /r/}]\n",
         "services.chroma.routes",
         "internal service cannot have routes",
     ),
