@@ -20,7 +20,10 @@ pytestmark = pytest.mark.slow
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, Path]]:
     base = tmp_path_factory.mktemp("api")
     tree = make_tree(base / "code")
-    svc = Service({"RAG_ROOT": str(tree), "RAG_INDEX_DIR": str(base / "index"), "RAG_THREADS": "2"}, base / "log")
+    svc = Service(
+        {"RAG_ROOT": str(tree), "RAG_INDEX_DIR": str(base / "index"), "RAG_THREADS": "2"},
+        base / "log",
+    )
     try:
         svc.ready()
         resp = httpx.post(svc.url + "/api/v1/ingest", json={"path": "."}, timeout=600)
@@ -48,7 +51,11 @@ def test_health_and_readiness(api: tuple[Service, Path]) -> None:
     svc, _ = api
     assert httpx.get(svc.url + "/healthz").json() == {"status": "ok"}
     ready = httpx.get(svc.url + "/readyz").json()
-    assert ready["status"] == "ready" and ready["files"] == 5 and ready["chunks"] == ready["embedded"] > 10
+    assert (
+        ready["status"] == "ready"
+        and ready["files"] == 5
+        and ready["chunks"] == ready["embedded"] > 10
+    )
     assert ready["model"] == "all-MiniLM-L6-v2-int8"
 
 
@@ -60,14 +67,17 @@ def test_search_returns_ranked_chunks_with_their_place(api: tuple[Service, Path]
     assert first["start_line"] < first["end_line"] and "def format_bytes" in first["snippet"]
     assert body["kind"] == "symbol" and body["backend"] == "hybrid" and len(body["results"]) == 3
     for backend in ("lexical", "dense"):
-        got = httpx.get(svc.url + "/api/v1/search", params={"q": "format_bytes", "backend": backend}).json()
+        got = httpx.get(
+            svc.url + "/api/v1/search", params={"q": "format_bytes", "backend": backend}
+        ).json()
         assert got["backend"] == backend and got["results"]
 
 
 def test_pages_do_not_overlap(api: tuple[Service, Path]) -> None:
     svc, _ = api
     pages = [
-        httpx.get(svc.url + "/api/v1/search", params={"q": "cpu rates", "k": 4, "page": p}).json() for p in (1, 2)
+        httpx.get(svc.url + "/api/v1/search", params={"q": "cpu rates", "k": 4, "page": p}).json()
+        for p in (1, 2)
     ]
     assert pages[0]["has_more"]
     ids = [(r["path"], r["start_line"]) for page in pages for r in page["results"]]
@@ -82,8 +92,20 @@ def test_pages_do_not_overlap(api: tuple[Service, Path]) -> None:
         ("POST", "/api/v1/ingest", {"json": {"path": "nope/missing.py"}}, 404, "path"),
         ("POST", "/api/v1/ingest", {"json": {"path": 3}}, 422, "path"),
         ("POST", "/api/v1/ingest", {"json": {"path": ".", "extra": 1}}, 422, "extra"),
-        ("POST", "/api/v1/ingest", {"content": b"{not json", "headers": {"content-type": "application/json"}}, 422, "body"),
-        ("POST", "/api/v1/ingest", {"content": b"x" * 100_000, "headers": {"content-type": "application/json"}}, 413, "body"),
+        (
+            "POST",
+            "/api/v1/ingest",
+            {"content": b"{not json", "headers": {"content-type": "application/json"}},
+            422,
+            "body",
+        ),
+        (
+            "POST",
+            "/api/v1/ingest",
+            {"content": b"x" * 100_000, "headers": {"content-type": "application/json"}},
+            413,
+            "body",
+        ),
         ("GET", "/api/v1/search", {"params": {"q": ""}}, 422, "q"),
         ("GET", "/api/v1/search", {"params": {"q": "x" * 1001}}, 422, "q"),
         ("GET", "/api/v1/search", {"params": {"q": "x", "k": 0}}, 422, "k"),
@@ -110,7 +132,9 @@ def test_a_chunked_body_over_the_limit_is_refused(api: tuple[Service, Path]) -> 
         for _ in range(100):
             yield b" " * 4096
 
-    resp = httpx.post(svc.url + "/api/v1/ingest", content=body(), headers={"content-type": "application/json"})
+    resp = httpx.post(
+        svc.url + "/api/v1/ingest", content=body(), headers={"content-type": "application/json"}
+    )
     assert resp.status_code == 413 and resp.json()["error"]["field"] == "body"
 
 
@@ -123,23 +147,44 @@ def test_unknown_routes_answer_in_the_error_shape(api: tuple[Service, Path]) -> 
 def test_change_and_delete_over_http_and_metrics_move(api: tuple[Service, Path]) -> None:
     svc, tree = api
     before = httpx.get(svc.url + "/metrics").text
-    (tree / "ops" / "fresh.py").write_text('def freshly_added_function():\n    """Returns the answer."""\n    return 42\n')
+    (tree / "ops" / "fresh.py").write_text(
+        'def freshly_added_function():\n    """Returns the answer."""\n    return 42\n'
+    )
     report = httpx.post(svc.url + "/api/v1/ingest", json={"path": "ops"}, timeout=600).json()
-    assert report["ok"] and report["changed"] == 1 and report["embedded"] >= 1 and report["unchanged"] == 3
-    hit = httpx.get(svc.url + "/api/v1/search", params={"q": "freshly_added_function"}).json()["results"][0]
+    assert (
+        report["ok"]
+        and report["changed"] == 1
+        and report["embedded"] >= 1
+        and report["unchanged"] == 3
+    )
+    hit = httpx.get(svc.url + "/api/v1/search", params={"q": "freshly_added_function"}).json()[
+        "results"
+    ][0]
     assert (hit["path"], hit["symbol"]) == ("ops/fresh.py", "freshly_added_function")
     (tree / "ops" / "fresh.py").unlink()
-    report = httpx.post(svc.url + "/api/v1/ingest", json={"path": "ops/fresh.py"}, timeout=600).json()
+    report = httpx.post(
+        svc.url + "/api/v1/ingest", json={"path": "ops/fresh.py"}, timeout=600
+    ).json()
     assert report["deleted"] == 1
-    results = httpx.get(svc.url + "/api/v1/search", params={"q": "freshly_added_function", "k": 50}).json()["results"]
+    results = httpx.get(
+        svc.url + "/api/v1/search", params={"q": "freshly_added_function", "k": 50}
+    ).json()["results"]
     assert all(r["path"] != "ops/fresh.py" for r in results)
     after = httpx.get(svc.url + "/metrics").text
-    assert _metric(after, "rag_embedded_chunks_total") >= _metric(before, "rag_embedded_chunks_total") + 1
-    assert _metric(after, "rag_ingest_files_total", outcome="deleted") == _metric(before, "rag_ingest_files_total", outcome="deleted") + 1
-    assert _metric(after, "rag_ingest_files_total", outcome="unchanged") > _metric(before, "rag_ingest_files_total", outcome="unchanged")
-    assert _metric(after, "rag_http_requests_total", route="/api/v1/search", status="200") > _metric(
-        before, "rag_http_requests_total", route="/api/v1/search", status="200"
+    assert (
+        _metric(after, "rag_embedded_chunks_total")
+        >= _metric(before, "rag_embedded_chunks_total") + 1
     )
+    assert (
+        _metric(after, "rag_ingest_files_total", outcome="deleted")
+        == _metric(before, "rag_ingest_files_total", outcome="deleted") + 1
+    )
+    assert _metric(after, "rag_ingest_files_total", outcome="unchanged") > _metric(
+        before, "rag_ingest_files_total", outcome="unchanged"
+    )
+    assert _metric(
+        after, "rag_http_requests_total", route="/api/v1/search", status="200"
+    ) > _metric(before, "rag_http_requests_total", route="/api/v1/search", status="200")
     assert _metric(after, "rag_http_requests_total", route="/api/v1/ingest", status="403") >= 0
     assert _metric(after, "rag_index_files") == 5
     assert _metric(after, "rag_http_request_duration_seconds_count", route="/api/v1/search") > 0
@@ -150,7 +195,9 @@ def test_logs_are_json_lines(api: tuple[Service, Path]) -> None:
     svc, _ = api
     httpx.get(svc.url + "/api/v1/search", params={"q": "units"})
     entries = [json.loads(line) for line in svc.lines() if line.startswith("{")]
-    requests = [e for e in entries if e.get("msg") == "request" and e.get("route") == "/api/v1/search"]
+    requests = [
+        e for e in entries if e.get("msg") == "request" and e.get("route") == "/api/v1/search"
+    ]
     assert requests and {"ts", "level", "status", "ms", "method"} <= set(requests[-1])
     assert any(e.get("msg") == "index ready" for e in entries)
     # Nothing but JSON on the log stream.
@@ -174,7 +221,11 @@ def test_ready_waits_for_chroma_and_search_says_why(tree: Path, tmp_path: Path) 
 
     port = free_port()
     svc = Service(
-        {"RAG_ROOT": str(tree), "RAG_INDEX_DIR": str(tmp_path / "ix"), "CHROMA_URL": f"http://127.0.0.1:{port}"},
+        {
+            "RAG_ROOT": str(tree),
+            "RAG_INDEX_DIR": str(tmp_path / "ix"),
+            "CHROMA_URL": f"http://127.0.0.1:{port}",
+        },
         tmp_path / "wait.log",
     )
     server = ChromaServer(tmp_path / "late-chroma", port)

@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import ChromaServer
 from vots_rag.errors import NotReady
 from vots_rag.index import Index
 from vots_rag.model import LocalEmbedder
+
+from tests.conftest import ChromaServer
 
 pytestmark = pytest.mark.slow
 
@@ -47,13 +47,18 @@ def test_a_lost_chroma_fails_chunks_loudly_and_the_next_ingest_retries_them(
     ix = Index(tree, tmp_path / "ix", embedder=embedder, chroma_url=chroma_server.url)
     try:
         ix.ingest(".")
-        (tree / "ops" / "late.py").write_text("def written_while_chroma_was_down():\n    return 1\n")
+        (tree / "ops" / "late.py").write_text(
+            "def written_while_chroma_was_down():\n    return 1\n"
+        )
         chroma_server.kill()
         report = ix.ingest(".")
         assert not report.ok and report.failed >= 1 and report.embedded == 0
         assert any("Chroma" in e for e in report.errors)
         # Words still find it; the chunk waits for its vector.
-        assert ix.search("written_while_chroma_was_down", backend="lexical").hits[0].chunk.path == "ops/late.py"
+        assert (
+            ix.search("written_while_chroma_was_down", backend="lexical").hits[0].chunk.path
+            == "ops/late.py"
+        )
         assert ix.stats().pending == report.failed
         with pytest.raises(NotReady):
             ix.check()
@@ -67,12 +72,22 @@ def test_a_lost_chroma_fails_chunks_loudly_and_the_next_ingest_retries_them(
         ix.close()
 
 
-def test_an_ingest_killed_while_embedding_resumes(tree: Path, tmp_path: Path, embedder: LocalEmbedder) -> None:
+def test_an_ingest_killed_while_embedding_resumes(
+    tree: Path, tmp_path: Path, embedder: LocalEmbedder
+) -> None:
     """SIGKILL in the middle of embedding: chunks already written are pending when the
     index reopens, and the next ingest embeds exactly those, nothing twice."""
     index_dir = tmp_path / "ix"
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "vots-rag"), "ingest", ".", "--root", str(tree), "--index", str(index_dir)],
+        [
+            str(Path(sys.executable).parent / "vots-rag"),
+            "ingest",
+            ".",
+            "--root",
+            str(tree),
+            "--index",
+            str(index_dir),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -84,7 +99,9 @@ def test_an_ingest_killed_while_embedding_resumes(tree: Path, tmp_path: Path, em
                 with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as db:
                     try:
                         files = db.execute("SELECT count(*) FROM files").fetchone()[0]
-                        pending = db.execute("SELECT count(*) FROM chunks WHERE embedded = 0").fetchone()[0]
+                        pending = db.execute(
+                            "SELECT count(*) FROM chunks WHERE embedded = 0"
+                        ).fetchone()[0]
                     except sqlite3.OperationalError:  # tables not created yet
                         files = pending = 0
                 if files == 5 and pending > 0:  # every file chunked, embedding under way

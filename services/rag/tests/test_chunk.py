@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import ast
 import inspect
+import itertools
 import json
 import sysconfig
 from pathlib import Path
 
 import pytest
-
 from vots_rag.chunk import Chunker
 from vots_rag.model import MAX_TOKENS, LocalEmbedder
 
@@ -74,11 +74,13 @@ def test_a_syntax_error_falls_back_to_line_windows(chunker: Chunker) -> None:
 
 
 def test_text_windows_overlap_and_cover_every_line(chunker: Chunker) -> None:
-    text = "\n".join(f"line {i} of the guide, with a few words about caching" for i in range(1, 201))
+    text = "\n".join(
+        f"line {i} of the guide, with a few words about caching" for i in range(1, 201)
+    )
     chunks = chunker.chunk("docs/guide.md", text, "markdown")
     assert len(chunks) > 3
     covered: set[int] = set()
-    for a, b in zip(chunks, chunks[1:], strict=False):
+    for a, b in itertools.pairwise(chunks):
         assert b.start_line <= a.end_line, "windows overlap"
         assert b.start_line > a.start_line, "and move forward"
     for c in chunks:
@@ -91,7 +93,9 @@ def test_ids_of_untouched_functions_survive_an_edit(chunker: Chunker) -> None:
     edited = SOURCE.replace("return a + b", "return a - b")
     after = {c.symbol: c.id for c in chunker.chunk("m.py", edited, "python")}
     assert before["top"] != after["top"]
-    assert {k: v for k, v in before.items() if k != "top"} == {k: v for k, v in after.items() if k != "top"}
+    assert {k: v for k, v in before.items() if k != "top"} == {
+        k: v for k, v in after.items() if k != "top"
+    }
 
 
 def _stdlib_functions() -> list[tuple[str, str]]:
@@ -109,7 +113,9 @@ def _stdlib_functions() -> list[tuple[str, str]]:
     return out
 
 
-def test_no_chunk_exceeds_the_model_window_on_ordinary_code(chunker: Chunker, embedder: LocalEmbedder) -> None:
+def test_no_chunk_exceeds_the_model_window_on_ordinary_code(
+    chunker: Chunker, embedder: LocalEmbedder
+) -> None:
     functions = _stdlib_functions()
     # The problem is real: many ordinary functions are longer than the window.
     too_long = [f for f in functions if embedder.count_tokens([f[1]])[0] > MAX_TOKENS]

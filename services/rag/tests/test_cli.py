@@ -13,7 +13,9 @@ import pytest
 BIN = Path(sys.executable).parent / "vots-rag"
 
 
-def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("RAG_") and k != "CHROMA_URL"}
     return subprocess.run(
         [str(BIN), *args],
@@ -33,7 +35,9 @@ def test_help_does_not_load_the_heavy_parts() -> None:
         "heavy = [m for m in ('chromadb', 'onnxruntime', 'numpy', 'fastapi', 'tokenizers') if m in sys.modules]\n"
         "print(heavy)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip().endswith("[]")
 
 
@@ -47,7 +51,9 @@ def test_ingest_query_and_json(tree: Path, tmp_path: Path) -> None:
     report = json.loads(again.stdout)
     assert report["unchanged"] == 5 and report["embedded"] == 0 and report["ok"]
     table = run("query", "format_bytes", *args, "-k", "3")
-    assert table.returncode == 0 and "ops/units.py" in table.stdout and "format_bytes" in table.stdout
+    assert (
+        table.returncode == 0 and "ops/units.py" in table.stdout and "format_bytes" in table.stdout
+    )
     body = json.loads(run("query", "format_bytes", *args, "--format", "json").stdout)
     assert body["results"][0]["symbol"] == "format_bytes"
     # Environment instead of flags.
@@ -61,14 +67,28 @@ def test_ingest_query_and_json(tree: Path, tmp_path: Path) -> None:
     [
         (["stats", "--root", "/nonexistent"], {}, "RAG_ROOT: /nonexistent is not a directory"),
         (["stats"], {"RAG_BACKEND": "magic"}, "RAG_BACKEND: Input should be"),
-        (["stats"], {"CHROMA_URL": "ftp://x"}, "CHROMA_URL: Value error, expected http(s)://host[:port]"),
-        (["stats"], {"RAG_THREADS": "0"}, "RAG_THREADS: Input should be greater than or equal to 1"),
+        (
+            ["stats"],
+            {"CHROMA_URL": "ftp://x"},
+            "CHROMA_URL: Value error, expected http(s)://host[:port]",
+        ),
+        (
+            ["stats"],
+            {"RAG_THREADS": "0"},
+            "RAG_THREADS: Input should be greater than or equal to 1",
+        ),
         (["stats"], {"RAG_EMBEDDINGS": "openai"}, "RAG_EMBEDDINGS=openai needs RAG_EMBEDDINGS_URL"),
-        (["stats", "--model-dir", "/nonexistent"], {}, "RAG_MODEL_DIR: /nonexistent is not a directory"),
+        (
+            ["stats", "--model-dir", "/nonexistent"],
+            {},
+            "RAG_MODEL_DIR: /nonexistent is not a directory",
+        ),
         (["query", "x", "-k", "0"], {}, "Invalid value for '-k'"),
     ],
 )
-def test_bad_settings_are_one_line_and_exit_2(tmp_path: Path, args: list[str], env: dict[str, str], message: str) -> None:
+def test_bad_settings_are_one_line_and_exit_2(
+    tmp_path: Path, args: list[str], env: dict[str, str], message: str
+) -> None:
     proc = run(*args, env={"RAG_INDEX_DIR": str(tmp_path / "ix"), **env}, cwd=tmp_path)
     assert proc.returncode == 2
     assert message in proc.stderr
@@ -80,7 +100,13 @@ def test_a_tampered_model_file_is_refused(tmp_path: Path) -> None:
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     (model_dir / "tokenizer.json").write_text("{}")
-    proc = run("stats", "--model-dir", str(model_dir), env={"RAG_INDEX_DIR": str(tmp_path / "ix")}, cwd=tmp_path)
+    proc = run(
+        "stats",
+        "--model-dir",
+        str(model_dir),
+        env={"RAG_INDEX_DIR": str(tmp_path / "ix")},
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2
     assert "does not match the pinned" in proc.stderr and "tokenizer.json" in proc.stderr
 
@@ -88,5 +114,7 @@ def test_a_tampered_model_file_is_refused(tmp_path: Path) -> None:
 def test_an_index_that_is_not_ours_is_named(tmp_path: Path) -> None:
     (tmp_path / "ix").mkdir()
     (tmp_path / "ix" / "state.sqlite").write_bytes(b"this is not sqlite" * 100)
-    proc = run("stats", "--backend", "lexical", env={"RAG_INDEX_DIR": str(tmp_path / "ix")}, cwd=tmp_path)
+    proc = run(
+        "stats", "--backend", "lexical", env={"RAG_INDEX_DIR": str(tmp_path / "ix")}, cwd=tmp_path
+    )
     assert proc.returncode == 2 and "state.sqlite" in proc.stderr and "Traceback" not in proc.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from vots_rag.errors import RagError
 from vots_rag.index import Index
 from vots_rag.model import LocalEmbedder
@@ -20,7 +19,10 @@ def test_ingest_then_a_known_symbol_comes_first(index: Index) -> None:
     for backend in ("lexical", "dense", "hybrid"):
         page = index.search("format_bytes", k=5, backend=backend)  # type: ignore[arg-type]
         if backend != "dense":
-            assert (page.hits[0].chunk.path, page.hits[0].chunk.symbol) == ("ops/units.py", "format_bytes")
+            assert (page.hits[0].chunk.path, page.hits[0].chunk.symbol) == (
+                "ops/units.py",
+                "format_bytes",
+            )
     first = index.search("format_bytes").hits[0].chunk
     assert first.start_line >= 1 and "def format_bytes" in first.text
 
@@ -48,7 +50,9 @@ def test_a_changed_file_replaces_exactly_its_chunks(index: Index, tree: Path) ->
     assert index.stats().chunks == stats.chunks
     hits = index.search("render_byte_count").hits
     assert hits[0].chunk.symbol == "render_byte_count"
-    assert not any(h.chunk.symbol == "format_bytes" for h in index.search("format_bytes", k=50).hits)
+    assert not any(
+        h.chunk.symbol == "format_bytes" for h in index.search("format_bytes", k=50).hits
+    )
 
 
 def test_lexical_sees_a_change_before_embeddings(index: Index, tree: Path) -> None:
@@ -70,7 +74,9 @@ def test_a_deleted_file_loses_its_chunks(index: Index, tree: Path) -> None:
     (tree / "ops" / "proc.py").unlink()
     report = index.ingest(".")
     assert report.deleted == 1
-    assert all(h.chunk.path != "ops/proc.py" for h in index.search("process group deadline", k=50).hits)
+    assert all(
+        h.chunk.path != "ops/proc.py" for h in index.search("process group deadline", k=50).hits
+    )
     assert index.stats().files == 4
     # Ingesting a path that no longer exists removes it too.
     (tree / "ops" / "units.py").unlink()
@@ -99,7 +105,9 @@ def test_bad_queries_name_their_field(index: Index) -> None:
         assert err.value.field == field and 400 <= err.value.status < 500
 
 
-def test_reopening_loads_everything_without_embedding(tree: Path, tmp_path: Path, embedder: LocalEmbedder) -> None:
+def test_reopening_loads_everything_without_embedding(
+    tree: Path, tmp_path: Path, embedder: LocalEmbedder
+) -> None:
     first = Index(tree, tmp_path / "ix", embedder=embedder)
     first.ingest(".")
     expected = [h.chunk.id for h in first.search("container cpu percent").hits]

@@ -19,7 +19,7 @@ def test_a_definition_outranks_its_callers() -> None:
     lex.add("def", "def take_sample(db):\n    return db.read()", "take_sample", "ops/run.py")
     lex.add("call1", "x = take_sample(db)\ny = take_sample(db)", "caller", "ops/cli.py")
     lex.add("other", "def unrelated():\n    pass", "unrelated", "ops/misc.py")
-    assert [cid for cid, _ in lex.search("take_sample", 3)][0] == "def"
+    assert next(cid for cid, _ in lex.search("take_sample", 3)) == "def"
 
 
 def test_changes_apply_in_place() -> None:

@@ -6,20 +6,31 @@ import os
 from pathlib import Path
 
 import pytest
-
 from vots_rag.errors import RagError
 from vots_rag.walk import WalkStats, inside, walk
 
 
 def _walk(root: Path, start: Path | None = None, **kw: int) -> tuple[list[str], WalkStats]:
     stats = WalkStats()
-    files = walk(root, start or root, max_bytes=kw.get("max_bytes", 100_000), max_files=kw.get("max_files", 1000), stats=stats)
+    files = walk(
+        root,
+        start or root,
+        max_bytes=kw.get("max_bytes", 100_000),
+        max_files=kw.get("max_files", 1000),
+        stats=stats,
+    )
     return [f.rel for f in files], stats
 
 
 def test_the_sample_tree(tree: Path) -> None:
     rels, stats = _walk(tree)
-    assert rels == ["README.md", "ops/proc.py", "ops/report/rates.py", "ops/units.py", ".gitignore"] or sorted(rels) == sorted(
+    assert rels == [
+        "README.md",
+        "ops/proc.py",
+        "ops/report/rates.py",
+        "ops/units.py",
+        ".gitignore",
+    ] or sorted(rels) == sorted(
         ["README.md", "ops/proc.py", "ops/report/rates.py", "ops/units.py", ".gitignore"]
     )
     assert stats.skipped.get("binary") == 1  # logo.png

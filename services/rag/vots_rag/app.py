@@ -149,6 +149,7 @@ class _Limits:
                     too_big = int(value) > self.max_body
                 except ValueError:
                     too_big = True
+
         async def recording_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
@@ -211,13 +212,18 @@ class _Limits:
     async def _refuse(self, send: Send, status: dict[str, int]) -> None:
         import json
 
-        body = json.dumps(error_body(f"request body larger than {self.max_body} bytes", "body")).encode()
+        body = json.dumps(
+            error_body(f"request body larger than {self.max_body} bytes", "body")
+        ).encode()
         status["code"] = 413
         await send(
             {
                 "type": "http.response.start",
                 "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
             }
         )
         await send({"type": "http.response.body", "body": body})
@@ -245,18 +251,24 @@ def create_app(settings: Settings, *, embedder: Any = None, index: Index | None 
             holder.index.close()
         log.info("stopped")
 
-    app = FastAPI(title="vots-rag", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="vots-rag", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     app.state.holder = holder
     app.state.metrics = metrics
 
     @app.exception_handler(RagError)
     async def _rag_error(_: Request, exc: RagError) -> JSONResponse:
         headers = {"Retry-After": "2"} if exc.status in (409, 503) else None
-        return JSONResponse(error_body(exc.message, exc.field), status_code=exc.status, headers=headers)
+        return JSONResponse(
+            error_body(exc.message, exc.field), status_code=exc.status, headers=headers
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(error_body(str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse(
+            error_body(str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -267,7 +279,9 @@ def create_app(settings: Settings, *, embedder: Any = None, index: Index | None 
         if err.get("type") == "json_invalid":
             loc = []
         field = ".".join(loc) or "body"
-        return JSONResponse(error_body(f"{field}: {err.get('msg', 'invalid')}", field), status_code=422)
+        return JSONResponse(
+            error_body(f"{field}: {err.get('msg', 'invalid')}", field), status_code=422
+        )
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -79,8 +79,7 @@ def _python_spans(source: str, lines: list[str]) -> list[_Span] | None:
         """Definitions become spans; statements between them become spans of ``kind``."""
         cursor = floor
         for node in body:
-            is_def = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-            if not is_def:
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 continue
             begin = _leading_comments(lines, first_line(node), cursor)
             end = node.end_lineno or node.lineno

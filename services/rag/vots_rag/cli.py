@@ -7,6 +7,7 @@ stderr. Exit codes: 0 ok, 1 the run finished but chunks failed to embed,
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
@@ -88,7 +89,9 @@ def main() -> None:
 @main.command()
 @click.argument("path", default=".")
 @index_options
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
 @errors
 def ingest(path: str, fmt: str, **kw: Any) -> None:
     """Index PATH (relative to --root, or inside it): changed files re-chunked, unchanged
@@ -149,16 +152,23 @@ def ingest(path: str, fmt: str, **kw: Any) -> None:
         for message in report.errors:
             err.print(f"warning: {message}", markup=False)
     if not report.ok:
-        click.echo(f"error: {report.failed} chunks not embedded; they stay pending for the next ingest", err=True)
+        click.echo(
+            f"error: {report.failed} chunks not embedded; they stay pending for the next ingest",
+            err=True,
+        )
         sys.exit(1)
 
 
 @main.command()
 @click.argument("text")
-@click.option("-k", type=click.IntRange(1, 50), default=10, show_default=True, help="Results per page.")
+@click.option(
+    "-k", type=click.IntRange(1, 50), default=10, show_default=True, help="Results per page."
+)
 @click.option("--page", type=click.IntRange(1, 100), default=1, show_default=True)
 @index_options
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
 @errors
 def query(text: str, k: int, page: int, fmt: str, **kw: Any) -> None:
     """Search the index: ranked chunks with path, lines, symbol, score and snippet."""
@@ -177,7 +187,9 @@ def query(text: str, k: int, page: int, fmt: str, **kw: Any) -> None:
         return
     from rich.table import Table
 
-    table = Table(title=f"{result.backend} · {result.kind} query · page {result.page}", title_justify="left")
+    table = Table(
+        title=f"{result.backend} · {result.kind} query · page {result.page}", title_justify="left"
+    )
     table.add_column("#", justify="right", no_wrap=True, min_width=2)
     table.add_column("score", justify="right", no_wrap=True, min_width=5)
     table.add_column("path:lines", no_wrap=True, min_width=16)
@@ -186,7 +198,13 @@ def query(text: str, k: int, page: int, fmt: str, **kw: Any) -> None:
     for i, hit in enumerate(result.hits, start=(page - 1) * k + 1):
         c = hit.chunk
         first = next((line.strip() for line in c.text.splitlines() if line.strip()), "")
-        table.add_row(str(i), f"{hit.score:.3f}", f"{c.path}:{c.start_line}-{c.end_line}", c.symbol or "", first[:80])
+        table.add_row(
+            str(i),
+            f"{hit.score:.3f}",
+            f"{c.path}:{c.start_line}-{c.end_line}",
+            c.symbol or "",
+            first[:80],
+        )
     out = _stdout()
     out.print(table)
     if not result.hits:
@@ -196,10 +214,23 @@ def query(text: str, k: int, page: int, fmt: str, **kw: Any) -> None:
 
 
 @main.command(name="eval")
-@click.option("--queries", "queries_file", type=click.Path(path_type=Path, dir_okay=False), help="Labelled set (default: the bundled eval/queries.yaml).")
-@click.option("--ingest/--no-ingest", "do_ingest", default=True, show_default=True, help="Bring the index up to date with the root first.")
+@click.option(
+    "--queries",
+    "queries_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Labelled set (default: the bundled eval/queries.yaml).",
+)
+@click.option(
+    "--ingest/--no-ingest",
+    "do_ingest",
+    default=True,
+    show_default=True,
+    help="Bring the index up to date with the root first.",
+)
 @index_options
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
 @errors
 def eval_cmd(queries_file: Path | None, do_ingest: bool, fmt: str, **kw: Any) -> None:
     """Recall@5, MRR and nDCG@10 of each backend on the labelled queries, per kind."""  # fmt: skip
@@ -219,10 +250,8 @@ def eval_cmd(queries_file: Path | None, do_ingest: bool, fmt: str, **kw: Any) ->
             if not report.ok:
                 raise RagError(f"{report.failed} chunks not embedded; the figures would be wrong")
         exclude = []
-        try:
+        with contextlib.suppress(ValueError):
             exclude.append(path.resolve().relative_to(index.root).as_posix())
-        except ValueError:
-            pass
         backends = [chosen] if chosen and chosen != settings.backend else list(BACKENDS)
         if settings.backend == "lexical":
             backends = ["lexical"]
@@ -231,7 +260,8 @@ def eval_cmd(queries_file: Path | None, do_ingest: bool, fmt: str, **kw: Any) ->
         index.close()
     if fmt == "json":
         data = {
-            b: {kind: vars(s) for kind, s in kinds.items()} | {"median_ms": result.median_ms[b], "misses": result.misses[b]}
+            b: {kind: vars(s) for kind, s in kinds.items()}
+            | {"median_ms": result.median_ms[b], "misses": result.misses[b]}
             for b, kinds in result.scores.items()
         }
         click.echo(json.dumps(data, indent=2))
@@ -243,7 +273,9 @@ def eval_cmd(queries_file: Path | None, do_ingest: bool, fmt: str, **kw: Any) ->
         table.add_column(col, justify="right" if col not in ("backend", "kind") else "left")
     for b, kinds in result.scores.items():
         for kind, s in kinds.items():
-            table.add_row(b, kind, str(s.n), f"{s.recall_at_5:.3f}", f"{s.mrr:.3f}", f"{s.ndcg_at_10:.3f}")
+            table.add_row(
+                b, kind, str(s.n), f"{s.recall_at_5:.3f}", f"{s.mrr:.3f}", f"{s.ndcg_at_10:.3f}"
+            )
     _stdout().print(table)
 
 
@@ -265,7 +297,12 @@ def stats(**kw: Any) -> None:
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback unless told).")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (loopback unless told).",
+)
 @click.option("--port", type=click.IntRange(1, 65535), default=8001, show_default=True)
 @index_options
 @errors

@@ -31,7 +31,9 @@ class Answer:
             return False
         if self.symbol is None:
             return True
-        return symbol is not None and (symbol == self.symbol or symbol.startswith(self.symbol + "."))
+        return symbol is not None and (
+            symbol == self.symbol or symbol.startswith(self.symbol + ".")
+        )
 
 
 @dataclass(frozen=True)
@@ -52,8 +54,12 @@ class Scores:
 
 @dataclass
 class EvalReport:
-    scores: dict[str, dict[str, Scores]] = field(default_factory=dict)  # backend -> kind|all -> scores
-    misses: dict[str, list[str]] = field(default_factory=dict)  # backend -> ids with no answer in top 10
+    scores: dict[str, dict[str, Scores]] = field(
+        default_factory=dict
+    )  # backend -> kind|all -> scores
+    misses: dict[str, list[str]] = field(
+        default_factory=dict
+    )  # backend -> ids with no answer in top 10
     median_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -128,7 +134,9 @@ def evaluate(
             w = (weights or {}).get(q.kind)
             page = index.search(q.query, k=20 if dropped else 10, backend=backend, weights=w)
             times.append(page.seconds * 1000)
-            kept = [(h.chunk.path, h.chunk.symbol) for h in page.hits if h.chunk.path not in dropped]
+            kept = [
+                (h.chunk.path, h.chunk.symbol) for h in page.hits if h.chunk.path not in dropped
+            ]
             ranks = rank_answers(kept[:10], q.answers)
             if not ranks:
                 misses.append(q.id)

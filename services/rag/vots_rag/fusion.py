@@ -35,7 +35,9 @@ class Weights:
 
 
 SYMBOL_WEIGHTS = Weights(lexical=0.7, dense=0.3, define_boost=0.6, name_boost=0.0, test_penalty=0.7)
-NATURAL_WEIGHTS = Weights(lexical=0.3, dense=0.7, define_boost=0.0, name_boost=0.04, test_penalty=0.7)
+NATURAL_WEIGHTS = Weights(
+    lexical=0.3, dense=0.7, define_boost=0.0, name_boost=0.04, test_penalty=0.7
+)
 TEST_PATH = re.compile(r"(^|/)(tests?/|test_[^/]*$|[^/]*_test\.[a-z]+$|conftest\.py$)")
 
 
@@ -100,9 +102,9 @@ def fuse(
             score += w.define_boost
         if w.name_boost and symbol:
             score += w.name_boost * len(words & set(split_identifier(symbol.replace(".", "_"))))
-        if paths is not None and w.test_penalty != 1.0 and not about_tests:
-            if is_test_path(paths.get(cid, "")):
-                score *= w.test_penalty
+        penalise = paths is not None and w.test_penalty != 1.0 and not about_tests
+        if penalise and is_test_path((paths or {}).get(cid, "")):
+            score *= w.test_penalty
         fused[cid] = score
     return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -132,7 +132,7 @@ class Index:
         index_dir: Path,
         *,
         embedder: Embedder | None,
-        chunk_counter: Callable[[list[str]], list[int]] | None = None,
+        chunk_counter: Callable[[Sequence[str]], list[int]] | None = None,
         chroma_url: str | None = None,
         collection: str = "vots-code",
         backend: Backend = "hybrid",
@@ -221,19 +221,31 @@ class Index:
         self.counters.ingest_seconds.append(report.seconds)
         return report
 
-    def _ingest(self, requested: str | Path, progress: Callable[[Progress], None] | None) -> IngestReport:
+    def _ingest(
+        self, requested: str | Path, progress: Callable[[Progress], None] | None
+    ) -> IngestReport:
         start = time.perf_counter()
         target = inside(self.root, requested)
         prefix = "" if target == self.root else target.relative_to(self.root).as_posix()
         report = IngestReport(path=prefix or ".", embedding=self.embedder is not None)
         known = {p: r for p, r in self.state.files().items() if _under(p, prefix)}
         if not target.exists() and not known:
-            raise RagError(f"{requested}: no such file or directory under {self.root}", field="path", status=404)
+            raise RagError(
+                f"{requested}: no such file or directory under {self.root}",
+                field="path",
+                status=404,
+            )
         stats = WalkStats()
         seen: set[str] = set()
         gone_ids: set[str] = set()
         if target.exists():
-            for source in walk(self.root, target, max_bytes=self.max_file_bytes, max_files=self.max_files, stats=stats):
+            for source in walk(
+                self.root,
+                target,
+                max_bytes=self.max_file_bytes,
+                max_files=self.max_files,
+                stats=stats,
+            ):
                 seen.add(source.rel)
                 report.files += 1
                 try:
@@ -299,7 +311,9 @@ class Index:
         report.chunks += len(fresh)
         return gone
 
-    def _embed_pending(self, report: IngestReport, progress: Callable[[Progress], None] | None) -> None:
+    def _embed_pending(
+        self, report: IngestReport, progress: Callable[[Progress], None] | None
+    ) -> None:
         assert self.embedder is not None and self.vectors is not None
         pending = self.state.pending()
         t0 = time.perf_counter()
@@ -328,7 +342,14 @@ class Index:
             self.counters.chunks_embedded += len(batch)
             if progress:
                 progress(
-                    Progress("embed", report.files, report.chunks, report.embedded, report.failed, len(pending))
+                    Progress(
+                        "embed",
+                        report.files,
+                        report.chunks,
+                        report.embedded,
+                        report.failed,
+                        len(pending),
+                    )
                 )
         report.embed_seconds = time.perf_counter() - t0
 
@@ -416,6 +437,6 @@ class Index:
             self.vectors.heartbeat()
 
 
-def _estimate_tokens(texts: list[str]) -> list[int]:
+def _estimate_tokens(texts: Sequence[str]) -> list[int]:
     """Without a tokenizer (lexical backend, no model installed): a safe over-estimate."""
     return [len(t) // 2 + 2 for t in texts]

@@ -26,9 +26,58 @@ from collections.abc import Iterable
 WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+")
 CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 STOP = frozenset(
-    """a an and are as at be by do does for from how i in is it its of on or that the this
-    to was what when where which who why with can should would will into there their
-    them then than these those we you your get gets""".split()
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "do",
+        "does",
+        "for",
+        "from",
+        "how",
+        "i",
+        "in",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "that",
+        "the",
+        "this",
+        "to",
+        "was",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "with",
+        "can",
+        "should",
+        "would",
+        "will",
+        "into",
+        "there",
+        "their",
+        "them",
+        "then",
+        "than",
+        "these",
+        "those",
+        "we",
+        "you",
+        "your",
+        "get",
+        "gets",
+    ]
 )
 SYMBOL_WEIGHT = 3
 K1 = 1.2
@@ -39,7 +88,14 @@ def stem(word: str) -> str:
     """A deliberately small stemmer: plural and common verb endings only."""
     if len(word) <= 4:
         return word
-    for suffix, keep in (("ies", "y"), ("sses", "ss"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
+    for suffix, keep in (
+        ("ies", "y"),
+        ("sses", "ss"),
+        ("ing", ""),
+        ("ed", ""),
+        ("es", ""),
+        ("s", ""),
+    ):
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             if suffix == "s" and word.endswith(("ss", "us", "is")):
                 return word

@@ -34,31 +34,43 @@ class _IndexCollector(Collector):
             return
         stats = index.stats()
         c = index.counters
-        for name, doc, value in (
+        gauges: list[tuple[str, str, float]] = [
             ("rag_index_files", "Files in the index.", stats.files),
             ("rag_index_chunks", "Chunks in the index (lexical).", stats.chunks),
-            ("rag_index_chunks_embedded", "Chunks with a vector in the dense index.", stats.embedded),
+            (
+                "rag_index_chunks_embedded",
+                "Chunks with a vector in the dense index.",
+                stats.embedded,
+            ),
             ("rag_index_chunks_pending", "Chunks waiting for an embedding.", stats.pending),
-        ):
+        ]
+        for name, doc, value in gauges:
             g = GaugeMetricFamily(name, doc)
             g.add_metric([], value)
             yield g
-        files = CounterMetricFamily("rag_ingest_files", "Files seen by ingests, by outcome.", labels=["outcome"])
+        files = CounterMetricFamily(
+            "rag_ingest_files", "Files seen by ingests, by outcome.", labels=["outcome"]
+        )
         files.add_metric(["changed"], c.files_changed)
         files.add_metric(["unchanged"], c.files_unchanged)
         files.add_metric(["deleted"], c.files_deleted)
         yield files
-        for name, doc, value in (
+        totals: list[tuple[str, str, float]] = [
             ("rag_ingests", "Ingest runs.", c.ingests),
-            ("rag_ingest_failures", "Ingest runs that failed or left chunks unembedded.", c.ingest_failures),
+            (
+                "rag_ingest_failures",
+                "Ingest runs that failed or left chunks unembedded.",
+                c.ingest_failures,
+            ),
             ("rag_ingest_chunks_written", "Chunks written with new text.", c.chunks_written),
             ("rag_embedded_chunks", "Chunks embedded.", c.chunks_embedded),
             ("rag_embedding_failures", "Chunks whose embedding failed.", c.embed_failures),
             ("rag_embedding_batches", "Embedding batches run.", c.embed_batches),
             ("rag_embedding_seconds", "Seconds spent embedding.", c.embed_seconds),
-        ):
+        ]
+        for name, doc, total in totals:
             m = CounterMetricFamily(name, doc)
-            m.add_metric([], value)
+            m.add_metric([], total)
             yield m
 
 
@@ -66,7 +78,10 @@ class Metrics:
     def __init__(self, index: Callable[[], Index | None]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
-            "rag_http_requests", "HTTP requests.", ["method", "route", "status"], registry=self.registry
+            "rag_http_requests",
+            "HTTP requests.",
+            ["method", "route", "status"],
+            registry=self.registry,
         )
         self.latency = Histogram(
             "rag_http_request_duration_seconds",
@@ -75,9 +90,14 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.in_flight = Gauge("rag_http_in_flight", "HTTP requests being served.", registry=self.registry)
+        self.in_flight = Gauge(
+            "rag_http_in_flight", "HTTP requests being served.", registry=self.registry
+        )
         self.ingest_duration = Histogram(
-            "rag_ingest_duration_seconds", "Ingest run duration.", buckets=INGEST_BUCKETS, registry=self.registry
+            "rag_ingest_duration_seconds",
+            "Ingest run duration.",
+            buckets=INGEST_BUCKETS,
+            registry=self.registry,
         )
         self.search_duration = Histogram(
             "rag_search_duration_seconds",

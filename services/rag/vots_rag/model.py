@@ -160,7 +160,9 @@ class LocalEmbedder:
         self._session = self._open(ort, files["model.onnx"], self.threads)
         # A query is a dozen tokens: one thread answers it faster than several that
         # must meet (measured: 9 ms vs 17 ms median on a busy 2-core machine).
-        self._query_session = self._open(ort, files["model.onnx"], 1) if self.threads > 1 else self._session
+        self._query_session = (
+            self._open(ort, files["model.onnx"], 1) if self.threads > 1 else self._session
+        )
         self._inputs = {i.name for i in self._session.get_inputs()}
         # One inference at a time: onnxruntime already uses every allowed core.
         self._lock = threading.Lock()
@@ -236,7 +238,7 @@ class RemoteEmbedder:
         import httpx
 
         self.name = f"openai:{model}"
-        self.dim = None
+        self.dim: int | None = None
         self.max_tokens = max_tokens
         self._model = model
         base = base_url.rstrip("/")
@@ -268,7 +270,9 @@ class RemoteEmbedder:
         last: Exception | None = None
         for attempt in range(3):
             try:
-                resp = self._client.post(self._url, json={"model": self._model, "input": list(texts)})
+                resp = self._client.post(
+                    self._url, json={"model": self._model, "input": list(texts)}
+                )
                 if resp.status_code >= 500:
                     raise RagError(f"{self._url}: HTTP {resp.status_code}")
                 if resp.status_code >= 400:
@@ -276,7 +280,9 @@ class RemoteEmbedder:
                 data = sorted(resp.json()["data"], key=lambda d: d["index"])
                 vectors = np.asarray([d["embedding"] for d in data], dtype=np.float32)
                 if vectors.shape[0] != len(texts):
-                    raise RagError(f"{self._url}: {vectors.shape[0]} embeddings for {len(texts)} inputs")
+                    raise RagError(
+                        f"{self._url}: {vectors.shape[0]} embeddings for {len(texts)} inputs"
+                    )
                 if self.dim is None:
                     self.dim = int(vectors.shape[1])
                 norms = np.linalg.norm(vectors, axis=1, keepdims=True)

@@ -40,7 +40,9 @@ class Settings(BaseSettings):
 
     index_dir: Path = Path(".vots-rag")
     root: Path = Path(".")
-    chroma_url: str | None = Field(default=None, validation_alias=AliasChoices("CHROMA_URL", "RAG_CHROMA_URL"))
+    chroma_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("CHROMA_URL", "RAG_CHROMA_URL")
+    )
     backend: Literal["lexical", "dense", "hybrid"] = "hybrid"
     embeddings: Literal["local", "openai"] = "local"
     embeddings_url: str | None = None
@@ -51,7 +53,9 @@ class Settings(BaseSettings):
     max_file_bytes: int = Field(default=1_000_000, ge=1024, le=100_000_000)
     max_files: int = Field(default=50_000, ge=1, le=10_000_000)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=64 * 1024 * 1024)
-    collection: str = Field(default="vots-code", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,60}[A-Za-z0-9]$")
+    collection: str = Field(
+        default="vots-code", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,60}[A-Za-z0-9]$"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("chroma_url", "embeddings_url")
@@ -90,11 +94,15 @@ def check(settings: Settings) -> None:
         raise RagError(f"RAG_ROOT: {settings.root} is not a directory", field="RAG_ROOT")
     parent = settings.index_dir if settings.index_dir.exists() else settings.index_dir.parent
     if settings.index_dir.exists() and not settings.index_dir.is_dir():
-        raise RagError(f"RAG_INDEX_DIR: {settings.index_dir} is not a directory", field="RAG_INDEX_DIR")
+        raise RagError(
+            f"RAG_INDEX_DIR: {settings.index_dir} is not a directory", field="RAG_INDEX_DIR"
+        )
     if not parent.is_dir():
         raise RagError(f"RAG_INDEX_DIR: {parent} does not exist", field="RAG_INDEX_DIR")
     if not os.access(parent, os.W_OK):
-        raise RagError(f"RAG_INDEX_DIR: {parent} is not writable by this user", field="RAG_INDEX_DIR")
+        raise RagError(
+            f"RAG_INDEX_DIR: {parent} is not writable by this user", field="RAG_INDEX_DIR"
+        )
     if settings.embeddings == "openai" and settings.backend != "lexical":
         if not settings.embeddings_url or not settings.embeddings_model:
             raise RagError(
@@ -107,7 +115,9 @@ def check(settings: Settings) -> None:
                 field="RAG_EMBEDDINGS_KEY_FILE",
             )
     if settings.model_dir is not None and not settings.model_dir.is_dir():
-        raise RagError(f"RAG_MODEL_DIR: {settings.model_dir} is not a directory", field="RAG_MODEL_DIR")
+        raise RagError(
+            f"RAG_MODEL_DIR: {settings.model_dir} is not a directory", field="RAG_MODEL_DIR"
+        )
 
 
 def make_embedder(settings: Settings) -> Any:

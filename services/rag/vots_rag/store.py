@@ -133,7 +133,9 @@ class State:
         """Make ``chunks`` the file's chunks in one transaction. Chunks whose id is in
         ``keep`` (unchanged text) keep their embedding; the ids removed are returned."""
         with self._lock:
-            old = {r[0] for r in self._db.execute("SELECT id FROM chunks WHERE path=?", (record.path,))}
+            old = {
+                r[0] for r in self._db.execute("SELECT id FROM chunks WHERE path=?", (record.path,))
+            }
             new_ids = {c.id for c in chunks}
             gone = old - new_ids
             self._db.execute("BEGIN IMMEDIATE")
@@ -250,10 +252,7 @@ class DenseMirror:
             if n == 0 or limit <= 0:
                 return []
             scores = self._matrix[:n] @ query
-            if limit < n:
-                top = np.argpartition(-scores, limit - 1)[:limit]
-            else:
-                top = np.arange(n)
+            top = np.argpartition(-scores, limit - 1)[:limit] if limit < n else np.arange(n)
             top = top[np.argsort(-scores[top], kind="stable")]
             return [(self._ids[i], float(scores[i])) for i in top]
 
@@ -265,7 +264,9 @@ def _slug(name: str) -> str:
 class Vectors:
     """The Chroma collection holding this model's vectors."""
 
-    def __init__(self, index_dir: Path, chroma_url: str | None, collection: str, model: str) -> None:
+    def __init__(
+        self, index_dir: Path, chroma_url: str | None, collection: str, model: str
+    ) -> None:
         self.where = chroma_url or str(index_dir / "chroma")
         self.name = f"{_slug(collection)}-{_slug(model)}"
         try:
@@ -288,7 +289,9 @@ class Vectors:
                 self._client.heartbeat()
             else:
                 (index_dir / "chroma").mkdir(parents=True, exist_ok=True)
-                self._client = chromadb.PersistentClient(path=str(index_dir / "chroma"), settings=settings)
+                self._client = chromadb.PersistentClient(
+                    path=str(index_dir / "chroma"), settings=settings
+                )
             self._collection = self._client.get_or_create_collection(
                 self.name,
                 embedding_function=None,
@@ -345,7 +348,11 @@ class Vectors:
         offset = 0
         while True:
             got = self._call(
-                "get", self._collection.get, include=["embeddings"], limit=CHROMA_BATCH, offset=offset
+                "get",
+                self._collection.get,
+                include=["embeddings"],
+                limit=CHROMA_BATCH,
+                offset=offset,
             )
             ids = list(got["ids"])
             if not ids:

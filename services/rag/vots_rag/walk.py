@@ -141,7 +141,9 @@ def walk(
             here = here / parts[i]
     count = 0
 
-    def visit_file(path: Path, rel: str, active: list[tuple[str, pathspec.PathSpec]]) -> Iterator[SourceFile]:
+    def visit_file(
+        path: Path, rel: str, active: list[tuple[str, pathspec.PathSpec]]
+    ) -> Iterator[SourceFile]:
         nonlocal count
         stats.seen += 1
         if _ignored(active, rel, False):
@@ -180,7 +182,9 @@ def walk(
         yield from visit_file(start, start.relative_to(root).as_posix(), specs)
         return
 
-    def visit_dir(directory: Path, rel: str, active: list[tuple[str, pathspec.PathSpec]]) -> Iterator[SourceFile]:
+    def visit_dir(
+        directory: Path, rel: str, active: list[tuple[str, pathspec.PathSpec]]
+    ) -> Iterator[SourceFile]:
         try:
             entries = sorted(os.scandir(directory), key=lambda e: e.name)
         except OSError:
@@ -195,7 +199,7 @@ def walk(
                 if entry.name in ALWAYS_SKIPPED_DIRS or _ignored(active, child_rel, True):
                     continue
                 spec = _spec_for(Path(entry.path))
-                nested = active + [(child_rel, spec)] if spec is not None else active
+                nested = [*active, (child_rel, spec)] if spec is not None else active
                 yield from visit_dir(Path(entry.path), child_rel, nested)
             elif entry.is_file(follow_symlinks=False):
                 yield from visit_file(Path(entry.path), child_rel, active)
