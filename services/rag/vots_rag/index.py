@@ -250,9 +250,8 @@ class Index:
                 report.files += 1
                 try:
                     data = source.path.read_bytes()
-                except OSError as exc:
+                except OSError as exc:  # kept as it was: unreadable now is not deleted
                     report.errors.append(f"{source.rel}: {exc.strerror}")
-                    seen.discard(source.rel)
                     continue
                 sha = hashlib.sha256(data).hexdigest()
                 old = known.get(source.rel)
@@ -266,6 +265,7 @@ class Index:
                 report.changed += 1
                 if progress:
                     progress(Progress("chunk", report.files, report.chunks, 0, 0, 0))
+        seen.update(stats.unreadable)  # a permission problem is not a deletion
         for path in sorted(set(known) - seen):
             ids = self.state.remove_file(path)
             with self._lock:
