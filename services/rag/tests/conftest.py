@@ -74,6 +74,32 @@ def index(tree: Path, tmp_path: Path, embedder: LocalEmbedder) -> Iterator[Index
     ix.close()
 
 
+@pytest.fixture(scope="session")
+def ingested_template(tmp_path_factory: pytest.TempPathFactory, embedder: LocalEmbedder) -> Path:
+    """A sample tree and its index, ingested once per session (embedding is the slow part)."""
+    base = tmp_path_factory.mktemp("template")
+    make_tree(base / "code")
+    ix = Index(base / "code", base / "index", embedder=embedder)
+    try:
+        report = ix.ingest(".")
+        assert report.ok
+    finally:
+        ix.close()
+    return base
+
+
+@pytest.fixture
+def ingested(
+    ingested_template: Path, tmp_path: Path, embedder: LocalEmbedder
+) -> Iterator[tuple[Index, Path]]:
+    """A private copy of the ingested sample: (open index, its tree)."""
+    shutil.copytree(ingested_template / "code", tmp_path / "code", symlinks=True)
+    shutil.copytree(ingested_template / "index", tmp_path / "index")
+    ix = Index(tmp_path / "code", tmp_path / "index", embedder=embedder)
+    yield ix, tmp_path / "code"
+    ix.close()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -118,3 +120,37 @@ def test_an_index_that_is_not_ours_is_named(tmp_path: Path) -> None:
         "stats", "--backend", "lexical", env={"RAG_INDEX_DIR": str(tmp_path / "ix")}, cwd=tmp_path
     )
     assert proc.returncode == 2 and "state.sqlite" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to nobody with setpriv")
+def test_a_root_behind_a_private_directory_is_one_line(tmp_path: Path) -> None:
+    private = Path(tempfile.mkdtemp(prefix="vots-rag-private-", dir="/tmp"))
+    try:
+        (private / "code").mkdir()
+        private.chmod(0o700)  # owned by root: nobody cannot look inside
+        proc = subprocess.run(
+            [
+                "setpriv",
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                str(BIN),
+                "stats",
+                "--backend",
+                "lexical",
+                "--root",
+                str(private / "code"),
+                "--index",
+                "/tmp/never-created",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+            env={"PATH": os.environ["PATH"], "HOME": "/tmp"},
+        )
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+    assert proc.returncode == 2, proc.stderr
+    assert "Permission denied" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

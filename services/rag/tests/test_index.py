@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 from vots_rag.errors import RagError
 from vots_rag.index import Index
 from vots_rag.model import LocalEmbedder
+
+NOBODY = pwd.getpwnam("nobody").pw_uid
+NOGROUP = pwd.getpwnam("nobody").pw_gid
 
 
 def test_ingest_then_a_known_symbol_comes_first(index: Index) -> None:
@@ -27,8 +37,8 @@ def test_ingest_then_a_known_symbol_comes_first(index: Index) -> None:
     assert first.start_line >= 1 and "def format_bytes" in first.text
 
 
-def test_unchanged_reingest_does_no_embedding_work(index: Index) -> None:
-    index.ingest(".")
+def test_unchanged_reingest_does_no_embedding_work(ingested: tuple[Index, Path]) -> None:
+    index, _ = ingested
     before = index.counters.chunks_embedded
     again = index.ingest(".")
     assert again.ok
@@ -37,8 +47,8 @@ def test_unchanged_reingest_does_no_embedding_work(index: Index) -> None:
     assert index.counters.files_unchanged == 5
 
 
-def test_a_changed_file_replaces_exactly_its_chunks(index: Index, tree: Path) -> None:
-    index.ingest(".")
+def test_a_changed_file_replaces_exactly_its_chunks(ingested: tuple[Index, Path]) -> None:
+    index, tree = ingested
     stats = index.stats()
     units = tree / "ops" / "units.py"
     text = units.read_text()
@@ -55,8 +65,8 @@ def test_a_changed_file_replaces_exactly_its_chunks(index: Index, tree: Path) ->
     )
 
 
-def test_lexical_sees_a_change_before_embeddings(index: Index, tree: Path) -> None:
-    index.ingest(".")
+def test_lexical_sees_a_change_before_embeddings(ingested: tuple[Index, Path]) -> None:
+    index, tree = ingested
     seen: list[str | None] = []
 
     def during(progress: object) -> None:
@@ -69,8 +79,8 @@ def test_lexical_sees_a_change_before_embeddings(index: Index, tree: Path) -> No
     assert seen and seen[-1] == "brand_new_helper"
 
 
-def test_a_deleted_file_loses_its_chunks(index: Index, tree: Path) -> None:
-    index.ingest(".")
+def test_a_deleted_file_loses_its_chunks(ingested: tuple[Index, Path]) -> None:
+    index, tree = ingested
     (tree / "ops" / "proc.py").unlink()
     report = index.ingest(".")
     assert report.deleted == 1
@@ -86,8 +96,8 @@ def test_a_deleted_file_loses_its_chunks(index: Index, tree: Path) -> None:
     assert err.value.status == 404 and err.value.field == "path"
 
 
-def test_pagination_is_disjoint_and_ordered(index: Index) -> None:
-    index.ingest(".")
+def test_pagination_is_disjoint_and_ordered(ingested: tuple[Index, Path]) -> None:
+    index, _ = ingested
     one = index.search("sample rates cpu", k=3, page=1)
     two = index.search("sample rates cpu", k=3, page=2)
     assert one.has_more
@@ -133,3 +143,39 @@ def test_lexical_backend_runs_without_a_model(tree: Path, tmp_path: Path) -> Non
         assert err.value.field == "backend"
     finally:
         ix.close()
+
+
+def test_an_unreadable_file_keeps_its_chunks(
+    ingested: tuple[Index, Path], tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A permission problem is not a deletion. The ingest runs as ``nobody`` (through
+    setpriv when the tests run as root, where nothing is unreadable), for real."""
+    index, source = ingested
+    index.close()
+    # A directory nobody can reach (pytest's own tmp root is private to its user).
+    base = Path(tempfile.mkdtemp(prefix="vots-rag-perm-", dir="/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(base, ignore_errors=True))
+    shutil.copytree(source, base / "code")
+    shutil.copytree(tmp_path / "index", base / "index")
+    tree = base / "code"
+    if os.geteuid() == 0:
+        for path in [base, *base.rglob("*")]:
+            os.chown(path, NOBODY, NOGROUP)
+    target = tree / "ops" / "units.py"
+    target.chmod(0)
+    if os.geteuid() == 0:
+        os.chown(target, 0, 0)
+    argv = [str(Path(sys.executable).parent / "vots-rag"), "ingest", ".", "--root", str(tree),
+            "--index", str(base / "index"), "--format", "json"]  # fmt: skip
+    if os.geteuid() == 0:
+        argv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOGROUP}", "--clear-groups", *argv]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    target.chmod(0o644)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["skipped"].get("unreadable") == 1 and report["deleted"] == 0
+    reopened = Index(tree, base / "index", embedder=None, backend="lexical")
+    try:
+        assert reopened.search("format_bytes").hits[0].chunk.path == "ops/units.py"
+    finally:
+        reopened.close()

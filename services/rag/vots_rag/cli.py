@@ -70,12 +70,16 @@ def errors(fn: F) -> F:
         except RagError as exc:
             click.echo(f"error: {exc.message}", err=True)
             sys.exit(2)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
         except BrokenPipeError:
             sys.stderr.close()
             sys.exit(141)
+        except OSError as exc:  # the machine, not the program: permissions, a full disk
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"error: {where}{exc.strerror or exc}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
 

@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from vots_rag.errors import RagError
 from vots_rag.fusion import Weights
@@ -126,13 +127,20 @@ def evaluate(
     """
     report = EvalReport()
     dropped = set(exclude)
-    for backend in backends:
+    runs: list[tuple[str, Backend, Literal["weighted", "rrf"]]] = [
+        (b, b, "weighted") for b in backends
+    ]
+    if "hybrid" in backends:
+        runs.append(("hybrid-rrf", "hybrid", "rrf"))  # the naive fusion, for comparison
+    for name, backend, fusion in runs:
         rows: dict[str, list[tuple[float, float, float]]] = {k: [] for k in KINDS}
         misses: list[str] = []
         times: list[float] = []
         for q in queries:
             w = (weights or {}).get(q.kind)
-            page = index.search(q.query, k=20 if dropped else 10, backend=backend, weights=w)
+            page = index.search(
+                q.query, k=20 if dropped else 10, backend=backend, weights=w, fusion=fusion
+            )
             times.append(page.seconds * 1000)
             kept = [
                 (h.chunk.path, h.chunk.symbol) for h in page.hits if h.chunk.path not in dropped
@@ -143,8 +151,8 @@ def evaluate(
             rows[q.kind].append(score_query(ranks, len(q.answers)))
         per_kind = {kind: _mean(r) for kind, r in rows.items()}
         per_kind["all"] = _mean([row for r in rows.values() for row in r])
-        report.scores[backend] = per_kind
-        report.misses[backend] = misses
+        report.scores[name] = per_kind
+        report.misses[name] = misses
         times.sort()
-        report.median_ms[backend] = times[len(times) // 2] if times else 0.0
+        report.median_ms[name] = times[len(times) // 2] if times else 0.0
     return report

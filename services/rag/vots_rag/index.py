@@ -23,7 +23,7 @@ from typing import Literal
 
 from vots_rag.chunk import Chunk, Chunker
 from vots_rag.errors import Busy, NotReady, RagError
-from vots_rag.fusion import Weights, fuse, query_kind
+from vots_rag.fusion import Weights, fuse, query_kind, reciprocal_rank
 from vots_rag.lexical import Lexical
 from vots_rag.model import Embedder
 from vots_rag.store import DenseMirror, FileRecord, State, Vectors
@@ -250,9 +250,8 @@ class Index:
                 report.files += 1
                 try:
                     data = source.path.read_bytes()
-                except OSError as exc:
+                except OSError as exc:  # kept as it was: unreadable now is not deleted
                     report.errors.append(f"{source.rel}: {exc.strerror}")
-                    seen.discard(source.rel)
                     continue
                 sha = hashlib.sha256(data).hexdigest()
                 old = known.get(source.rel)
@@ -266,6 +265,7 @@ class Index:
                 report.changed += 1
                 if progress:
                     progress(Progress("chunk", report.files, report.chunks, 0, 0, 0))
+        seen.update(stats.unreadable)  # a permission problem is not a deletion
         for path in sorted(set(known) - seen):
             ids = self.state.remove_file(path)
             with self._lock:
@@ -363,7 +363,10 @@ class Index:
         page: int = 1,
         backend: Backend | None = None,
         weights: Weights | None = None,
+        fusion: Literal["weighted", "rrf"] = "weighted",
     ) -> SearchPage:
+        """One page of ranked chunks. ``fusion="rrf"`` is the equal-weight
+        reciprocal-rank baseline the weighted fusion is measured against."""
         t0 = time.perf_counter()
         query = query.strip()
         if not query:
@@ -394,6 +397,8 @@ class Index:
                 ranked = lexical
             elif mode == "dense":
                 ranked = dense
+            elif fusion == "rrf":
+                ranked = reciprocal_rank(lexical, dense)
             else:
                 found = [self._chunks[cid] for cid, _ in lexical + dense]
                 symbols = {c.id: c.symbol for c in found}

@@ -90,6 +90,15 @@ def load_settings(**overrides: Any) -> Settings:
 
 def check(settings: Settings) -> None:
     """What can be checked before anything starts: directories, the endpoint's pieces."""
+    try:
+        _check(settings)
+    except OSError as exc:
+        raise RagError(
+            f"{exc.filename or settings.root}: {exc.strerror}", field="RAG_ROOT"
+        ) from exc
+
+
+def _check(settings: Settings) -> None:
     if not settings.root.is_dir():
         raise RagError(f"RAG_ROOT: {settings.root} is not a directory", field="RAG_ROOT")
     parent = settings.index_dir if settings.index_dir.exists() else settings.index_dir.parent

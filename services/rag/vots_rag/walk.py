@@ -56,6 +56,7 @@ class SourceFile:
 class WalkStats:
     seen: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    unreadable: list[str] = field(default_factory=list)  # kept in the index as they were
 
     def skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
@@ -161,6 +162,7 @@ def walk(
                 head = fh.read(8192)
         except OSError:
             stats.skip("unreadable")
+            stats.unreadable.append(rel)
             return
         reason = _looks_generated(path, head, st.st_size)
         if reason:
