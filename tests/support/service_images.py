@@ -28,8 +28,6 @@ Nothing here imports pytest, so a ``deploy`` command can use it as it is.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -37,13 +35,14 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import tomllib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+
+from tests.support.base_image import file_lock
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = REPO / "services"
@@ -140,26 +139,6 @@ def _uv() -> str:
         if candidate and Path(candidate).is_file():
             return str(candidate)
     raise RuntimeError("uv is not installed (bash .ci/setup installs it into .venv)")
-
-
-@contextlib.contextmanager
-def file_lock(name: str, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
-    """An exclusive ``flock`` on ``$TMPDIR/<name>.lock`` shared by every process."""
-    path = Path(tempfile.gettempdir()) / f"{name}.lock"
-    with path.open("a+b") as fh:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"could not lock {path} within {timeout:g}s") from None
-                time.sleep(0.5)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def _lock_name(path: Path) -> str:
@@ -352,7 +331,7 @@ def wheelhouse(service: Service) -> Path:
     """``services/<name>/.wheelhouse``, filled (or reused) for the current locks and sources."""
     house = service.wheelhouse
     house.mkdir(exist_ok=True)
-    with file_lock(_lock_name(house)):
+    with file_lock(_lock_name(house), timeout=LOCK_TIMEOUT):
         for lock_name, sub in service.locks:
             lock_file = service.context / lock_name
             digest = _lock_digest(lock_file)
@@ -451,7 +430,7 @@ def build_image(
     TIMINGS[service.name] = seconds
     if image_id(tag):
         return Built(tag, False, seconds)
-    with file_lock(_lock_name(service.context) + "-image"):
+    with file_lock(_lock_name(service.context) + "-image", timeout=LOCK_TIMEOUT):
         if image_id(tag):
             return Built(tag, False, seconds)
         start = time.monotonic()
@@ -492,21 +471,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_lock = sub.add_parser("lock", help="regenerate the lock files with uv (needs PyPI)")
     p_lock.add_argument("--upgrade", action="store_true", help="move pins to the newest versions")
     p_wheels = sub.add_parser("wheelhouse", help="fill services/<name>/.wheelhouse")
-    p_wheels.add_argument("services", nargs="*", choices=sorted(ALL), default=sorted(ALL))
+    p_wheels.add_argument("services", nargs="*", help=f"of {sorted(ALL)} (default: all)")
     p_build = sub.add_parser("build", help="build the images on the local Debian base")
-    p_build.add_argument("services", nargs="*", choices=sorted(ALL), default=sorted(ALL))
+    p_build.add_argument("services", nargs="*", help=f"of {sorted(ALL)} (default: all)")
     p_build.add_argument("--repository-prefix", default="vots-ops-test/")
     args = parser.parse_args(argv)
+    unknown = sorted(set(getattr(args, "services", None) or []) - set(ALL))
+    if unknown:
+        parser.error(f"unknown service {unknown[0]!r}; one of {', '.join(sorted(ALL))}")
     if args.command == "lock":
         lock(upgrade=args.upgrade)
     elif args.command == "wheelhouse":
-        for name in args.services:
+        for name in args.services or sorted(ALL):
             print(wheelhouse(ALL[name]))
     else:
         from tests.support.base_image import debian_base_image
 
         base = debian_base_image()
-        for name in args.services:
+        for name in args.services or sorted(ALL):
             start = time.monotonic()
             result = build_image(
                 ALL[name], base, repository=f"{args.repository_prefix}{name}", label="io.vots.test"
