@@ -126,7 +126,8 @@ def test_recommend_then_plan_applies_the_advice(cli: Cli, tmp_path: Path) -> Non
     assert set(parsed["services"]) == {"agent"}
 
     shutil.copy(BUNDLED, tmp_path / "stack.yaml")
-    (tmp_path / "services" / "edge").mkdir(parents=True)
+    for context in ("edge", "rag", "chroma"):  # the bundled stack's build contexts
+        (tmp_path / "services" / context).mkdir(parents=True)
     plan = cli.run("plan", "--recommendations", str(advice), "--format", "json")
     assert plan.returncode == 0, plan.stderr
     planned = {s["name"]: s for s in json.loads(plan.stdout)["services"]}
