@@ -144,8 +144,13 @@ class LocalEmbedder:
     max_tokens = MAX_TOKENS
 
     def __init__(self, model_dir: Path | None = None, threads: int | None = None) -> None:
+        # onnxruntime ≥ 1.2x carries Microsoft's 1DS telemetry (events to
+        # mobile.events.data.microsoft.com): off, before the library starts.
+        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
         import onnxruntime as ort
         from tokenizers import Tokenizer
+
+        ort.disable_telemetry_events()
 
         files = locate(model_dir)
         self.files = {k: str(v) for k, v in files.items()}
