@@ -20,13 +20,63 @@ SNIPPETS = [
     "for i in range(10):\n    print(i * i)\n",
     "class Cache(dict):\n    def get_or(self, k, f):\n        return self[k] if k in self else f()\n",
 ]
-QUERIES = [
-    "open file without close",
-    "sql injection",
-    "retry with backoff",
-    "thread pool",
-    "jwt validation",
-]
+# Code-search queries, verbatim from the RAG service's labelled set
+# (services/rag/eval/queries.yaml, which a wheel does not ship): symbol lookups
+# as an engineer types them, and questions in words (its natural and
+# architecture kinds). tests/loadtest/test_vots_users.py keeps them in step.
+RAG_SYMBOL_QUERIES = (
+    "plan_stack",
+    "EngineError",
+    "take_sample",
+    "History.record",
+    "parse duration",
+    "format_bytes",
+    "HostCapacity",
+    "detect_anomalies",
+    "Cgroups.locate",
+    "MetricsServer",
+    "fold_perf_script",
+    "parse_pprof",
+    "parse_threshold",
+    "locust_argv",
+    "VotsUser",
+    "atomic_write",
+    "Profile.top",
+    "verify_plan",
+)
+RAG_NATURAL_QUERIES = (
+    "restarts and OOM kills of a container between two samples",
+    "container CPU percent computed like docker stats, where 100 means one full core",
+    "how are week-old raw points rolled into hourly mean, min, max and p95?",
+    "escaping percent signs for cron",
+    "absolute path of the installed command, since cron's PATH is minimal",
+    "exit status 141 when the output is piped into head and the reader goes away",
+    "how are circular depends_on chains between services caught?",
+    "refusing to send load to a host that is neither this machine nor explicitly permitted",
+    "combining each worker process's latency histograms on the master so percentiles are exact",
+    "turning py-spy's error output into a cause such as missing ptrace permission",
+    "which module talks to the Docker Engine API over its unix socket",
+    "how does the CLI keep startup fast by loading commands lazily",
+    "where are the load test scenarios and their SLO thresholds configured",
+    "which profiling backend reads Go profiles from net/http/pprof",
+)
+RAG_SYMBOL_SHARE = 0.6  # the rest are questions in words
+RAG_SECOND_PAGE = 0.2  # share of searches that ask for the next page of results
+RAG_K = (5, 10)
+_RNG = random.Random()
+
+
+def rag_search_params(rng: random.Random = _RNG) -> dict[str, str | int]:
+    """One search as a person sends it: query, page size, sometimes the second page.
+    Passed as ``params=``, so the client percent-encodes ``?``, ``'``, ``,`` and spaces."""
+    symbol = rng.random() < RAG_SYMBOL_SHARE
+    params: dict[str, str | int] = {
+        "q": rng.choice(RAG_SYMBOL_QUERIES if symbol else RAG_NATURAL_QUERIES),
+        "k": rng.choice(RAG_K),
+    }
+    if rng.random() < RAG_SECOND_PAGE:
+        params["page"] = 2
+    return params
 
 
 class AgentUser(VotsUser):
@@ -42,15 +92,17 @@ class AgentUser(VotsUser):
 
 
 class RagUser(VotsUser):
-    """The RAG service: code search (rate limit 30 r/s per client, 5 s microcache)."""
+    """The RAG service: code search (rate limit 30 r/s per client, 5 s microcache).
+
+    60% symbol lookups, 40% questions in words, k of 5 or 10, one in five for
+    page 2: the edge's microcache sees as many distinct URLs as people make."""
 
     weight = 1
     think_time = (0.5, 2.0)
 
     @task
     def search(self) -> None:
-        q = random.choice(QUERIES)
-        self.client.get(f"/api/v1/search?q={q.replace(' ', '+')}", name="/api/v1/search")
+        self.client.get("/api/v1/search", params=rag_search_params(), name="/api/v1/search")
 
 
 class DashboardUser(VotsUser):

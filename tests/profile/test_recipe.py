@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -84,3 +86,50 @@ def test_cli_bad_recipe_exits_2_with_one_line(cli: Cli, tmp_path: Path) -> None:
     assert proc.stderr.strip().splitlines() == [
         "error: profiles/svc.yaml:7: rate: input should be a valid number, unable to parse string as a number (got 'fast')"
     ]
+
+
+RAG_VENV = ROOT / "services" / "rag" / ".venv" / "bin"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [str(RAG_VENV / "vots-rag"), "serve"],  # the console script, as the image runs it
+        [str(RAG_VENV / "python"), "-m", "vots_rag.cli", "serve"],
+    ],
+    ids=["console-script", "python-m"],
+)
+def test_the_rag_recipe_matches_a_real_vots_rag_serve(tmp_path: Path, argv: list[str]) -> None:
+    """The recipe's pattern picks the real service process, as `--service rag` does inside
+    its container (the process tree the pattern is matched within)."""
+    from ops.proc import free_port
+    from ops.profile.target import TargetError, by_pattern
+    from tests.support.processes import stop_process
+
+    if not (RAG_VENV / "vots-rag").is_file():
+        pytest.skip("the RAG service's venv is missing (bash .ci/setup test creates it)")
+    recipe = load_recipe(ROOT / "profiles" / "rag.yaml")
+    assert recipe.target is not None and recipe.target.service == "rag"
+    assert recipe.target.match is not None
+    (tmp_path / "root").mkdir()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "RAG_ROOT": str(tmp_path / "root"),
+        "RAG_INDEX_DIR": str(tmp_path / "index"),
+        "RAG_BACKEND": "lexical",  # no model to load: the command line is what matters
+    }
+    port = str(free_port())
+    proc = subprocess.Popen(
+        [*argv, "--host", "127.0.0.1", "--port", port],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        found = by_pattern(recipe.target.match, within=[proc.pid])
+        assert found.pid == proc.pid and " serve --host 127.0.0.1" in found.cmdline
+        with pytest.raises(TargetError, match="no process in that container matches"):
+            by_pattern("uvicorn", within=[proc.pid])  # what the recipe used to say
+    finally:
+        stop_process(proc)

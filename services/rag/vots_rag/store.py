@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 SCHEMA = 1
 CHROMA_BATCH = 1000
+_BLOCK_ROWS = 1024  # rows per matrix-vector product in DenseMirror.search
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -251,7 +252,14 @@ class DenseMirror:
             n = len(self._ids)
             if n == 0 or limit <= 0:
                 return []
-            scores = self._matrix[:n] @ query
+            # Row blocks, each a product OpenBLAS computes on the calling thread: one
+            # product over every row is split across its thread pool, and waking those
+            # threads costs more than the few MFLOP it saves, about 30x more on a busy
+            # machine (measured, 5,144 x 384 on 2 contended CPUs: 7.8 ms vs 0.3 ms).
+            scores = np.empty(n, dtype=np.float32)
+            for start in range(0, n, _BLOCK_ROWS):
+                stop = min(start + _BLOCK_ROWS, n)
+                np.matmul(self._matrix[start:stop], query, out=scores[start:stop])
             top = np.argpartition(-scores, limit - 1)[:limit] if limit < n else np.arange(n)
             top = top[np.argsort(-scores[top], kind="stable")]
             return [(self._ids[i], float(scores[i])) for i in top]
