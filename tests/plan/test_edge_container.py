@@ -45,6 +45,7 @@ from tests.support.docker import (
     wait_healthy,
 )
 from tests.support.images import busybox_image
+from tests.support.service_images import remove_stale_images
 from tests.support.stacks import REPO, minimal, write_stack
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -72,41 +73,6 @@ def _timing(message: str) -> None:
 
 def _image_id(docker: str, tag: str) -> str:
     return ok([docker, "image", "inspect", "--format", "{{.Id}}", tag]).strip()
-
-
-STALE_AFTER_S = 7 * 24 * 3600
-
-
-def _remove_stale_edge_images(docker: str, keep: str) -> None:
-    """Edge images from an older Dockerfile or base, once they are a week old: a newer
-    one may belong to another checkout testing on this machine right now (between
-    its build and its ``compose up``). One still in use is left alone by Docker."""
-    from datetime import datetime
-
-    listed = run(
-        [
-            docker,
-            "images",
-            "--filter",
-            "label=io.vots.test=edge",
-            "--format",
-            "{{.Repository}}:{{.Tag}}\t{{.CreatedAt}}",
-        ]
-    ).stdout.splitlines()
-    now = time.time()
-    stale = []
-    for line in listed:
-        tag, _, created = line.partition("\t")
-        if tag == keep or not tag.startswith("vots-ops-test/edge:"):
-            continue
-        try:  # "2026-11-25 10:15:00 +0000 UTC"
-            when = datetime.strptime(created[:25], "%Y-%m-%d %H:%M:%S %z").timestamp()
-        except ValueError:
-            continue
-        if now - when > STALE_AFTER_S:
-            stale.append(tag)
-    if stale:
-        run([docker, "image", "rm", *stale])
 
 
 def edge_image() -> str:
@@ -138,7 +104,8 @@ def edge_image() -> str:
             env=env,
         )  # fmt: skip
         _timing(f"built {tag} in {time.monotonic() - start:.1f}s")
-        _remove_stale_edge_images(docker, keep=tag)
+        # Edge images from an older Dockerfile or base, once a week old.
+        remove_stale_images("vots-ops-test/edge", "io.vots.test=edge", keep=tag)
     assert image_exists(docker, tag), f"docker build did not produce {tag}"
     return tag
 

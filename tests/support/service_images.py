@@ -379,6 +379,18 @@ class Built:
 
 
 def _remove_stale(repository: str, label: str, keep: str, stage: str) -> None:
+    remove_stale_images(repository, label, keep)
+    docker = _docker()
+    # The classic builder keeps each build's untagged build stages (its layer cache);
+    # those no tagged image is made from go after the same week.
+    subprocess.run(
+        [docker, "image", "prune", "--force",
+         "--filter", f"label=io.vots.stage={stage}", "--filter", f"until={STALE_AFTER_S}s"],
+        capture_output=True, check=False, timeout=300,
+    )  # fmt: skip
+
+
+def remove_stale_images(repository: str, label: str, keep: str) -> None:
     """Older images of ``repository`` (by ``label``) once a week old: a newer one may be
     another checkout's, between its build and its run. Docker keeps one in use."""
     docker = _docker()
@@ -403,13 +415,6 @@ def _remove_stale(repository: str, label: str, keep: str, stage: str) -> None:
         subprocess.run(
             [docker, "image", "rm", *stale], capture_output=True, check=False, timeout=120
         )
-    # The classic builder keeps each build's untagged build stages (its layer cache);
-    # those no tagged image is made from go after the same week.
-    subprocess.run(
-        [docker, "image", "prune", "--force",
-         "--filter", f"label=io.vots.stage={stage}", "--filter", f"until={STALE_AFTER_S}s"],
-        capture_output=True, check=False, timeout=300,
-    )  # fmt: skip
 
 
 def build_image(
