@@ -116,7 +116,6 @@ class Counters:
     embed_failures: int = 0
     embed_seconds: float = 0.0
     embed_batches: int = 0
-    ingest_seconds: list[float] = field(default_factory=list)  # drained by the metrics collector
 
 
 def _under(path: str, prefix: str) -> bool:
@@ -218,7 +217,6 @@ class Index:
         self.counters.ingests += 1
         if not report.ok:
             self.counters.ingest_failures += 1
-        self.counters.ingest_seconds.append(report.seconds)
         return report
 
     def _ingest(
