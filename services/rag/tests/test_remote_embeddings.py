@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from vots_rag.index import Index
-from vots_rag.settings import load_settings, make_embedder
+from vots_rag.settings import load_settings, open_index
 
 from tests.conftest import HERE, free_port, stop, wait_http
 
@@ -36,18 +36,24 @@ def endpoint(tmp_path: Path) -> Iterator[str]:
         stop(proc)
 
 
-def test_ingest_and_search_through_the_endpoint(endpoint: str, tree: Path, tmp_path: Path) -> None:
-    key_file = tmp_path / "key"
-    key_file.write_text(KEY + "\n")
+def _open(endpoint: str, tree: Path, tmp_path: Path, model: str = "m", **extra: object) -> Index:
+    """An index on the endpoint, through the settings a user would give."""
     settings = load_settings(
         root=tree,
         index_dir=tmp_path / "ix",
         embeddings="openai",
         embeddings_url=endpoint,
-        embeddings_model="all-minilm",
-        embeddings_key_file=key_file,
+        embeddings_model=model,
+        **extra,
     )
-    index = Index(tree, settings.index_dir, embedder=make_embedder(settings))
+    index: Index = open_index(settings)
+    return index
+
+
+def test_ingest_and_search_through_the_endpoint(endpoint: str, tree: Path, tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY + "\n")
+    index = _open(endpoint, tree, tmp_path, "all-minilm", embeddings_key_file=key_file)
     try:
         report = index.ingest(".")
         assert report.ok and report.embedded == report.chunks
@@ -63,20 +69,10 @@ def test_ingest_and_search_through_the_endpoint(endpoint: str, tree: Path, tmp_p
 
 
 def test_an_endpoint_that_keeps_failing_leaves_chunks_pending(
-    endpoint: str, tree: Path, tmp_path: Path
+    endpoint: str, tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = load_settings(
-        root=tree,
-        index_dir=tmp_path / "ix",
-        embeddings="openai",
-        embeddings_url=endpoint,
-        embeddings_model="m",
-    )
-    os.environ["RAG_EMBEDDINGS_KEY"] = KEY
-    try:
-        index = Index(tree, settings.index_dir, embedder=make_embedder(settings))
-    finally:
-        del os.environ["RAG_EMBEDDINGS_KEY"]
+    monkeypatch.setenv("RAG_EMBEDDINGS_KEY", KEY)
+    index = _open(endpoint, tree, tmp_path)
     try:
         httpx.post(endpoint + "/fail", json={"count": 1000})
         report = index.ingest(".")
@@ -90,14 +86,7 @@ def test_an_endpoint_that_keeps_failing_leaves_chunks_pending(
 
 
 def test_a_wrong_key_is_not_retried_and_says_so(endpoint: str, tree: Path, tmp_path: Path) -> None:
-    settings = load_settings(
-        root=tree,
-        index_dir=tmp_path / "ix",
-        embeddings="openai",
-        embeddings_url=endpoint,
-        embeddings_model="m",
-    )
-    index = Index(tree, settings.index_dir, embedder=make_embedder(settings))
+    index = _open(endpoint, tree, tmp_path)
     try:
         report = index.ingest(".")
         assert report.failed == report.chunks and "HTTP 401" in report.errors[0]
