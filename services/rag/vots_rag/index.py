@@ -267,11 +267,7 @@ class Index:
         for path in sorted(set(known) - seen):
             ids = self.state.remove_file(path)
             with self._lock:
-                for cid in ids:
-                    self._chunks.pop(cid, None)
-                self.lexical.remove(ids)
-                if self.mirror is not None:
-                    self.mirror.remove(ids)
+                self._forget(ids)
             gone_ids |= ids
             report.deleted += 1
         report.skipped = stats.skipped
@@ -291,17 +287,21 @@ class Index:
         c.chunks_written += report.chunks
         return report
 
+    def _forget(self, ids: set[str]) -> None:
+        """Drop chunks from the in-memory side (table, lexical, mirror); lock held."""
+        for cid in ids:
+            self._chunks.pop(cid, None)
+        self.lexical.remove(ids)
+        if self.mirror is not None:
+            self.mirror.remove(ids)
+
     def _replace(self, record: FileRecord, chunks: list[Chunk], report: IngestReport) -> set[str]:
         old_ids = self.state.chunk_ids(record.path)
         keep = old_ids & {c.id for c in chunks}
         gone = self.state.replace_file(record, chunks, keep)
         fresh = [c for c in chunks if c.id not in keep]
         with self._lock:
-            for cid in gone:
-                self._chunks.pop(cid, None)
-            self.lexical.remove(gone)
-            if self.mirror is not None:
-                self.mirror.remove(gone)
+            self._forget(gone)
             for chunk in chunks:
                 self._chunks[chunk.id] = chunk
             for chunk in fresh:
