@@ -221,15 +221,18 @@ def _ruff(
 
 def _bandit(names: dict[str, str], workdir: Path, options: Options) -> list[Finding]:
     import logging
-
-    from bandit.core import config, manager
+    import warnings
 
     logging.getLogger("bandit").setLevel(logging.ERROR)
-    mgr = manager.BanditManager(
-        config.BanditConfig(), "file", quiet=True, ignore_nosec=not options.respect_suppressions
-    )
-    mgr.discover_files([str(workdir / n) for n in sorted(names)], recursive=False)
-    mgr.run_tests()
+    with warnings.catch_warnings():  # stevedore's deprecation notes, on every plugin load
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from bandit.core import config, manager
+
+        mgr = manager.BanditManager(
+            config.BanditConfig(), "file", quiet=True, ignore_nosec=not options.respect_suppressions
+        )
+        mgr.discover_files([str(workdir / n) for n in sorted(names)], recursive=False)
+        mgr.run_tests()
     out: list[Finding] = []
     for issue in mgr.get_issue_list():
         severity: Severity = BANDIT_SEVERITY.get((issue.severity, issue.confidence), "low")

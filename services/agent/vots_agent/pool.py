@@ -158,11 +158,19 @@ class Pool:
         self._lock = threading.Lock()
         self.closed = False
 
-    def start(self, timeout: float = 120.0) -> None:
-        """Start every worker and wait until each has its analysers loaded."""
+    def start_workers(self, timeout: float = 120.0) -> None:
+        """Start every worker and wait until each has its analysers loaded (blocks: run
+        it in a thread), then :meth:`open` on the event loop."""
         self._workers = [_Worker(self._ctx) for _ in range(self.size)]
-        for w in self._workers:
-            w.wait_ready(timeout)
+        try:
+            for w in self._workers:
+                w.wait_ready(timeout)
+        except AgentError:
+            self.close()
+            raise
+
+    def open(self) -> None:
+        """Take requests (on the event loop that will await :meth:`run`)."""
         self._idle = asyncio.Queue()
         for w in self._workers:
             self._idle.put_nowait(w)

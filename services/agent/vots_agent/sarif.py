@@ -48,7 +48,6 @@ def _rule(f: Finding) -> dict[str, Any]:
     if f.cwe is not None:
         tags.append(f"external/cwe/cwe-{f.cwe}")
     if f.category == "security":
-        tags.append("security")
         props["security-severity"] = SECURITY_SEVERITY[f.severity]
     rule: dict[str, Any] = {
         "id": f.rule_id,
