@@ -93,7 +93,7 @@ class Options:
     tools: tuple[Tool, ...] = TOOLS
     max_complexity: int = 10  # a function above this is a finding (radon's rank C and worse)
     max_function_lines: int = 100  # a longer function is a finding
-    respect_suppressions: bool = False  # honour `# noqa` and `# nosec` in the code
+    respect_suppressions: bool = False  # honour the code's own ruff and bandit suppressions
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -110,7 +110,7 @@ def language_of(name: str, given: str | None = None) -> str:
 @cache
 def ruff_bin() -> str:
     try:
-        from ruff.__main__ import find_ruff_bin
+        from ruff.__main__ import find_ruff_bin  # type: ignore[import-untyped]
 
         return str(find_ruff_bin())
     except (ImportError, FileNotFoundError):
@@ -123,16 +123,15 @@ def ruff_bin() -> str:
 @cache
 def tool_versions() -> dict[str, str]:
     """Every analyser's version: part of the cache key and of ``/readyz``."""
-    import bandit
-    import radon
+    from importlib.metadata import version
 
-    out = subprocess.run(
+    out = subprocess.run(  # noqa: S603 - argument list, the wheel's own binary
         [ruff_bin(), "--version"], capture_output=True, text=True, timeout=30, check=True
     )
     return {
         "ruff": out.stdout.split()[-1],
-        "bandit": str(bandit.__version__),
-        "complexity": f"radon {radon.__version__}",
+        "bandit": version("bandit"),
+        "complexity": f"radon {version('radon')}",
     }
 
 
@@ -162,7 +161,7 @@ def _ruff(
     ]  # fmt: skip
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "NO_COLOR": "1"}
     try:
-        proc = subprocess.run(
+        proc = subprocess.run(  # noqa: S603 - argument list, the wheel's own binary
             argv,
             cwd=workdir,
             capture_output=True,
@@ -238,7 +237,7 @@ def _bandit(names: dict[str, str], workdir: Path, options: Options) -> list[Find
         severity: Severity = BANDIT_SEVERITY.get((issue.severity, issue.confidence), "low")
         lines = list(issue.linerange) or [issue.lineno]
         cwe = getattr(issue, "cwe", None)
-        cwe_id = int(cwe.id) if cwe is not None and getattr(cwe, "id", 0) else None
+        cwe_id = int(cwe.id) if cwe is not None and cwe.id else None
         test = str(issue.test_id)
         out.append(
             Finding(
@@ -305,7 +304,7 @@ def _complexity(
     findings: list[Finding] = []
     for b in blocks:
         is_class = type(b).__name__ == "Class"
-        kind = "class" if is_class else ("method" if getattr(b, "is_method", False) else "function")
+        kind = "class" if is_class else ("method" if b.is_method else "function")
         name = f"{b.classname}.{b.name}" if getattr(b, "classname", None) else b.name
         length = int(b.endline) - int(b.lineno) + 1
         m = FunctionMetrics(
@@ -416,7 +415,10 @@ def analyze(files: Sequence[SourceFile], options: Options | None = None) -> Anal
         n_lines = f.content.count("\n") + (0 if f.content.endswith("\n") or not f.content else 1)
         if f.language != PYTHON:
             reports[f.name] = FileReport(
-                f.name, f.language, n_lines, skipped=(f"ruff, bandit, complexity: {f.language} is not analysed",)
+                f.name,
+                f.language,
+                n_lines,
+                skipped=(f"ruff, bandit, complexity: {f.language} is not analysed",),
             )
             continue
         if "complexity" not in options.tools:
@@ -429,7 +431,7 @@ def analyze(files: Sequence[SourceFile], options: Options | None = None) -> Anal
         )
     if python and "complexity" in options.tools:
         work.runs.append(ToolRun("complexity", versions["complexity"], time.perf_counter() - t))
-    sources = {f.name: f.content.splitlines() for f in files}
+    sources: dict[str, Sequence[str]] = {f.name: f.content.splitlines() for f in files}
     findings = fingerprint_all(work.findings, sources)
     return Analysis(
         findings=tuple(findings),

@@ -16,6 +16,7 @@ Workers exit when their pipe closes, and Linux kills them when the server dies
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 import math
@@ -111,9 +112,14 @@ class _Worker:
         if kind != "ready":
             raise AgentError(payload[0], status=payload[1])
 
-    def restart(self) -> None:
+    def restart(self, timeout: float = 120.0) -> None:
+        """A fresh worker in place of this one, ready before it takes the next job."""
         self.kill()
         self._start()
+        try:
+            self.wait_ready(timeout)
+        except AgentError as exc:  # the next call finds the pipe dead and tries again
+            log.error("analysis worker did not restart", extra={"reason": exc.message})
 
     def kill(self) -> None:
         if self.proc.is_alive():
@@ -138,7 +144,7 @@ class _Worker:
                 f"analysis worker died (exit code {code}); it was replaced, retry"
             ) from None
         if kind == "ok":
-            return payload  # type: ignore[no-any-return]
+            return payload
         raise AgentError(payload[0], status=payload[1])
 
 
@@ -206,10 +212,8 @@ class Pool:
         """Ask every worker to exit (after its current analysis), then kill stragglers."""
         self.closed = True
         for w in self._workers:
-            try:
+            with contextlib.suppress(OSError):
                 w.conn.send(None)
-            except (OSError, BrokenPipeError):
-                pass
         for w in self._workers:
             w.proc.join(timeout=timeout)
             w.kill()
