@@ -223,6 +223,8 @@ def _bandit(names: dict[str, str], workdir: Path, options: Options) -> list[Find
     import warnings
 
     logging.getLogger("bandit").setLevel(logging.ERROR)
+    # bandit's optional SARIF formatter needs a package it does not require: not an error.
+    logging.getLogger("stevedore").setLevel(logging.CRITICAL)
     with warnings.catch_warnings():  # stevedore's deprecation notes, on every plugin load
         warnings.simplefilter("ignore", DeprecationWarning)
         from bandit.core import config, manager
