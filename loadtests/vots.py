@@ -62,6 +62,7 @@ def agent_request(rng: random.Random = _RNG) -> dict[str, object]:
         code = f"{code}\n# edited {rng.getrandbits(64):016x}\n"
     return {"files": [{"name": name, "content": code}], "options": {"llm": False}}
 
+
 # Code-search queries, verbatim from the RAG service's labelled set
 # (services/rag/eval/queries.yaml, which a wheel does not ship): symbol lookups
 # as an engineer types them, and questions in words (its natural and

@@ -173,7 +173,9 @@ def test_the_agent_recipe_profiles_a_real_vots_agent_serve_and_its_workers(tmp_p
         n = 0
         while not stop.is_set():
             n += 1
-            code = "".join(f"def f{i}_{n}(x, y=[]):\n    return x if x else y\n\n\n" for i in range(300))
+            code = "".join(
+                f"def f{i}_{n}(x, y=[]):\n    return x if x else y\n\n\n" for i in range(300)
+            )
             try:
                 httpx.post(f"{url}/api/v1/analyze_code", json={"code": code}, timeout=120)
             except httpx.HTTPError:
