@@ -7,7 +7,9 @@ a pipe. The number of workers comes from the container's CPU limit
 ``workers + queue`` analyses in flight is refused at once
 (:class:`~vots_agent.errors.Overloaded`: 503 with Retry-After); an analysis
 past its deadline has its worker killed and replaced, as has a worker that died
-(OOM-killed, say), and the request gets a clear error, never a hang.
+(OOM-killed, say), and the request gets a clear error, never a hang. Workers
+run at a lower CPU priority (nice 10) than the server, so health checks and
+cache hits are served first when analyses keep the CPU busy.
 
 Workers exit when their pipe closes, and Linux kills them when the server dies
 (``PR_SET_PDEATHSIG``), so none outlives the server, even one SIGKILLed.
@@ -36,6 +38,7 @@ from vots_agent.findings import Analysis
 
 log = logging.getLogger("vots_agent")
 PR_SET_PDEATHSIG = 1
+WORKER_NICE = 10
 
 
 def cpu_limit(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
@@ -65,6 +68,9 @@ def _worker_main(conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when workers stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with_parent()
+    # Below the server in CPU priority: on a busy CPU, /healthz and cache hits go first.
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICE)
     from vots_agent.analysis import analyze, tool_versions
 
     try:
