@@ -157,3 +157,22 @@ def test_this_repository_analyses_cleanly_enough() -> None:
     assert len(a.files) == len(files) > 50
     assert all(t.error is None for t in a.tools)
     assert not [f for f in a.findings if f.rule_id == "invalid-syntax"]
+
+
+def test_a_file_that_breaks_a_tool_costs_only_its_own_findings() -> None:
+    """A 50,000-term expression overflows ruff's stack, bandit's and radon's recursion:
+    the other files keep every finding, and the broken one says what did not run."""
+    hostile = {
+        "long.py": "x = " + "+".join(["1"] * 50_000) + "\n",
+        "deep.py": "x = " + "(" * 5000 + "1" + ")" * 5000 + "\n",
+        "bom.py": "\ufeffimport os\n",
+        "lone.py": 'x = "\ud800"\nimport os\n',
+    }
+    a = analyze([SourceFile(n, c) for n, c in hostile.items()] + [SourceFile("ok.py", KNOWN)])
+    assert all(t.error is None for t in a.tools)
+    ok = {f.rule_id for f in a.findings if f.file == "ok.py"}
+    assert {"F401", "B006", "B602"} <= ok
+    assert "F401" in {f.rule_id for f in a.findings if f.file == "bom.py"}
+    assert "F401" in {f.rule_id for f in a.findings if f.file == "lone.py"}
+    long_notes = " ".join(next(r for r in a.files if r.file == "long.py").skipped)
+    assert "ruff:" in long_notes and "complexity:" in long_notes

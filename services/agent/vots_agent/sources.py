@@ -33,7 +33,10 @@ def check_name(name: str, field: str) -> str:
 
 
 def check_content(content: str, field: str, max_bytes: int) -> None:
-    size = len(content.encode("utf-8", "surrogatepass"))
+    try:
+        size = len(content.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise AgentError(f"{field}: not valid Unicode (a lone surrogate)", field=field) from None
     if size > max_bytes:
         raise AgentError(
             f"{field}: {size} bytes, over the limit of {max_bytes}", field=field, status=413
