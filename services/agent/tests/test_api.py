@@ -241,6 +241,19 @@ def test_bad_requests_get_a_4xx_naming_the_field(agent_factory: Any, tmp_path: P
     )
 
 
+def test_a_body_that_never_arrives_is_a_408_not_a_held_worker(agent_factory: Any) -> None:
+    agent = agent_factory(AGENT_BODY_TIMEOUT="1")
+    port = int(agent.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+        s.sendall(
+            b"POST /api/v1/analyze_code HTTP/1.1\r\nHost: x\r\n"
+            b'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"files": ['
+        )
+        head = s.recv(4096).decode()
+    assert head.startswith("HTTP/1.1 408") and '"field": "body"' in head, head
+    assert post(agent, {"code": "import os\n"}).status_code == 200
+
+
 def test_a_path_under_the_code_root_and_nothing_outside(agent_factory: Any, tmp_path: Path) -> None:
     root = tmp_path / "code"
     (root / "pkg").mkdir(parents=True)

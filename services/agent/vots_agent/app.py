@@ -118,10 +118,17 @@ def sources(body: AnalyzeRequest, settings: Settings) -> list[SourceFile]:
 
 class _Guard:
     """Before the app: a body over the limit is refused (413 naming ``body``), chunked
-    uploads included; after it: every request counted and timed by route template."""
+    uploads included, and one that does not arrive within ``body_timeout`` seconds gets
+    a 408 (a client trickling bytes holds no worker); after it: every request counted
+    and timed by route template and status."""
 
-    def __init__(self, app: ASGIApp, max_body: int, metrics: Metrics) -> None:
-        self.app, self.max_body, self.metrics = app, max_body, metrics
+    def __init__(self, app: ASGIApp, max_body: int, body_timeout: float, metrics: Metrics) -> None:
+        self.app, self.max_body, self.body_timeout, self.metrics = (
+            app,
+            max_body,
+            body_timeout,
+            metrics,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -138,7 +145,19 @@ class _Guard:
 
         self.metrics.in_flight.inc()
         try:
-            body = None if over else await _read_at_most(receive, self.max_body)
+            try:
+                body = (
+                    None
+                    if over
+                    else await asyncio.wait_for(
+                        _read_at_most(receive, self.max_body), self.body_timeout
+                    )
+                )
+            except TimeoutError:
+                seen["status"] = 408
+                message = f"request body not received within {self.body_timeout:g} s"
+                await _json(send, 408, error_body(message, "body"))
+                return
             if body is None:
                 seen["status"] = 413
                 await _json(
@@ -152,7 +171,7 @@ class _Guard:
             method = scope.get("method", "GET")
             took = time.perf_counter() - started
             self.metrics.requests.labels(method, route, str(seen["status"])).inc()
-            self.metrics.latency.labels(method, route).observe(took)
+            self.metrics.latency.labels(method, route, str(seen["status"])).observe(took)
             if route not in ("/healthz", "/metrics", "/readyz"):
                 log.info(
                     "request",
@@ -344,5 +363,10 @@ def create_app(settings: Settings) -> FastAPI:
             return JSONResponse(to_sarif(report.analysis), media_type=SARIF_TYPE)
         return JSONResponse(to_document(report))
 
-    app.add_middleware(_Guard, max_body=settings.max_body_bytes, metrics=metrics)
+    app.add_middleware(
+        _Guard,
+        max_body=settings.max_body_bytes,
+        body_timeout=settings.body_timeout_s,
+        metrics=metrics,
+    )
     return app

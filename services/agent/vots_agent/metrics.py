@@ -69,7 +69,7 @@ class Metrics:
         self.latency = Histogram(
             "agent_http_request_duration_seconds",
             "HTTP request latency.",
-            ["method", "route"],
+            ["method", "route", "status"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )

@@ -28,6 +28,7 @@ ENV_NAMES = {
     "queue": "AGENT_QUEUE",
     "timeout_s": "AGENT_TIMEOUT",
     "rag_timeout_s": "AGENT_RAG_TIMEOUT",
+    "body_timeout_s": "AGENT_BODY_TIMEOUT",
     "max_body_bytes": "AGENT_MAX_BODY_BYTES",
     "max_files": "AGENT_MAX_FILES",
     "max_file_bytes": "AGENT_MAX_FILE_BYTES",
@@ -74,6 +75,12 @@ class Settings(BaseSettings):
         gt=0,
         le=60,
         validation_alias=AliasChoices("AGENT_RAG_TIMEOUT", "rag_timeout_s"),
+    )
+    body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        validation_alias=AliasChoices("AGENT_BODY_TIMEOUT", "body_timeout_s"),
     )
     max_body_bytes: int = Field(
         default=2 * 1024 * 1024,
