@@ -12,23 +12,19 @@ when the analysis queue is full. The worker pool starts in the background:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import time
-from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
-from fastapi import FastAPI, Query, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI, Query
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from vots_service.http import Guard, install_error_handlers
 
 from vots_agent.analysis import Options, SourceFile, language_of, tool_versions
 from vots_agent.cache import Cache
 from vots_agent.context import RagClient
-from vots_agent.errors import AgentError, Overloaded
+from vots_agent.errors import AgentError
 from vots_agent.llm import LlmClient
 from vots_agent.metrics import Metrics
 from vots_agent.pool import Pool, cpu_limit
@@ -39,12 +35,6 @@ from vots_agent.sources import check_content, check_name, from_root
 log = logging.getLogger("vots_agent")
 SARIF_TYPE = "application/sarif+json"
 LANGUAGE = r"^[A-Za-z0-9+#._-]{1,32}$"
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class FileIn(BaseModel):
@@ -72,10 +62,6 @@ class AnalyzeRequest(BaseModel):
     language: str | None = Field(default=None, pattern=LANGUAGE)
     path: str | None = Field(default=None, min_length=1, max_length=4096)
     options: OptionsIn = OptionsIn()
-
-
-def error_body(message: str, field: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "field": field}}
 
 
 def sources(body: AnalyzeRequest, settings: Settings) -> list[SourceFile]:
@@ -114,108 +100,6 @@ def sources(body: AnalyzeRequest, settings: Settings) -> list[SourceFile]:
         check_content(f.content, f"files.{i}.content", settings.max_file_bytes)
         out.append(SourceFile(name, f.content, language_of(name, f.language)))
     return out
-
-
-class _Guard:
-    """Before the app: a body over the limit is refused (413 naming ``body``), chunked
-    uploads included, and one that does not arrive within ``body_timeout`` seconds gets
-    a 408 (a client trickling bytes holds no worker); after it: every request counted
-    and timed by route template and status."""
-
-    def __init__(self, app: ASGIApp, max_body: int, body_timeout: float, metrics: Metrics) -> None:
-        self.app, self.max_body, self.body_timeout, self.metrics = (
-            app,
-            max_body,
-            body_timeout,
-            metrics,
-        )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        started = time.perf_counter()
-        seen = {"status": 500}
-        declared = dict(scope.get("headers", [])).get(b"content-length")
-        over = declared is not None and (not declared.isdigit() or int(declared) > self.max_body)
-
-        async def watched_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                seen["status"] = message["status"]
-            await send(message)
-
-        self.metrics.in_flight.inc()
-        try:
-            try:
-                body = (
-                    None
-                    if over
-                    else await asyncio.wait_for(
-                        _read_at_most(receive, self.max_body), self.body_timeout
-                    )
-                )
-            except TimeoutError:
-                seen["status"] = 408
-                message = f"request body not received within {self.body_timeout:g} s"
-                await _json(send, 408, error_body(message, "body"))
-                return
-            if body is None:
-                seen["status"] = 413
-                await _json(
-                    send, 413, error_body(f"request body over {self.max_body} bytes", "body")
-                )
-            else:
-                await self.app(scope, _replay(body, receive), watched_send)
-        finally:
-            self.metrics.in_flight.dec()
-            route = getattr(scope.get("route"), "path", None) or "other"
-            method = scope.get("method", "GET")
-            took = time.perf_counter() - started
-            self.metrics.requests.labels(method, route, str(seen["status"])).inc()
-            self.metrics.latency.labels(method, route, str(seen["status"])).observe(took)
-            if route not in ("/healthz", "/metrics", "/readyz"):
-                log.info(
-                    "request",
-                    extra={
-                        "method": method,
-                        "route": route,
-                        "status": seen["status"],
-                        "ms": round(took * 1000, 2),
-                    },
-                )
-
-
-async def _read_at_most(receive: Receive, limit: int) -> bytes | None:
-    """The request body, or None as soon as it passes ``limit`` (a chunked upload
-    declares no length to refuse it by)."""
-    body = bytearray()
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return bytes(body)
-        body += message.get("body", b"")
-        if len(body) > limit:
-            return None
-        if not message.get("more_body", False):
-            return bytes(body)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    pending = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def replayed() -> Message:
-        return pending.pop() if pending else await receive()
-
-    return replayed
-
-
-async def _json(send: Send, status: int, doc: dict[str, Any]) -> None:
-    payload = json.dumps(doc).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(payload)).encode()),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})
 
 
 class State:
@@ -276,35 +160,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.agent_state = state
     app.state.metrics = metrics
 
-    @app.exception_handler(AgentError)
-    async def _agent_error(_: Request, exc: AgentError) -> JSONResponse:
-        headers = None
-        if isinstance(exc, Overloaded):
-            headers = {"Retry-After": str(exc.retry_after)}
-        elif exc.status == 503:
-            headers = {"Retry-After": "5"}
-        return JSONResponse(
-            error_body(exc.message, exc.field), status_code=exc.status, headers=headers
-        )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(
-            error_body(str(exc.detail)), status_code=exc.status_code, headers=exc.headers
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        err = exc.errors()[0]
-        loc = [str(p) for p in err.get("loc", ())]
-        if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
-            loc = loc[1:]
-        if err.get("type") == "json_invalid":
-            loc = []
-        field = ".".join(loc) or "body"
-        return JSONResponse(
-            error_body(f"{field}: {err.get('msg', 'invalid')}", field), status_code=422
-        )
+    install_error_handlers(app)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -364,9 +220,10 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse(to_document(report))
 
     app.add_middleware(
-        _Guard,
+        Guard,
         max_body=settings.max_body_bytes,
         body_timeout=settings.body_timeout_s,
         metrics=metrics,
+        logger="vots_agent",
     )
     return app

@@ -9,44 +9,18 @@ Results go to stdout, errors to stderr.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
+from vots_service.run import cli_errors
 
 from vots_agent.errors import AgentError
 from vots_agent.findings import SEVERITIES, TOOLS
 
-F = TypeVar("F", bound=Callable[..., Any])
 COLORS = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": "dim"}
-
-
-def errors(fn: F) -> F:
-    """Expected failures as one line and exit 2; a traceback only for a bug."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except AgentError as exc:
-            click.echo(f"error: {exc.message}", err=True)
-            sys.exit(2)
-        except BrokenPipeError:
-            sys.stderr.close()
-            sys.exit(141)
-        except OSError as exc:
-            where = f"{exc.filename}: " if exc.filename else ""
-            click.echo(f"error: {where}{exc.strerror or exc}", err=True)
-            sys.exit(2)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
-
-    return wrapper  # type: ignore[return-value]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -135,7 +109,7 @@ def _collect(paths: tuple[Path, ...], max_files: int, max_bytes: int) -> list[An
 )
 @click.option("--rag-url", help="The RAG service, for similar code as context. [env: RAG_URL]")
 @click.option("--max-files", type=click.IntRange(1, 100_000), default=10_000, show_default=True)
-@errors
+@cli_errors
 def analyze(
     files: tuple[Path, ...],
     fmt: str,
@@ -237,36 +211,21 @@ def _table(report: Any) -> None:
     type=click.IntRange(0, 10_000),
     help="Requests that may wait for a worker. [env: AGENT_QUEUE; default: 16]",
 )
-@errors
+@cli_errors
 def serve(host: str, port: int, workers: int | None, queue: int | None) -> None:
     """Start the HTTP API (uvicorn); SIGTERM lets in-flight analyses finish."""
-    import uvicorn
+    import logging
+
+    from vots_service.logs import configure
+    from vots_service.run import serve as run_server
 
     from vots_agent.app import create_app
-    from vots_agent.logs import configure
     from vots_agent.settings import load_settings
 
     settings = load_settings(workers=workers, queue=queue)
-    configure(settings.log_level)
-    app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=int(settings.timeout_s) + 10,
-        server_header=False,
-        http="httptools",
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
-    try:
-        server.run()
-    except OSError as exc:
-        raise AgentError(f"--port {port}: {exc.strerror}") from exc
-    if not server.started:
-        sys.exit(2)
+    # bandit logs each file it scans; its optional SARIF formatter's absence is no error.
+    configure(settings.log_level, {"bandit": logging.WARNING, "stevedore": logging.CRITICAL})
+    run_server(create_app(settings), host, port, graceful_s=int(settings.timeout_s) + 10)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,20 +1,21 @@
-"""One error type for the service: a message for a person and, for input errors, the field."""
+"""The service's errors: :class:`~vots_service.errors.ServiceError` with its own names.
+
+``field`` names the request field or setting at fault (``files.0.content``,
+``path``, ``REDIS_URL``); ``status`` is the HTTP status the API answers with.
+"""
 
 from __future__ import annotations
 
+from vots_service.errors import ServiceError
 
-class AgentError(Exception):
-    """An expected failure: bad input, bad settings, an unreachable dependency.
 
-    ``field`` names the request field or setting at fault (``files.0.content``,
-    ``path``, ``REDIS_URL``); ``status`` is the HTTP status the API answers with.
-    """
+class AgentError(ServiceError):
+    """An expected failure: bad input, bad settings, an unreachable dependency."""
 
     def __init__(self, message: str, *, field: str | None = None, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        self.status = status
+        super().__init__(
+            message, field=field, status=status, retry_after=5 if status == 503 else None
+        )
 
 
 class Overloaded(AgentError):

@@ -106,3 +106,11 @@ class Metrics:
             registry=r,
         )
         self.registry.register(_AgentCollector(agent))
+
+    def started(self) -> None:
+        self.in_flight.inc()
+
+    def finished(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.in_flight.dec()
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route, str(status)).observe(seconds)

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from typing import Any, Literal
 
-from fastapi import FastAPI, Query, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI, Query
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from vots_service.http import Guard, install_error_handlers
 
 from vots_rag.errors import NotReady, RagError
 from vots_rag.index import MAX_K, MAX_PAGE, MAX_QUERY_CHARS, Index, IngestReport, SearchPage
@@ -33,20 +30,10 @@ log = logging.getLogger("vots_rag")
 RETRY_S = 2.0
 SNIPPET_LINES = 40
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
 
 class IngestRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     path: str = Field(default=".", min_length=1, max_length=4096)
-
-
-def error_body(message: str, field: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "field": field}}
 
 
 class Holder:
@@ -127,108 +114,6 @@ def report_json(report: IngestReport) -> dict[str, Any]:
     return out
 
 
-class _Limits:
-    """Refuses bodies over the limit (413 naming ``body``) and counts and logs every
-    request by route template, before the app sees it."""
-
-    def __init__(self, app: ASGIApp, max_body: int, metrics: Metrics) -> None:
-        self.app = app
-        self.max_body = max_body
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = {"code": 500}
-        too_big = False
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    too_big = int(value) > self.max_body
-                except ValueError:
-                    too_big = True
-
-        async def recording_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-            await send(message)
-
-        self.metrics.in_flight.inc()
-        try:
-            replay = None if too_big else await self._buffer(receive)
-            if replay is None:
-                await self._refuse(send, status)
-            else:
-                await self.app(scope, replay, recording_send)
-        finally:
-            self.metrics.in_flight.dec()
-            route_obj = scope.get("route")
-            route = getattr(route_obj, "path", None) or "other"
-            method = scope.get("method", "GET")
-            elapsed = time.perf_counter() - start
-            self.metrics.requests.labels(method, route, str(status["code"])).inc()
-            self.metrics.latency.labels(method, route).observe(elapsed)
-            if route not in ("/healthz", "/metrics"):
-                log.info(
-                    "request",
-                    extra={
-                        "method": method,
-                        "route": route,
-                        "status": status["code"],
-                        "ms": round(elapsed * 1000, 2),
-                    },
-                )
-
-    async def _buffer(self, receive: Receive) -> Receive | None:
-        """The whole body read first, at most ``max_body`` bytes of it (a chunked upload
-        has no Content-Length to refuse it by), then replayed; None when too big."""
-        parts: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
-                return None
-            parts.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(parts)
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        return replay
-
-    async def _refuse(self, send: Send, status: dict[str, int]) -> None:
-        import json
-
-        body = json.dumps(
-            error_body(f"request body larger than {self.max_body} bytes", "body")
-        ).encode()
-        status["code"] = 413
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-
 def create_app(settings: Settings, *, embedder: Any = None, index: Index | None = None) -> FastAPI:
     """The API on ``settings``; ``embedder`` or an open ``index`` may be handed in (tests
     reuse one loaded model across apps)."""
@@ -257,31 +142,7 @@ def create_app(settings: Settings, *, embedder: Any = None, index: Index | None 
     app.state.holder = holder
     app.state.metrics = metrics
 
-    @app.exception_handler(RagError)
-    async def _rag_error(_: Request, exc: RagError) -> JSONResponse:
-        headers = {"Retry-After": "2"} if exc.status in (409, 503) else None
-        return JSONResponse(
-            error_body(exc.message, exc.field), status_code=exc.status, headers=headers
-        )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(
-            error_body(str(exc.detail)), status_code=exc.status_code, headers=exc.headers
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        err = exc.errors()[0]
-        loc = [str(p) for p in err.get("loc", ())]
-        if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
-            loc = loc[1:]  # where the field was, not its name
-        if err.get("type") == "json_invalid":
-            loc = []
-        field = ".".join(loc) or "body"
-        return JSONResponse(
-            error_body(f"{field}: {err.get('msg', 'invalid')}", field), status_code=422
-        )
+    install_error_handlers(app)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -331,5 +192,5 @@ def create_app(settings: Settings, *, embedder: Any = None, index: Index | None 
             return JSONResponse(data, status_code=503, headers={"Retry-After": "10"})
         return JSONResponse(data)
 
-    app.add_middleware(_Limits, max_body=settings.max_body_bytes, metrics=metrics)
+    app.add_middleware(Guard, max_body=settings.max_body_bytes, metrics=metrics, logger="vots_rag")
     return app

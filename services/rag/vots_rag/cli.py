@@ -8,7 +8,6 @@ stderr. Exit codes: 0 ok, 1 the run finished but chunks failed to embed,
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import sys
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from vots_service.run import cli_errors
 
 from vots_rag.errors import RagError
 
@@ -60,30 +60,6 @@ def _settings(kw: dict[str, Any]) -> Any:
     )
 
 
-def errors(fn: F) -> F:
-    """Expected failures as one line and exit 2; a traceback only for a bug."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except RagError as exc:
-            click.echo(f"error: {exc.message}", err=True)
-            sys.exit(2)
-        except BrokenPipeError:
-            sys.stderr.close()
-            sys.exit(141)
-        except OSError as exc:  # the machine, not the program: permissions, a full disk
-            where = f"{exc.filename}: " if exc.filename else ""
-            click.echo(f"error: {where}{exc.strerror or exc}", err=True)
-            sys.exit(2)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
-
-    return wrapper  # type: ignore[return-value]
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="vots-rag")
 def main() -> None:
@@ -96,7 +72,7 @@ def main() -> None:
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
-@errors
+@cli_errors
 def ingest(path: str, fmt: str, **kw: Any) -> None:
     """Index PATH (relative to --root, or inside it): changed files re-chunked, unchanged
     ones skipped, deleted ones dropped, then pending chunks embedded."""
@@ -173,7 +149,7 @@ def ingest(path: str, fmt: str, **kw: Any) -> None:
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
 )
-@errors
+@cli_errors
 def query(text: str, k: int, page: int, fmt: str, **kw: Any) -> None:
     """Search the index: ranked chunks with path, lines, symbol, score and snippet."""
     from vots_rag.app import page_json
@@ -235,7 +211,7 @@ def query(text: str, k: int, page: int, fmt: str, **kw: Any) -> None:
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
 )
-@errors
+@cli_errors
 def eval_cmd(queries_file: Path | None, do_ingest: bool, fmt: str, **kw: Any) -> None:
     """Recall@5, MRR and nDCG@10 of each backend on the labelled queries, per kind."""  # fmt: skip
     from vots_rag.evaluate import DEFAULT_QUERIES, evaluate, load_queries
@@ -285,7 +261,7 @@ def eval_cmd(queries_file: Path | None, do_ingest: bool, fmt: str, **kw: Any) ->
 
 @main.command()
 @index_options
-@errors
+@cli_errors
 def stats(**kw: Any) -> None:
     """Files, chunks and embeddings in the index."""
     from dataclasses import asdict
@@ -309,37 +285,21 @@ def stats(**kw: Any) -> None:
 )
 @click.option("--port", type=click.IntRange(1, 65535), default=8001, show_default=True)
 @index_options
-@errors
+@cli_errors
 def serve(host: str, port: int, **kw: Any) -> None:
     """Start the HTTP API (uvicorn) on the index; SIGTERM drains in-flight requests."""
-    import uvicorn
+    import logging
+
+    from vots_service.logs import configure
+    from vots_service.run import serve as run_server
 
     from vots_rag.app import create_app
-    from vots_rag.logs import configure
     from vots_rag.settings import make_embedder
 
     settings = _settings(kw)
-    configure(settings.log_level)
+    configure(settings.log_level, {"chromadb": logging.WARNING})  # its telemetry chatter
     embedder = make_embedder(settings)  # a model that does not load fails here, exit 2
-    app = create_app(settings, embedder=embedder)
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=20,
-        server_header=False,
-        http="httptools",
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
-    try:
-        server.run()
-    except OSError as exc:
-        raise RagError(f"--port {port}: {exc.strerror}") from exc
-    if not server.started:
-        sys.exit(2)
+    run_server(create_app(settings, embedder=embedder), host, port, graceful_s=20)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,20 +1,22 @@
-"""One error type for the service: a message for a person and, for input errors, the field."""
+"""The service's errors: :class:`~vots_service.errors.ServiceError` with its own names."""
 
 from __future__ import annotations
 
+from vots_service.errors import ServiceError
 
-class RagError(Exception):
+
+class RagError(ServiceError):
     """An expected failure: bad input, bad settings, an unreachable dependency.
 
     ``field`` names the request field or setting at fault (``path``, ``q``,
-    ``RAG_ROOT``); ``status`` is the HTTP status the API answers with.
+    ``RAG_ROOT``); ``status`` is the HTTP status the API answers with (409 and 503
+    with ``Retry-After: 2``).
     """
 
     def __init__(self, message: str, *, field: str | None = None, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        self.status = status
+        super().__init__(
+            message, field=field, status=status, retry_after=2 if status in (409, 503) else None
+        )
 
 
 class NotReady(RagError):

@@ -107,3 +107,11 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_IndexCollector(index))
+
+    def started(self) -> None:
+        self.in_flight.inc()
+
+    def finished(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.in_flight.dec()
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)

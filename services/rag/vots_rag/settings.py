@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from vots_service.run import settings_error
 
 from vots_rag.errors import RagError
 
@@ -80,10 +81,7 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         settings = Settings(**given)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        name = str(err["loc"][0]) if err["loc"] else "settings"
-        name = ENV_NAMES.get(name, name.upper())
-        raise RagError(f"{name}: {err['msg']}", field=name) from None
+        raise settings_error(exc, ENV_NAMES) from None
     check(settings)
     return settings
 

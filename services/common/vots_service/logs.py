@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -30,7 +31,8 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def configure(level: str = "info") -> None:
+def configure(level: str = "info", quiet: Mapping[str, int] | None = None) -> None:
+    """JSON lines at ``level``; ``quiet`` raises chatty libraries' loggers to a level."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
@@ -42,5 +44,5 @@ def configure(level: str = "info") -> None:
         logger.propagate = True
     # The access log is ours (route, status, duration); uvicorn's would repeat it.
     logging.getLogger("uvicorn.access").disabled = True
-    # bandit logs every file it scans at info.
-    logging.getLogger("bandit").setLevel(logging.WARNING)
+    for name, at in (quiet or {}).items():
+        logging.getLogger(name).setLevel(at)

@@ -1,0 +1,1 @@
+"""Shared by the VOTS services (vots_rag, vots_agent): errors, HTTP guard, logs, serving."""
