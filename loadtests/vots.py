@@ -14,12 +14,55 @@ from locust import task
 
 from ops.loadtest.users import VotsUser
 
-SNIPPETS = [
-    "def add(a, b):\n    return a + b\n",
-    "import os\n\ndef read(path):\n    return open(path).read()\n",
-    "for i in range(10):\n    print(i * i)\n",
-    "class Cache(dict):\n    def get_or(self, k, f):\n        return self[k] if k in self else f()\n",
-]
+_RNG = random.Random()
+
+# Code the agent is asked about, as people send it: small snippets with the
+# findings it exists to catch (services/agent/tests/test_corpus.py checks each is
+# found), and this package's own modules, real code of every size.
+AGENT_FINDING_SNIPPETS = (
+    "import subprocess\n\n\ndef run(cmd):\n    return subprocess.call(cmd, shell=True)\n",
+    "import os\n\n\ndef add(item, seen=[]):\n    seen.append(item)\n    return seen\n",
+    "import yaml\n\n\ndef load(path):\n    with open(path) as f:\n        return yaml.load(f)\n",
+    "import hashlib\n\n\ndef digest(data):\n    return hashlib.md5(data).hexdigest()\n",
+    "def parse(text):\n    try:\n        return int(text)\n    except:\n        return None\n",
+    "def calc(expr):\n    return eval(expr)\n",
+    "import pickle\n\n\ndef restore(blob):\n    return pickle.loads(blob)\n",
+    "import requests\n\n\ndef fetch(url):\n    return requests.get(url, verify=False, timeout=5)\n",
+)
+AGENT_SIZE_SHARES = (("small", 0.5), ("medium", 0.35), ("large", 0.15))  # <80, 80-300, >300 lines
+AGENT_EDITED_SHARE = 0.3  # code changed since it was last sent: a cache miss
+_CORPUS: dict[str, list[tuple[str, str]]] = {}
+
+
+def agent_corpus() -> dict[str, list[tuple[str, str]]]:
+    """(name, code) by size: the snippets and every module of the installed ops package."""
+    if not _CORPUS:
+        from pathlib import Path
+
+        import ops
+
+        files = [(f"snippets/s{i}.py", code) for i, code in enumerate(AGENT_FINDING_SNIPPETS)]
+        root = Path(ops.__file__).parent
+        for path in sorted(root.rglob("*.py")):
+            files.append((f"ops/{path.relative_to(root)}", path.read_text(encoding="utf-8")))
+        for name, code in files:
+            lines = code.count("\n")
+            size = "small" if lines < 80 else "medium" if lines <= 300 else "large"
+            _CORPUS.setdefault(size, []).append((name, code))
+    return _CORPUS
+
+
+def agent_request(rng: random.Random = _RNG) -> dict[str, object]:
+    """One analysis request: a file of a drawn size, sometimes freshly edited."""
+    corpus = agent_corpus()
+    sizes = [s for s, _ in AGENT_SIZE_SHARES]
+    size = rng.choices(sizes, weights=[w for _, w in AGENT_SIZE_SHARES])[0]
+    name, code = rng.choice(corpus[size])
+    if rng.random() < AGENT_EDITED_SHARE:
+        code = f"{code}\n# edited {rng.getrandbits(64):016x}\n"
+    return {"files": [{"name": name, "content": code}], "options": {"llm": False}}
+
+
 # Code-search queries, verbatim from the RAG service's labelled set
 # (services/rag/eval/queries.yaml, which a wheel does not ship): symbol lookups
 # as an engineer types them, and questions in words (its natural and
@@ -63,7 +106,6 @@ RAG_NATURAL_QUERIES = (
 RAG_SYMBOL_SHARE = 0.6  # the rest are questions in words
 RAG_SECOND_PAGE = 0.2  # share of searches that ask for the next page of results
 RAG_K = (5, 10)
-_RNG = random.Random()
 
 
 def rag_search_params(rng: random.Random = _RNG) -> dict[str, str | int]:
@@ -80,15 +122,17 @@ def rag_search_params(rng: random.Random = _RNG) -> dict[str, str | int]:
 
 
 class AgentUser(VotsUser):
-    """The core agent: code analysis requests (rate limit 20 r/s per client)."""
+    """The core agent: code analysis requests (rate limit 20 r/s per client).
+
+    Half small files, a third medium, the rest large (up to ~900 lines); three in
+    ten edited since last sent, so the agent's cache sees misses as well as hits."""
 
     weight = 1
     think_time = (1.0, 3.0)
 
     @task
     def analyze_code(self) -> None:
-        body = {"language": "python", "code": random.choice(SNIPPETS)}
-        self.client.post("/api/v1/analyze_code", json=body, name="/api/v1/analyze_code")
+        self.client.post("/api/v1/analyze_code", json=agent_request(), name="/api/v1/analyze_code")
 
 
 class RagUser(VotsUser):

@@ -89,3 +89,46 @@ def test_rag_searches_mix_symbols_and_questions_and_survive_encoding() -> None:
     assert 0.17 < got["second"] / n < 0.23  # one search in five asks for page 2
     assert set(got["ks"]) == {"5", "10"}
     assert got["seen"] == got["total"]  # every query is drawn
+
+
+AGENT_DRAW = """
+import collections, importlib.util, json, random, sys
+spec = importlib.util.spec_from_file_location("vots", sys.argv[1])
+vots = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(vots)
+rng = random.Random(20261202)
+corpus = vots.agent_corpus()
+size_of = {name: size for size, files in corpus.items() for name, _ in files}
+n, edited, sizes, names, biggest, snippets = 3000, 0, collections.Counter(), set(), 0, 0
+for _ in range(n):
+    body = vots.agent_request(rng)
+    (f,) = body["files"]
+    names.add(f["name"])
+    sizes[size_of[f["name"]]] += 1
+    edited += "# edited " in f["content"]
+    snippets += f["name"].startswith("snippets/")
+    biggest = max(biggest, len(json.dumps(body).encode()))
+print(json.dumps({"n": n, "edited": edited, "sizes": sizes, "names": len(names), "biggest": biggest,
+                  "snippets": snippets, "corpus": {k: len(v) for k, v in corpus.items()}}))
+"""
+
+
+def test_agent_requests_mix_sizes_edits_and_code_with_findings() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", AGENT_DRAW, str(LOCUSTFILE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    got = json.loads(out.stdout)
+    n = got["n"]
+    assert set(got["corpus"]) == {"small", "medium", "large"} and min(got["corpus"].values()) >= 5
+    assert abs(got["sizes"]["small"] / n - 0.5) < 0.05
+    assert abs(got["sizes"]["large"] / n - 0.15) < 0.04
+    assert abs(got["edited"] / n - 0.3) < 0.04  # cache misses as well as hits
+    assert got["snippets"] > 0 and got["names"] > 40
+    # Every request fits the agent's limits and the edge's max_body for the route (2M).
+    assert got["biggest"] < 512 * 1024
+    assert len(_literal("AGENT_FINDING_SNIPPETS")) >= 6

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -132,4 +133,79 @@ def test_the_rag_recipe_matches_a_real_vots_rag_serve(tmp_path: Path, argv: list
         with pytest.raises(TargetError, match="no process in that container matches"):
             by_pattern("uvicorn", within=[proc.pid])  # what the recipe used to say
     finally:
+        stop_process(proc)
+
+
+AGENT_VENV = ROOT / "services" / "agent" / ".venv" / "bin"
+
+
+@pytest.mark.slow
+def test_the_agent_recipe_profiles_a_real_vots_agent_serve_and_its_workers(tmp_path: Path) -> None:
+    """profiles/agent.yaml picks `vots-agent serve` and, following its subprocesses,
+    samples the analysis workers where the time goes (ruff, bandit, radon)."""
+    import json
+    import threading
+
+    import httpx
+
+    from ops.proc import free_port
+    from ops.profile.target import by_pattern
+    from tests.support.processes import stop_process
+
+    if not (AGENT_VENV / "vots-agent").is_file():
+        pytest.skip("the agent service's venv is missing (bash .ci/setup test creates it)")
+    recipe = load_recipe(ROOT / "profiles" / "agent.yaml")
+    assert recipe.target is not None and recipe.target.service == "agent"
+    assert recipe.target.match is not None and recipe.options.subprocesses
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(AGENT_VENV / "vots-agent"), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "AGENT_WORKERS": "1"},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    stop = threading.Event()
+    url = f"http://127.0.0.1:{port}"
+
+    def load() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            code = "".join(
+                f"def f{i}_{n}(x, y=[]):\n    return x if x else y\n\n\n" for i in range(300)
+            )
+            try:
+                httpx.post(f"{url}/api/v1/analyze_code", json={"code": code}, timeout=120)
+            except httpx.HTTPError:
+                stop.wait(0.2)
+
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        found = by_pattern(recipe.target.match, within=[proc.pid])
+        assert found.pid == proc.pid
+        loader = threading.Thread(target=load, daemon=True)
+        loader.start()
+        out = subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "vots-ops"), "profile", "run", "agent",
+             "--recipes", str(ROOT / "profiles"), "--pid", str(proc.pid), "--duration", "4s",
+             "--out", str(tmp_path / "runs"), "--format", "json", "--top", "200"],
+            capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        )  # fmt: skip
+        stop.set()
+        loader.join(timeout=180)
+        assert out.returncode == 0, out.stderr
+        doc = json.loads(out.stdout)
+        where = json.dumps(doc)
+        assert "vots_agent" in where and ("radon" in where or "bandit" in where), where[:2000]
+    finally:
+        stop.set()
         stop_process(proc)

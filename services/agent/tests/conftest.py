@@ -50,9 +50,7 @@ def _sealed_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def clean_env(**extra: str) -> dict[str, str]:
     env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(ENV_PREFIXES) and k not in ENV_NAMES
+        k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIXES) and k not in ENV_NAMES
     }
     env.update(extra)
     return env
@@ -112,9 +110,13 @@ class Server:
         return int(self.proc.returncode)
 
 
-def start(argv: list[str], log: Path, url: str, env: dict[str, str], ready: str, ok: tuple[int, ...]) -> Server:
+def start(
+    argv: list[str], log: Path, url: str, env: dict[str, str], ready: str, ok: tuple[int, ...]
+) -> Server:
     out = log.open("wb")
-    proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
     out.close()
     server = Server(proc, url, log, argv)
     try:
@@ -178,7 +180,10 @@ class Redis:
         )  # fmt: skip
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 1) as s:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 1) as s,
+            ):
                 s.sendall(b"PING\r\n")
                 if s.recv(16).startswith(b"+PONG"):
                     return
@@ -190,7 +195,7 @@ class Redis:
             self.proc.kill()
             self.proc.wait(10)
 
-    def keys(self) -> list[str]:
+    def stored(self) -> list[str]:
         import redis
 
         return sorted(k.decode() for k in redis.Redis(port=self.port).keys("*"))
@@ -213,7 +218,9 @@ def rag_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     base = tmp_path_factory.mktemp("rag")
     env = clean_env(ANONYMIZED_TELEMETRY="FALSE")
     common = ["--root", str(REPO), "--index", str(base / "index"), "--backend", "lexical"]
-    subprocess.run([str(RAG_BIN), "ingest", *common], env=env, check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [str(RAG_BIN), "ingest", *common], env=env, check=True, capture_output=True, timeout=600
+    )
     port = free_port()
     server = start(
         [str(RAG_BIN), "serve", "--port", str(port), *common],

@@ -50,20 +50,38 @@ class Handler(BaseHTTPRequestHandler):
             content = "Sure! Here are some thoughts about your code."
         else:
             fps = re.findall(r"fingerprint ([0-9a-f]{32})", prompt)
-            content = "```json\n" + json.dumps(
-                {
-                    "summary": f"{len(fps)} findings reviewed; auth={'yes' if auth == 'Bearer sk-test' else 'no'}",
-                    "fixes": [
-                        {"fingerprint": fps[0], "explanation": "shell=True runs a shell", "suggestion": "pass a list"},
-                        {"fingerprint": "0" * 32, "explanation": "invented", "suggestion": "none"},
-                    ],
-                }
-            ) + "\n```"
+            content = (
+                "```json\n"
+                + json.dumps(
+                    {
+                        "summary": f"{len(fps)} findings reviewed; auth={'yes' if auth == 'Bearer sk-test' else 'no'}",
+                        "fixes": [
+                            {
+                                "fingerprint": fps[0],
+                                "explanation": "shell=True runs a shell",
+                                "suggestion": "pass a list",
+                            },
+                            {
+                                "fingerprint": "0" * 32,
+                                "explanation": "invented",
+                                "suggestion": "none",
+                            },
+                        ],
+                    }
+                )
+                + "\n```"
+            )
         doc = {
             "id": "chatcmpl-test",
             "object": "chat.completion",
             "model": f"{model}-2026",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content},
+                    "finish_reason": "stop",
+                }
+            ],
             "usage": {"prompt_tokens": len(prompt) // 4, "completion_tokens": 50},
         }
         self._send(200, json.dumps(doc).encode())

@@ -20,10 +20,20 @@ def test_known_ruff_and_bandit_findings_normalised_with_lines() -> None:
     a = analyze([SourceFile("pkg/run.py", KNOWN)])
     rules = by_rule(a)
     f401, b006, b602 = rules["F401"], rules["B006"], rules["B602"]
-    assert (f401.tool, f401.file, f401.start_line, f401.start_column) == ("ruff", "pkg/run.py", 1, 8)
+    assert (f401.tool, f401.file, f401.start_line, f401.start_column) == (
+        "ruff",
+        "pkg/run.py",
+        1,
+        8,
+    )
     assert f401.severity == "low" and f401.category == "style"
     assert f401.fix is not None and f401.fix.applicability == "safe"
-    assert (b006.tool, b006.start_line, b006.severity, b006.category) == ("ruff", 5, "medium", "bug-risk")
+    assert (b006.tool, b006.start_line, b006.severity, b006.category) == (
+        "ruff",
+        5,
+        "medium",
+        "bug-risk",
+    )
     assert (b602.tool, b602.start_line, b602.end_line) == ("bandit", 6, 6)
     # bandit rates it HIGH severity, HIGH confidence: the top of our scale.
     assert b602.severity == "critical" and b602.category == "security" and b602.cwe == 78
@@ -83,7 +93,13 @@ def test_submitted_code_is_never_run_or_imported(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     code = f"import pathlib\npathlib.Path({str(marker)!r}).write_text('x')\nraise SystemExit(3)\n"
     setup = f"open({str(marker)!r}, 'w').write('x')\n"
-    analyze([SourceFile("evil.py", code), SourceFile("setup.py", setup), SourceFile("conftest.py", setup)])
+    analyze(
+        [
+            SourceFile("evil.py", code),
+            SourceFile("setup.py", setup),
+            SourceFile("conftest.py", setup),
+        ]
+    )
     assert not marker.exists()
 
 
@@ -95,7 +111,9 @@ def test_names_are_display_only(tmp_path: Path) -> None:
 
 
 def test_suppressions_in_the_payload_do_not_configure_the_tools() -> None:
-    quiet = KNOWN.replace("import os", "import os  # noqa").replace("shell=True)", "shell=True)  # nosec")
+    quiet = KNOWN.replace("import os", "import os  # noqa").replace(
+        "shell=True)", "shell=True)  # nosec"
+    )
     default = by_rule(analyze([SourceFile("q.py", quiet)]))
     assert "F401" in default and "B602" in default
     honoured = by_rule(analyze([SourceFile("q.py", quiet)], Options(respect_suppressions=True)))
@@ -132,9 +150,29 @@ def test_codec_round_trips_and_refuses_garbage() -> None:
 def test_this_repository_analyses_cleanly_enough() -> None:
     """Real code at scale: every file of ops/ through every tool, no tool errors."""
     files = [
-        SourceFile(str(p.relative_to(REPO)), p.read_text()) for p in sorted((REPO / "ops").rglob("*.py"))
+        SourceFile(str(p.relative_to(REPO)), p.read_text())
+        for p in sorted((REPO / "ops").rglob("*.py"))
     ]
     a = analyze(files)
     assert len(a.files) == len(files) > 50
     assert all(t.error is None for t in a.tools)
     assert not [f for f in a.findings if f.rule_id == "invalid-syntax"]
+
+
+def test_a_file_that_breaks_a_tool_costs_only_its_own_findings() -> None:
+    """A 50,000-term expression overflows ruff's stack, bandit's and radon's recursion:
+    the other files keep every finding, and the broken one says what did not run."""
+    hostile = {
+        "long.py": "x = " + "+".join(["1"] * 50_000) + "\n",
+        "deep.py": "x = " + "(" * 5000 + "1" + ")" * 5000 + "\n",
+        "bom.py": "\ufeffimport os\n",
+        "lone.py": 'x = "\ud800"\nimport os\n',
+    }
+    a = analyze([SourceFile(n, c) for n, c in hostile.items()] + [SourceFile("ok.py", KNOWN)])
+    assert all(t.error is None for t in a.tools)
+    ok = {f.rule_id for f in a.findings if f.file == "ok.py"}
+    assert {"F401", "B006", "B602"} <= ok
+    assert "F401" in {f.rule_id for f in a.findings if f.file == "bom.py"}
+    assert "F401" in {f.rule_id for f in a.findings if f.file == "lone.py"}
+    long_notes = " ".join(next(r for r in a.files if r.file == "long.py").skipped)
+    assert "ruff:" in long_notes and "complexity:" in long_notes

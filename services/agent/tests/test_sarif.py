@@ -25,7 +25,12 @@ def test_sarif_of_real_findings_validates(validator: jsonschema.protocols.Valida
 
     a = analyze([SourceFile("src/run me.py", KNOWN), SourceFile("bad.py", "def f(:\n")])
     hit = ContextHit("ops/proc.py", 10, 20, 0.8, "run", "def run(): ...")
-    a = replace(a, findings=tuple(replace(f, similar=(hit,)) if f.rule_id == "B602" else f for f in a.findings))
+    a = replace(
+        a,
+        findings=tuple(
+            replace(f, similar=(hit,)) if f.rule_id == "B602" else f for f in a.findings
+        ),
+    )
     log = to_sarif(a)
     errors = sorted(validator.iter_errors(log), key=lambda e: list(e.path))
     assert not errors, [f"{list(e.path)}: {e.message}" for e in errors[:5]]
@@ -35,9 +40,14 @@ def test_sarif_of_real_findings_validates(validator: jsonschema.protocols.Valida
     rule = runs["bandit"]["tool"]["driver"]["rules"][b602["ruleIndex"]]
     assert rule["id"] == "B602" and "external/cwe/cwe-78" in rule["properties"]["tags"]
     assert rule["properties"]["security-severity"] == "9.5"
-    assert b602["level"] == "error" and b602["locations"][0]["physicalLocation"]["region"]["startLine"] == 6
+    assert (
+        b602["level"] == "error"
+        and b602["locations"][0]["physicalLocation"]["region"]["startLine"] == 6
+    )
     assert b602["partialFingerprints"]["votsFingerprint/v1"]
-    assert b602["relatedLocations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "ops/proc.py"
+    assert (
+        b602["relatedLocations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "ops/proc.py"
+    )
     f401 = next(r for r in runs["ruff"]["results"] if r["ruleId"] == "F401")
     assert f401["fixes"][0]["artifactChanges"][0]["artifactLocation"]["uri"] == "src/run%20me.py"
 
@@ -48,7 +58,10 @@ def test_sarif_with_no_findings_and_a_tool_error_validates(
     from dataclasses import replace
 
     a = analyze([SourceFile("ok.py", "X = 1\n")])
-    a = replace(a, tools=tuple(replace(t, error="ruff exited 2") if t.name == "ruff" else t for t in a.tools))
+    a = replace(
+        a,
+        tools=tuple(replace(t, error="ruff exited 2") if t.name == "ruff" else t for t in a.tools),
+    )
     log = to_sarif(a)
     assert not list(validator.iter_errors(log))
     ruff = next(r for r in log["runs"] if r["tool"]["driver"]["name"] == "ruff")

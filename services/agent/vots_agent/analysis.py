@@ -93,7 +93,7 @@ class Options:
     tools: tuple[Tool, ...] = TOOLS
     max_complexity: int = 10  # a function above this is a finding (radon's rank C and worse)
     max_function_lines: int = 100  # a longer function is a finding
-    respect_suppressions: bool = False  # honour `# noqa` and `# nosec` in the code
+    respect_suppressions: bool = False  # honour the code's own ruff and bandit suppressions
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -110,7 +110,7 @@ def language_of(name: str, given: str | None = None) -> str:
 @cache
 def ruff_bin() -> str:
     try:
-        from ruff.__main__ import find_ruff_bin
+        from ruff.__main__ import find_ruff_bin  # type: ignore[import-untyped]
 
         return str(find_ruff_bin())
     except (ImportError, FileNotFoundError):
@@ -123,16 +123,15 @@ def ruff_bin() -> str:
 @cache
 def tool_versions() -> dict[str, str]:
     """Every analyser's version: part of the cache key and of ``/readyz``."""
-    import bandit
-    import radon
+    from importlib.metadata import version
 
-    out = subprocess.run(
+    out = subprocess.run(  # noqa: S603 - argument list, the wheel's own binary
         [ruff_bin(), "--version"], capture_output=True, text=True, timeout=30, check=True
     )
     return {
         "ruff": out.stdout.split()[-1],
-        "bandit": str(bandit.__version__),
-        "complexity": f"radon {radon.__version__}",
+        "bandit": version("bandit"),
+        "complexity": f"radon {version('radon')}",
     }
 
 
@@ -153,6 +152,24 @@ def cache_key(files: Sequence[SourceFile], options: Options) -> str:
 
 def _ruff(
     names: dict[str, str], workdir: Path, options: Options
+) -> tuple[list[Finding], str | None, dict[str, str]]:
+    """ruff's findings, its error if it failed on the whole set, and the files it
+    failed on when the set was retried one file at a time (a file that crashes ruff,
+    say by overflowing its stack, costs only its own findings)."""
+    found, error = _ruff_once(names, workdir, options)
+    if error is None or len(names) == 1:
+        return found, error, {}
+    found, failed = [], {}
+    for temp, shown in names.items():
+        one, err = _ruff_once({temp: shown}, workdir, options)
+        found += one
+        if err is not None:
+            failed[shown] = err
+    return found, None, failed
+
+
+def _ruff_once(
+    names: dict[str, str], workdir: Path, options: Options
 ) -> tuple[list[Finding], str | None]:
     argv = [
         ruff_bin(), "check", "--isolated", "--no-cache", "--exit-zero", "--quiet",
@@ -162,7 +179,7 @@ def _ruff(
     ]  # fmt: skip
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "NO_COLOR": "1"}
     try:
-        proc = subprocess.run(
+        proc = subprocess.run(  # noqa: S603 - argument list, the wheel's own binary
             argv,
             cwd=workdir,
             capture_output=True,
@@ -219,11 +236,16 @@ def _ruff(
 # --------------------------------------------------------------------------- bandit
 
 
-def _bandit(names: dict[str, str], workdir: Path, options: Options) -> list[Finding]:
+def _bandit(
+    names: dict[str, str], workdir: Path, options: Options
+) -> tuple[list[Finding], dict[str, str]]:
     import logging
     import warnings
 
-    logging.getLogger("bandit").setLevel(logging.ERROR)
+    # bandit logs a file it could not check at ERROR; it is reported as skipped instead.
+    logging.getLogger("bandit").setLevel(logging.CRITICAL)
+    # bandit's optional SARIF formatter needs a package it does not require: not an error.
+    logging.getLogger("stevedore").setLevel(logging.CRITICAL)
     with warnings.catch_warnings():  # stevedore's deprecation notes, on every plugin load
         warnings.simplefilter("ignore", DeprecationWarning)
         from bandit.core import config, manager
@@ -238,7 +260,7 @@ def _bandit(names: dict[str, str], workdir: Path, options: Options) -> list[Find
         severity: Severity = BANDIT_SEVERITY.get((issue.severity, issue.confidence), "low")
         lines = list(issue.linerange) or [issue.lineno]
         cwe = getattr(issue, "cwe", None)
-        cwe_id = int(cwe.id) if cwe is not None and getattr(cwe, "id", 0) else None
+        cwe_id = int(cwe.id) if cwe is not None and cwe.id else None
         test = str(issue.test_id)
         out.append(
             Finding(
@@ -257,7 +279,8 @@ def _bandit(names: dict[str, str], workdir: Path, options: Options) -> list[Find
                 help_uri=_bandit_url(test, str(issue.test)),
             )
         )
-    return out
+    failed = {names[Path(fname).name]: str(reason) for fname, reason in mgr.skipped}
+    return out, failed
 
 
 def _bandit_url(test_id: str, name: str) -> str:
@@ -294,18 +317,19 @@ def _complexity(
     from radon.metrics import mi_visit
     from radon.raw import analyze
 
+    code = f.content.removeprefix("\ufeff")  # a BOM is valid Python; radon's parser disagrees
     try:
-        blocks = cc_visit(f.content)
-        mi = round(float(mi_visit(f.content, True)), 2)
-        sloc = int(analyze(f.content).sloc)
+        blocks = cc_visit(code)
+        mi = round(float(mi_visit(code, True)), 2)
+        sloc = int(analyze(code).sloc)
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         return [], None, None, [], f"complexity: the file does not parse ({type(exc).__name__})"
-    lines = f.content.splitlines()
+    lines = code.splitlines()
     metrics: list[FunctionMetrics] = []
     findings: list[Finding] = []
     for b in blocks:
         is_class = type(b).__name__ == "Class"
-        kind = "class" if is_class else ("method" if getattr(b, "is_method", False) else "function")
+        kind = "class" if is_class else ("method" if b.is_method else "function")
         name = f"{b.classname}.{b.name}" if getattr(b, "classname", None) else b.name
         length = int(b.endline) - int(b.lineno) + 1
         m = FunctionMetrics(
@@ -383,6 +407,7 @@ def _cfinding(
 class _Work:
     findings: list[Finding] = field(default_factory=list)
     runs: list[ToolRun] = field(default_factory=list)
+    skipped: dict[str, list[str]] = field(default_factory=dict)  # file -> "tool: why"
 
 
 def analyze(files: Sequence[SourceFile], options: Options | None = None) -> Analysis:
@@ -391,6 +416,7 @@ def analyze(files: Sequence[SourceFile], options: Options | None = None) -> Anal
     tool cannot run at all."""
     options = options or Options()
     start = time.perf_counter()
+    files = [_valid_text(f) for f in files]
     versions = tool_versions()
     python = [(i, f) for i, f in enumerate(files) if f.language == PYTHON]
     names = {f"f{i:04d}{_suffix(f.name)}": f.name for i, f in python}
@@ -399,37 +425,46 @@ def analyze(files: Sequence[SourceFile], options: Options | None = None) -> Anal
     with tempfile.TemporaryDirectory(prefix="vots-agent-") as tmp:
         workdir = Path(tmp)
         for i, f in python:
-            (workdir / f"f{i:04d}{_suffix(f.name)}").write_text(
-                f.content, encoding="utf-8", errors="surrogatepass"
-            )
+            (workdir / f"f{i:04d}{_suffix(f.name)}").write_text(f.content, encoding="utf-8")
         if names and "ruff" in options.tools:
             t = time.perf_counter()
-            found, error = _ruff(names, workdir, options)
+            found, error, failed = _ruff(names, workdir, options)
             work.findings += found
             work.runs.append(ToolRun("ruff", versions["ruff"], time.perf_counter() - t, error))
+            for shown, why in failed.items():
+                work.skipped.setdefault(shown, []).append(f"ruff: {why}")
         if names and "bandit" in options.tools:
             t = time.perf_counter()
-            work.findings += _bandit(names, workdir, options)
+            found, failed = _bandit(names, workdir, options)
+            work.findings += found
             work.runs.append(ToolRun("bandit", versions["bandit"], time.perf_counter() - t))
+            for shown, why in failed.items():
+                work.skipped.setdefault(shown, []).append(f"bandit: {why}")
     t = time.perf_counter()
     for f in files:
         n_lines = f.content.count("\n") + (0 if f.content.endswith("\n") or not f.content else 1)
         if f.language != PYTHON:
             reports[f.name] = FileReport(
-                f.name, f.language, n_lines, skipped=(f"ruff, bandit, complexity: {f.language} is not analysed",)
+                f.name,
+                f.language,
+                n_lines,
+                skipped=(f"ruff, bandit, complexity: {f.language} is not analysed",),
             )
             continue
         if "complexity" not in options.tools:
-            reports[f.name] = FileReport(f.name, f.language, n_lines)
+            reports[f.name] = FileReport(
+                f.name, f.language, n_lines, skipped=tuple(work.skipped.get(f.name, ()))
+            )
             continue
         metrics, mi, sloc, found, skipped = _complexity(f, options)
         work.findings += found
+        notes = [*work.skipped.get(f.name, ()), *([skipped] if skipped else [])]
         reports[f.name] = FileReport(
-            f.name, f.language, n_lines, sloc, mi, tuple(metrics), (skipped,) if skipped else ()
+            f.name, f.language, n_lines, sloc, mi, tuple(metrics), tuple(notes)
         )
     if python and "complexity" in options.tools:
         work.runs.append(ToolRun("complexity", versions["complexity"], time.perf_counter() - t))
-    sources = {f.name: f.content.splitlines() for f in files}
+    sources: dict[str, Sequence[str]] = {f.name: f.content.splitlines() for f in files}
     findings = fingerprint_all(work.findings, sources)
     return Analysis(
         findings=tuple(findings),
@@ -439,6 +474,16 @@ def analyze(files: Sequence[SourceFile], options: Options | None = None) -> Anal
         key=cache_key(files, options),
         options=options.as_dict(),
     )
+
+
+def _valid_text(f: SourceFile) -> SourceFile:
+    """Text the tools can read: a lone surrogate (not encodable as UTF-8) becomes U+FFFD."""
+    try:
+        f.content.encode("utf-8")
+    except UnicodeEncodeError:
+        fixed = f.content.encode("utf-8", "replace").decode("utf-8")
+        return SourceFile(f.name, fixed, f.language)
+    return f
 
 
 def _suffix(name: str) -> str:

@@ -82,7 +82,8 @@ def sources(body: AnalyzeRequest, settings: Settings) -> list[SourceFile]:
     given = [k for k in ("files", "code", "path") if getattr(body, k) is not None]
     if len(given) != 1:
         raise AgentError(
-            "give exactly one of files, code or path" + (f" (got {', '.join(given)})" if given else ""),
+            "give exactly one of files, code or path"
+            + (f" (got {', '.join(given)})" if given else ""),
             field="files",
             status=422,
         )
@@ -106,7 +107,9 @@ def sources(body: AnalyzeRequest, settings: Settings) -> list[SourceFile]:
     for i, f in enumerate(body.files):
         name = check_name(f.name, f"files.{i}.name")
         if name in seen:
-            raise AgentError(f"files.{i}.name: {name!r} given twice", field=f"files.{i}.name", status=422)
+            raise AgentError(
+                f"files.{i}.name: {name!r} given twice", field=f"files.{i}.name", status=422
+            )
         seen.add(name)
         check_content(f.content, f"files.{i}.content", settings.max_file_bytes)
         out.append(SourceFile(name, f.content, language_of(name, f.language)))
@@ -115,10 +118,17 @@ def sources(body: AnalyzeRequest, settings: Settings) -> list[SourceFile]:
 
 class _Guard:
     """Before the app: a body over the limit is refused (413 naming ``body``), chunked
-    uploads included; after it: every request counted and timed by route template."""
+    uploads included, and one that does not arrive within ``body_timeout`` seconds gets
+    a 408 (a client trickling bytes holds no worker); after it: every request counted
+    and timed by route template and status."""
 
-    def __init__(self, app: ASGIApp, max_body: int, metrics: Metrics) -> None:
-        self.app, self.max_body, self.metrics = app, max_body, metrics
+    def __init__(self, app: ASGIApp, max_body: int, body_timeout: float, metrics: Metrics) -> None:
+        self.app, self.max_body, self.body_timeout, self.metrics = (
+            app,
+            max_body,
+            body_timeout,
+            metrics,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -135,10 +145,24 @@ class _Guard:
 
         self.metrics.in_flight.inc()
         try:
-            body = None if over else await _read_at_most(receive, self.max_body)
+            try:
+                body = (
+                    None
+                    if over
+                    else await asyncio.wait_for(
+                        _read_at_most(receive, self.max_body), self.body_timeout
+                    )
+                )
+            except TimeoutError:
+                seen["status"] = 408
+                message = f"request body not received within {self.body_timeout:g} s"
+                await _json(send, 408, error_body(message, "body"))
+                return
             if body is None:
                 seen["status"] = 413
-                await _json(send, 413, error_body(f"request body over {self.max_body} bytes", "body"))
+                await _json(
+                    send, 413, error_body(f"request body over {self.max_body} bytes", "body")
+                )
             else:
                 await self.app(scope, _replay(body, receive), watched_send)
         finally:
@@ -147,11 +171,16 @@ class _Guard:
             method = scope.get("method", "GET")
             took = time.perf_counter() - started
             self.metrics.requests.labels(method, route, str(seen["status"])).inc()
-            self.metrics.latency.labels(method, route).observe(took)
+            self.metrics.latency.labels(method, route, str(seen["status"])).observe(took)
             if route not in ("/healthz", "/metrics", "/readyz"):
                 log.info(
                     "request",
-                    extra={"method": method, "route": route, "status": seen["status"], "ms": round(took * 1000, 2)},
+                    extra={
+                        "method": method,
+                        "route": route,
+                        "status": seen["status"],
+                        "ms": round(took * 1000, 2),
+                    },
                 )
 
 
@@ -181,7 +210,10 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 async def _json(send: Send, status: int, doc: dict[str, Any]) -> None:
     payload = json.dumps(doc).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+    ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
 
@@ -197,7 +229,9 @@ def build_agent(settings: Settings, metrics: Metrics | None, pool: Pool | None) 
     rag = RagClient(settings.rag_url, settings.rag_timeout_s) if settings.rag_url else None
     llm = None
     if settings.llm_base_url and settings.llm_model:
-        llm = LlmClient(settings.llm_base_url, settings.llm_model, llm_key(settings), settings.llm_timeout_s)
+        llm = LlmClient(
+            settings.llm_base_url, settings.llm_model, llm_key(settings), settings.llm_timeout_s
+        )
     return Agent(
         cache=Cache(settings.redis_url, settings.lru_bytes),
         pool=pool,
@@ -236,7 +270,9 @@ def create_app(settings: Settings) -> FastAPI:
         await state.agent.close()
         log.info("stopped")
 
-    app = FastAPI(title="vots-agent", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="vots-agent", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     app.state.agent_state = state
     app.state.metrics = metrics
 
@@ -247,11 +283,15 @@ def create_app(settings: Settings) -> FastAPI:
             headers = {"Retry-After": str(exc.retry_after)}
         elif exc.status == 503:
             headers = {"Retry-After": "5"}
-        return JSONResponse(error_body(exc.message, exc.field), status_code=exc.status, headers=headers)
+        return JSONResponse(
+            error_body(exc.message, exc.field), status_code=exc.status, headers=headers
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(error_body(str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse(
+            error_body(str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -262,7 +302,9 @@ def create_app(settings: Settings) -> FastAPI:
         if err.get("type") == "json_invalid":
             loc = []
         field = ".".join(loc) or "body"
-        return JSONResponse(error_body(f"{field}: {err.get('msg', 'invalid')}", field), status_code=422)
+        return JSONResponse(
+            error_body(f"{field}: {err.get('msg', 'invalid')}", field), status_code=422
+        )
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -287,7 +329,9 @@ def create_app(settings: Settings) -> FastAPI:
                 "queue": {"limit": pool.queue, "waiting": pool.depth, "running": pool.running},
                 "cache": agent.cache.status(),
                 "rag": rag,
-                "llm": f"{agent.llm.model} at {agent.llm.base_url}" if agent.llm else "not configured",
+                "llm": f"{agent.llm.model} at {agent.llm.base_url}"
+                if agent.llm
+                else "not configured",
             }
         )
 
@@ -319,5 +363,10 @@ def create_app(settings: Settings) -> FastAPI:
             return JSONResponse(to_sarif(report.analysis), media_type=SARIF_TYPE)
         return JSONResponse(to_document(report))
 
-    app.add_middleware(_Guard, max_body=settings.max_body_bytes, metrics=metrics)
+    app.add_middleware(
+        _Guard,
+        max_body=settings.max_body_bytes,
+        body_timeout=settings.body_timeout_s,
+        metrics=metrics,
+    )
     return app

@@ -8,6 +8,7 @@ the first answer moves it back. Values are zlib-compressed JSON.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -147,10 +148,8 @@ class Cache:
 
     async def close(self) -> None:
         if self._redis is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing a dead connection: nothing to keep
                 await self._redis.aclose()
-            except Exception:  # closing a dead connection: nothing to keep
-                pass
 
 
 def _safe(url: str | None) -> str:

@@ -67,7 +67,10 @@ def _collect(paths: tuple[Path, ...], max_files: int, max_bytes: int) -> list[An
                 for f in p.rglob("*")
                 if f.suffix in SOURCE_SUFFIXES
                 and f.is_file()
-                and not any(part in SKIP_DIRS or part.startswith(".") for part in f.relative_to(p).parts[:-1])
+                and not any(
+                    part in SKIP_DIRS or part.startswith(".")
+                    for part in f.relative_to(p).parts[:-1]
+                )
             )
         elif p.exists():
             found.append(p)
@@ -96,12 +99,40 @@ def _collect(paths: tuple[Path, ...], max_files: int, max_bytes: int) -> list[An
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "sarif"]), default="table", show_default=True)
-@click.option("--fail-on", type=click.Choice(SEVERITIES), help="Exit 1 when a finding is at or above this severity.")
-@click.option("--tool", "tools", multiple=True, type=click.Choice(TOOLS), help="Only these analysers (repeatable). [default: all]")
-@click.option("--max-complexity", type=click.IntRange(1, 1000), default=10, show_default=True, help="Cyclomatic complexity above which a function is a finding.")
-@click.option("--max-function-lines", type=click.IntRange(1, 1_000_000), default=100, show_default=True)
-@click.option("--respect-suppressions", is_flag=True, help="Honour `# noqa` and `# nosec` comments in the code.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "sarif"]),
+    default="table",
+    show_default=True,
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(SEVERITIES),
+    help="Exit 1 when a finding is at or above this severity.",
+)
+@click.option(
+    "--tool",
+    "tools",
+    multiple=True,
+    type=click.Choice(TOOLS),
+    help="Only these analysers (repeatable). [default: all]",
+)
+@click.option(
+    "--max-complexity",
+    type=click.IntRange(1, 1000),
+    default=10,
+    show_default=True,
+    help="Cyclomatic complexity above which a function is a finding.",
+)
+@click.option(
+    "--max-function-lines", type=click.IntRange(1, 1_000_000), default=100, show_default=True
+)
+@click.option(
+    "--respect-suppressions",
+    is_flag=True,
+    help="Honour `# noqa` and `# nosec` comments in the code.",
+)
 @click.option("--rag-url", help="The RAG service, for similar code as context. [env: RAG_URL]")
 @click.option("--max-files", type=click.IntRange(1, 100_000), default=10_000, show_default=True)
 @errors
@@ -120,8 +151,8 @@ def analyze(
     from vots_agent.analysis import Options
     from vots_agent.app import build_agent
     from vots_agent.findings import at_least
-    from vots_agent.settings import load_settings
     from vots_agent.service import to_document
+    from vots_agent.settings import load_settings
 
     settings = load_settings(rag_url=rag_url)
     sources = _collect(files, max_files, settings.max_file_bytes)
@@ -175,19 +206,37 @@ def _table(report: Any) -> None:
         out.print(table)
     counts = a.counts()
     shown = ", ".join(f"{counts[s]} {s}" for s in SEVERITIES if counts[s])
-    err.print(f"{len(a.findings)} findings in {len(a.files)} files" + (f" ({shown})" if shown else ""))
+    err.print(
+        f"{len(a.findings)} findings in {len(a.files)} files" + (f" ({shown})" if shown else "")
+    )
     for run in a.tools:
         if run.error:
             err.print(f"[red]{run.name}: {run.error}[/]")
-    if report.context_reason and report.context_reason not in ("not asked for", "RAG_URL is not set"):
+    if report.context_reason and report.context_reason not in (
+        "not asked for",
+        "RAG_URL is not set",
+    ):
         err.print(f"no context: {report.context_reason}")
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback unless told).")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (loopback unless told).",
+)
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
-@click.option("--workers", type=click.IntRange(1, 64), help="Analysis processes. [env: AGENT_WORKERS; default: the CPU limit]")
-@click.option("--queue", type=click.IntRange(0, 10_000), help="Requests that may wait for a worker. [env: AGENT_QUEUE; default: 16]")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    help="Analysis processes. [env: AGENT_WORKERS; default: the CPU limit]",
+)
+@click.option(
+    "--queue",
+    type=click.IntRange(0, 10_000),
+    help="Requests that may wait for a worker. [env: AGENT_QUEUE; default: 16]",
+)
 @errors
 def serve(host: str, port: int, workers: int | None, queue: int | None) -> None:
     """Start the HTTP API (uvicorn); SIGTERM lets in-flight analyses finish."""

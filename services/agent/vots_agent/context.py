@@ -115,7 +115,9 @@ class RagClient:
         try:
             r = await self._client.get("/api/v1/search", params={"q": q, "k": k or self.k})
         except httpx.HTTPError as exc:
-            raise ContextUnavailable(f"RAG service unreachable: {type(exc).__name__}: {exc}") from exc
+            raise ContextUnavailable(
+                f"RAG service unreachable: {type(exc).__name__}: {exc}"
+            ) from exc
         if r.status_code != 200:
             try:
                 message = r.json()["error"]["message"]

@@ -52,7 +52,7 @@ BANDIT_SEVERITY: dict[tuple[str, str], Severity] = {
     ("LOW", "LOW"): "info",
 }
 
-# ruff: (rule prefix, severity, category), the longest matching prefix decides.
+# ruff's rules by (prefix, severity, category); the longest matching prefix decides.
 RUFF_RATINGS: tuple[tuple[str, Severity, Category], ...] = (
     ("invalid-syntax", "high", "bug-risk"),  # the file does not parse
     ("E9", "high", "bug-risk"),  # syntax and IO errors: the file does not compile
@@ -208,7 +208,9 @@ def _norm(text: str) -> str:
     return "".join(text.split())
 
 
-def fingerprint_all(findings: Iterable[Finding], sources: dict[str, Sequence[str]]) -> list[Finding]:
+def fingerprint_all(
+    findings: Iterable[Finding], sources: dict[str, Sequence[str]]
+) -> list[Finding]:
     """Each finding with its fingerprint: tool, rule, file, the flagged lines' text
     without whitespace, and how many identical ones came before it in that file."""
     from dataclasses import replace

@@ -89,7 +89,7 @@ def parse_answer(content: str, known: set[str]) -> tuple[str, tuple[LlmFix, ...]
     text = m.group(1) if m else content
     try:
         doc = json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise LlmUnavailable(f"the model's answer is not JSON ({exc.msg})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("summary"), str):
         raise LlmUnavailable("the model's answer has no summary string")
@@ -118,7 +118,10 @@ class LlmClient:
         self.timeout_s = timeout_s
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(
-            base_url=self.base_url, timeout=httpx.Timeout(timeout_s), headers=headers, trust_env=False
+            base_url=self.base_url,
+            timeout=httpx.Timeout(timeout_s),
+            headers=headers,
+            trust_env=False,
         )
 
     async def explain(
@@ -142,7 +145,9 @@ class LlmClient:
         except httpx.TimeoutException:
             raise LlmUnavailable(f"the model did not answer in {self.timeout_s:g} s") from None
         except httpx.HTTPError as exc:
-            raise LlmUnavailable(f"the model endpoint is unreachable: {type(exc).__name__}") from exc
+            raise LlmUnavailable(
+                f"the model endpoint is unreachable: {type(exc).__name__}"
+            ) from exc
         if r.status_code != 200:
             raise LlmUnavailable(f"the model endpoint answered HTTP {r.status_code}")
         try:

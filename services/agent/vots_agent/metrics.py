@@ -69,7 +69,7 @@ class Metrics:
         self.latency = Histogram(
             "agent_http_request_duration_seconds",
             "HTTP request latency.",
-            ["method", "route"],
+            ["method", "route", "status"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
@@ -82,13 +82,22 @@ class Metrics:
             registry=r,
         )
         self.findings = Counter(
-            "agent_findings", "Findings reported, by tool and severity.", ["tool", "severity"], registry=r
+            "agent_findings",
+            "Findings reported, by tool and severity.",
+            ["tool", "severity"],
+            registry=r,
         )
         self.rag = Counter(
-            "agent_rag_requests", "Context lookups in the RAG service, by outcome.", ["outcome"], registry=r
+            "agent_rag_requests",
+            "Context lookups in the RAG service, by outcome.",
+            ["outcome"],
+            registry=r,
         )
         self.llm = Counter(
-            "agent_llm_requests", "Calls to the model endpoint, by outcome.", ["outcome"], registry=r
+            "agent_llm_requests",
+            "Calls to the model endpoint, by outcome.",
+            ["outcome"],
+            registry=r,
         )
         self.llm_latency = Histogram(
             "agent_llm_duration_seconds",

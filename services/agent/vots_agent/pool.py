@@ -7,7 +7,9 @@ a pipe. The number of workers comes from the container's CPU limit
 ``workers + queue`` analyses in flight is refused at once
 (:class:`~vots_agent.errors.Overloaded`: 503 with Retry-After); an analysis
 past its deadline has its worker killed and replaced, as has a worker that died
-(OOM-killed, say), and the request gets a clear error, never a hang.
+(OOM-killed, say), and the request gets a clear error, never a hang. Workers
+run at a lower CPU priority (nice 10) than the server, so health checks and
+cache hits are served first when analyses keep the CPU busy.
 
 Workers exit when their pipe closes, and Linux kills them when the server dies
 (``PR_SET_PDEATHSIG``), so none outlives the server, even one SIGKILLed.
@@ -16,6 +18,7 @@ Workers exit when their pipe closes, and Linux kills them when the server dies
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 import math
@@ -35,6 +38,7 @@ from vots_agent.findings import Analysis
 
 log = logging.getLogger("vots_agent")
 PR_SET_PDEATHSIG = 1
+WORKER_NICE = 10
 
 
 def cpu_limit(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
@@ -64,6 +68,9 @@ def _worker_main(conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when workers stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with_parent()
+    # Below the server in CPU priority: on a busy CPU, /healthz and cache hits go first.
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICE)
     from vots_agent.analysis import analyze, tool_versions
 
     try:
@@ -111,9 +118,14 @@ class _Worker:
         if kind != "ready":
             raise AgentError(payload[0], status=payload[1])
 
-    def restart(self) -> None:
+    def restart(self, timeout: float = 120.0) -> None:
+        """A fresh worker in place of this one, ready before it takes the next job."""
         self.kill()
         self._start()
+        try:
+            self.wait_ready(timeout)
+        except AgentError as exc:  # the next call finds the pipe dead and tries again
+            log.error("analysis worker did not restart", extra={"reason": exc.message})
 
     def kill(self) -> None:
         if self.proc.is_alive():
@@ -138,7 +150,7 @@ class _Worker:
                 f"analysis worker died (exit code {code}); it was replaced, retry"
             ) from None
         if kind == "ok":
-            return payload  # type: ignore[no-any-return]
+            return payload
         raise AgentError(payload[0], status=payload[1])
 
 
@@ -206,10 +218,8 @@ class Pool:
         """Ask every worker to exit (after its current analysis), then kill stragglers."""
         self.closed = True
         for w in self._workers:
-            try:
+            with contextlib.suppress(OSError):
                 w.conn.send(None)
-            except (OSError, BrokenPipeError):
-                pass
         for w in self._workers:
             w.proc.join(timeout=timeout)
             w.kill()

@@ -14,7 +14,9 @@ from urllib.parse import quote
 
 from vots_agent.findings import Analysis, Finding
 
-SCHEMA_URI = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
+SCHEMA_URI = (
+    "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
+)
 LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note", "info": "note"}
 SECURITY_SEVERITY = {"critical": "9.5", "high": "8.0", "medium": "5.5", "low": "3.0", "info": "1.0"}
 DRIVERS = {
@@ -43,7 +45,7 @@ def _region(start_line: int, start_col: int, end_line: int, end_col: int) -> dic
 
 
 def _rule(f: Finding) -> dict[str, Any]:
-    tags = [f.category]
+    tags: list[str] = [f.category]
     props: dict[str, Any] = {"tags": tags}
     if f.cwe is not None:
         tags.append(f"external/cwe/cwe-{f.cwe}")

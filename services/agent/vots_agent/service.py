@@ -67,7 +67,9 @@ class Agent:
         self.cache_ttl_s = cache_ttl_s
         self.context_ttl_s = context_ttl_s
 
-    async def _analysis(self, files: Sequence[SourceFile], options: Options) -> tuple[Analysis, bool]:
+    async def _analysis(
+        self, files: Sequence[SourceFile], options: Options
+    ) -> tuple[Analysis, bool]:
         key = await asyncio.to_thread(cache_key, files, options)
         raw = await self.cache.get("analysis", key)
         if raw is not None:
@@ -133,7 +135,9 @@ class Agent:
             return None, "LLM_BASE_URL and LLM_MODEL are not set"
         if not analysis.findings:
             return None, "no findings to explain"
-        key = _digest([self.llm.base_url, self.llm.model, analysis.key, [asdict(h) for h in context or ()]])
+        key = _digest(
+            [self.llm.base_url, self.llm.model, analysis.key, [asdict(h) for h in context or ()]]
+        )
         raw = await self.cache.get("llm", key)
         if raw is not None:
             try:

@@ -28,6 +28,7 @@ ENV_NAMES = {
     "queue": "AGENT_QUEUE",
     "timeout_s": "AGENT_TIMEOUT",
     "rag_timeout_s": "AGENT_RAG_TIMEOUT",
+    "body_timeout_s": "AGENT_BODY_TIMEOUT",
     "max_body_bytes": "AGENT_MAX_BODY_BYTES",
     "max_files": "AGENT_MAX_FILES",
     "max_file_bytes": "AGENT_MAX_FILE_BYTES",
@@ -38,11 +39,12 @@ ENV_NAMES = {
 }
 
 
-
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "redis_url"))
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_URL", "redis_url")
+    )
     rag_url: str | None = Field(default=None, validation_alias=AliasChoices("RAG_URL", "rag_url"))
     llm_base_url: str | None = Field(
         default=None, validation_alias=AliasChoices("LLM_BASE_URL", "llm_base_url")
@@ -62,12 +64,23 @@ class Settings(BaseSettings):
     workers: int | None = Field(
         default=None, ge=1, le=64, validation_alias=AliasChoices("AGENT_WORKERS", "workers")
     )
-    queue: int = Field(default=16, ge=0, le=10_000, validation_alias=AliasChoices("AGENT_QUEUE", "queue"))
+    queue: int = Field(
+        default=16, ge=0, le=10_000, validation_alias=AliasChoices("AGENT_QUEUE", "queue")
+    )
     timeout_s: float = Field(
         default=60.0, gt=0, le=3600, validation_alias=AliasChoices("AGENT_TIMEOUT", "timeout_s")
     )
     rag_timeout_s: float = Field(
-        default=3.0, gt=0, le=60, validation_alias=AliasChoices("AGENT_RAG_TIMEOUT", "rag_timeout_s")
+        default=3.0,
+        gt=0,
+        le=60,
+        validation_alias=AliasChoices("AGENT_RAG_TIMEOUT", "rag_timeout_s"),
+    )
+    body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        validation_alias=AliasChoices("AGENT_BODY_TIMEOUT", "body_timeout_s"),
     )
     max_body_bytes: int = Field(
         default=2 * 1024 * 1024,
@@ -110,7 +123,9 @@ class Settings(BaseSettings):
         if not value:
             return None
         url = urlsplit(value)
-        if url.scheme not in ("redis", "rediss", "unix") or (url.scheme != "unix" and not url.hostname):
+        if url.scheme not in ("redis", "rediss", "unix") or (
+            url.scheme != "unix" and not url.hostname
+        ):
             raise ValueError(f"expected redis://host[:port][/db], got {_redact(value)!r}")
         return value
 

@@ -33,29 +33,40 @@ def check_name(name: str, field: str) -> str:
 
 
 def check_content(content: str, field: str, max_bytes: int) -> None:
-    size = len(content.encode("utf-8", "surrogatepass"))
+    try:
+        size = len(content.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise AgentError(f"{field}: not valid Unicode (a lone surrogate)", field=field) from None
     if size > max_bytes:
-        raise AgentError(f"{field}: {size} bytes, over the limit of {max_bytes}", field=field, status=413)
+        raise AgentError(
+            f"{field}: {size} bytes, over the limit of {max_bytes}", field=field, status=413
+        )
     if "\x00" in content:
         raise AgentError(f"{field}: NUL bytes; send source text", field=field)
 
 
 def from_root(root: Path | None, rel: str, max_files: int, max_file_bytes: int) -> list[SourceFile]:
     if root is None:
-        raise AgentError("path: AGENT_CODE_ROOT is not set, so paths cannot be analysed", field="path")
+        raise AgentError(
+            "path: AGENT_CODE_ROOT is not set, so paths cannot be analysed", field="path"
+        )
     check_name(rel, "path")
     base = root.resolve()
     target = (base / rel).resolve()
     if target != base and base not in target.parents:
         raise AgentError("path: outside the code root", field="path", status=403)
     if not target.exists():
-        raise AgentError(f"path: {rel} does not exist under the code root", field="path", status=404)
+        raise AgentError(
+            f"path: {rel} does not exist under the code root", field="path", status=404
+        )
     paths: list[Path] = []
     if target.is_file():
         paths = [target]
     else:
         for dirpath, dirnames, filenames in os.walk(target):
-            dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith("."))
+            dirnames[:] = sorted(
+                d for d in dirnames if d not in SKIP_DIRS and not d.startswith(".")
+            )
             for fn in sorted(filenames):
                 p = Path(dirpath) / fn
                 if p.suffix in SOURCE_SUFFIXES and not p.is_symlink():
@@ -70,15 +81,21 @@ def from_root(root: Path | None, rel: str, max_files: int, max_file_bytes: int) 
     for p in paths:
         real = p.resolve()
         if base not in real.parents:
-            raise AgentError("path: a file in it leads outside the code root", field="path", status=403)
+            raise AgentError(
+                "path: a file in it leads outside the code root", field="path", status=403
+            )
         try:
             if real.stat().st_size > max_file_bytes:
                 raise AgentError(
-                    f"path: {real.relative_to(base)} is over {max_file_bytes} bytes", field="path", status=413
+                    f"path: {real.relative_to(base)} is over {max_file_bytes} bytes",
+                    field="path",
+                    status=413,
                 )
             text = real.read_text(encoding="utf-8", errors="replace")
         except OSError as exc:
-            raise AgentError(f"path: {real.relative_to(base)}: {exc.strerror}", field="path", status=403) from exc
+            raise AgentError(
+                f"path: {real.relative_to(base)}: {exc.strerror}", field="path", status=403
+            ) from exc
         name = str(real.relative_to(base))
         out.append(SourceFile(name, text, language_of(name)))
     return out
