@@ -426,7 +426,7 @@ class Monitoring(_Model):
 class SecretSpec(_Model):
     file: Annotated[
         str,
-        _pattern(re.compile(r"^[A-Za-z0-9._/@+-]+$"), "a file path like ./secrets/mongo_password"),
+        _pattern(re.compile(r"^[A-Za-z0-9._/@+-]+$"), "a file path like ./secrets/llm_api_key"),
     ]
 
 

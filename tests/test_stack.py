@@ -34,7 +34,7 @@ def _line_of(text: str, needle: str) -> int:
 def test_bundled_stack_is_valid() -> None:
     loaded = parse_stack(BUNDLED.read_text(), BUNDLED)
     stack = loaded.stack
-    assert set(stack.services) == {"agent", "rag", "dashboard", "redis", "mongo", "chroma"}
+    assert set(stack.services) == {"agent", "rag", "dashboard", "redis", "chroma"}
     assert stack.services["agent"].replicas == 2
     assert any(
         r.path == "/_next/static/" and r.immutable for r in stack.services["dashboard"].routes
@@ -180,16 +180,17 @@ BAD_EDITS = [
         "did you mean 'health'?",
     ),
     (
-        "depends_on: [redis, mongo, rag]",
-        "depends_on: [redis, mongo, ragg]",
-        "services.agent.depends_on[2]",
+        "depends_on: [redis, rag]",
+        "depends_on: [redis, ragg]",
+        "services.agent.depends_on[1]",
         "no service named 'ragg' (did you mean 'rag'?)",
     ),
     (
-        "    secrets: [mongo_root_password]",
-        "    secrets: [mongo_root_pasword]",
+        "services:\n  agent:\n",
+        "secrets:\n  llm_api_key: {file: ./secrets/llm_api_key}\n"
+        "services:\n  agent:\n    secrets: [llm_api_kye]\n",
         "services.agent.secrets[0]",
-        "did you mean 'mongo_root_password'?",
+        "did you mean 'llm_api_key'?",
     ),
     (
         "path: /api/v1/search",
@@ -223,7 +224,7 @@ BAD_EDITS = [
         "tls.certificate",
         "absolute path",
     ),
-    ("  cpus: 4\n", "  cpus: 1\n", "host.cpus", "minimums need 2.25 CPUs but the host offers 0.5"),
+    ("  cpus: 4\n", "  cpus: 1\n", "host.cpus", "minimums need 2 CPUs but the host offers 0.5"),
     ("  memory: 16G\n", "  memory: 4G\n", "host.memory", "minimums need"),
     ("  memory: 16G\n", "  memory: 1G\n", "host.reserve", "nothing is left"),
     (

@@ -60,11 +60,11 @@ def test_out_dir(cli: Cli, workdir: Path) -> None:
 def test_check_fails_with_a_diff_on_drift(cli: Cli, workdir: Path) -> None:
     assert cli.run("plan", cwd=workdir).returncode == 0
     compose = workdir / "docker-compose.yml"
-    compose.write_text(compose.read_text().replace('cpus: "0.58"', 'cpus: "3"', 1))
+    compose.write_text(compose.read_text().replace('cpus: "0.63"', 'cpus: "3"', 1))
     before = _snapshot(workdir)
     proc = cli.run("plan", "--check", cwd=workdir)
     assert proc.returncode == 1
-    assert '-          cpus: "3"' in proc.stdout and '+          cpus: "0.58"' in proc.stdout
+    assert '-          cpus: "3"' in proc.stdout and '+          cpus: "0.63"' in proc.stdout
     assert "--- a/docker-compose.yml" in proc.stdout
     assert "differ from" in proc.stderr
     assert _snapshot(workdir) == before
@@ -84,9 +84,7 @@ def test_json_output_is_pipeable(cli: Cli, workdir: Path) -> None:
     assert proc.returncode == 0
     data = json.loads(proc.stdout)
     names = [s["name"] for s in data["services"]]
-    assert {"agent", "rag", "dashboard", "redis", "mongo", "chroma", "nginx", "prometheus"} <= set(
-        names
-    )
+    assert {"agent", "rag", "dashboard", "redis", "chroma", "nginx", "prometheus"} <= set(names)
     agent = next(s for s in data["services"] if s["name"] == "agent")
     assert agent["replicas"] == 2
     assert agent["memory_reservation_bytes"] == 512 * 1024**2
@@ -241,7 +239,7 @@ def test_json_names_its_units(cli: Cli, workdir: Path) -> None:
     assert data["host"]["cpu_millicores"] == 4000
     assert data["host"]["usable_cpu_millicores"] == 3500
     agent = next(s for s in data["services"] if s["name"] == "agent")
-    assert agent["cpu_limit_millicores"] == 580  # docker-compose.yml: cpus: "0.58"
+    assert agent["cpu_limit_millicores"] == 630  # docker-compose.yml: cpus: "0.63"
     assert agent["cpu_reservation_millicores"] == 250
     assert agent["advice"] is None  # no --recommendations
 

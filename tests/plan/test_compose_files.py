@@ -157,13 +157,12 @@ def test_bundled_stack_compose_is_valid(tmp_path: Path) -> None:
     doc = _render(loaded, plan, tmp_path)
     assert_compose_shape(doc, loaded, plan)
     services = doc["services"]
-    # The bundled stack passes its Mongo password as a file, never inline.
-    assert (
-        services["agent"]["environment"]["MONGO_PASSWORD_FILE"]
-        == "/run/secrets/mongo_root_password"
-    )
-    assert services["mongo"]["secrets"] == ["mongo_root_password"]
-    assert {"redis", "mongo", "chroma"} == {
+    # The bundled stack's only file secrets are the edge's TLS certificate and key.
+    assert {n: s["secrets"] for n, s in services.items() if s.get("secrets")} == {
+        "nginx": ["tls_certificate", "tls_key"]
+    }
+    assert set(doc["secrets"]) == {"tls_certificate", "tls_key"}
+    assert {"redis", "chroma"} == {
         n for n, s in services.items() if s["labels"]["io.vots.role"] == "datastore"
     }
     assert services["agent"]["deploy"]["replicas"] == 2

@@ -191,7 +191,7 @@ def _alert(name: str, at: str, *expected: dict[str, Any]) -> dict[str, Any]:
 def _unit_tests() -> dict[str, Any]:
     hot = {**CADVISOR, "name": "vots_agent_1"}
     calm = {**CADVISOR, "name": "vots_rag_1"}
-    unlimited = {**CADVISOR, "name": "vots_mongo_1"}
+    unlimited = {**CADVISOR, "name": "vots_adhoc_1"}
     cgroup = {**CADVISOR, "name": "", "id": "/system.slice/docker.service"}
     return {
         "rule_files": ["alerts.yml"],

@@ -126,7 +126,7 @@ def test_recommend_then_plan_applies_the_advice(cli: Cli, tmp_path: Path) -> Non
     assert set(parsed["services"]) == {"agent"}
 
     shutil.copy(BUNDLED, tmp_path / "stack.yaml")
-    for context in ("edge", "rag", "chroma"):  # the bundled stack's build contexts
+    for context in ("edge", "agent", "rag", "chroma"):  # the bundled stack's build contexts
         (tmp_path / "services" / context).mkdir(parents=True)
     plan = cli.run("plan", "--recommendations", str(advice), "--format", "json")
     assert plan.returncode == 0, plan.stderr
@@ -136,7 +136,7 @@ def test_recommend_then_plan_applies_the_advice(cli: Cli, tmp_path: Path) -> Non
     assert mine["memory_reservation_bytes"] == agent["memory_request_bytes"]
     assert mine["memory_limit_bytes"] == agent["memory_limit_bytes"]
     assert planned["rag"]["advice"] is None
-    # The bundled VM is full: its 3.5 CPUs go to 11 replicas, and agent's share is less
+    # The bundled VM is full: its 3.5 CPUs go to 10 replicas, and agent's share is less
     # than the advised limit. The plan says so instead of lowering it silently.
     assert mine["cpu_limit_millicores"] < agent["cpu_limit_millicores"]
     (override,) = mine["advice"]["overridden"]
@@ -148,7 +148,7 @@ def test_recommend_then_plan_applies_the_advice(cli: Cli, tmp_path: Path) -> Non
     warnings = [line for line in plan.stderr.splitlines() if line.startswith("warning:")]
     assert warnings == [
         f"warning: agent: advised CPU limit {override['advised']}m, planned "
-        f"{override['planned']}m: the VM's 3.5 usable CPUs are shared by 11 replicas by "
+        f"{override['planned']}m: the VM's 3.5 usable CPUs are shared by 10 replicas by "
         "cpu_weight (agent's: 4) and the limits take them all; more CPUs, "
         "host.cpu_overcommit or a higher cpu_weight would give it more"
     ]

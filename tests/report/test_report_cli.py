@@ -151,7 +151,7 @@ def test_containers_joined_with_the_plan(cli: Cli, throttled: str, stranger: str
     ours, theirs = containers[throttled], containers[stranger]
     assert ours["service"] == theirs["service"] == "agent"
     assert ours["planned"] == {
-        "cpu_limit_millicores": 580,
+        "cpu_limit_millicores": 630,
         "cpu_reservation_millicores": 250,
         "memory_limit_bytes": 2 * 1024**3,
         "memory_reservation_bytes": 512 * 1024**2,
@@ -161,10 +161,10 @@ def test_containers_joined_with_the_plan(cli: Cli, throttled: str, stranger: str
     table = cli.run("report", "--no-history", "--stack", str(BUNDLED)).stdout
     (row,) = [line for line in table.splitlines() if throttled in line]
     (other,) = [line for line in table.splitlines() if stranger in line]
-    assert "planned CPU / mem" in table and "0.58 / 2G" in row and "not in stack" in other
+    assert "planned CPU / mem" in table and "0.63 / 2G" in row and "not in stack" in other
     markdown = cli.run("report", "--no-history", "--stack", str(BUNDLED), "--format", "markdown")
     (md_row,) = [line for line in markdown.stdout.splitlines() if throttled in line]
-    assert "planned CPU / mem" in markdown.stdout and md_row.endswith("| 0.58 / 2G |")
+    assert "planned CPU / mem" in markdown.stdout and md_row.endswith("| 0.63 / 2G |")
 
 
 def test_html_report_draws_the_history(cli: Cli, tmp_path: Path) -> None:

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
-import tarfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -35,8 +32,21 @@ from ops.plan.capacity import Allocation
 from ops.proc import free_port
 from ops.stack import Workload, load_stack, workloads
 from tests.support.base_image import debian_base_image
-from tests.support.docker import health, inspect, ok, run
-from tests.support.service_images import CHROMA, RAG, Built, build_image, image_size
+from tests.support.docker import inspect, ok, run
+from tests.support.service_containers import (
+    BUILD_PACKAGES,
+    build_tools_on_path,
+    container_logs,
+    hardening_args,
+    layer_paths,
+    limit_args,
+    pip_compilers_or_setuptools,
+    timed_build,
+    timing,
+    wait_healthy,
+    wait_http,
+)
+from tests.support.service_images import CHROMA, RAG, Built, build_image
 from tests.support.stacks import BUNDLED, REPO
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(3600)]
@@ -48,18 +58,12 @@ READY_WAIT = 240.0
 CODE_FILES = ("ops/files.py", "ops/units.py", "ops/proc.py", "ops/errors.py")
 KNOWN_FUNCTION = "write_all"
 KNOWN_FILE = "files.py"
-# Whatever a build stage may leave behind; none of it belongs in a final stage.
-BUILD_TOOLS = ("gcc", "cc", "c++", "g++", "make", "ld", "pip", "pip3", "apt-get-build-dep")
 
 
 def _docker() -> str:
     found = shutil.which("docker")
     assert found, "docker is not installed"
     return found
-
-
-def _timing(message: str) -> None:
-    print(f"[timing] {message}", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------- the images
@@ -71,25 +75,16 @@ class Images:
     chroma: Built
 
 
-def _build(name: str, build: Any) -> Built:
-    start = time.monotonic()
-    result: Built = build()
-    took = time.monotonic() - start
-    size = image_size(result.tag) / 1e6
-    steps = ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items())
-    what = f"built ({steps})" if result.built else "reused"
-    _timing(f"{name}: {result.tag} {what} in {took:.1f}s, {size:.0f} MB")
-    return result
-
-
 @pytest.fixture(scope="module")
 def images() -> Images:
     base = debian_base_image()
-    chroma = _build(
+    chroma = timed_build(
         "chroma",
         lambda: build_image(CHROMA, base, repository="vots-ops-test/chroma", label=LABEL),
     )
-    rag = _build("rag", lambda: build_image(RAG, base, repository="vots-ops-test/rag", label=LABEL))
+    rag = timed_build(
+        "rag", lambda: build_image(RAG, base, repository="vots-ops-test/rag", label=LABEL)
+    )
     return Images(rag=rag, chroma=chroma)
 
 
@@ -108,23 +103,6 @@ class Running:
     logs: str
 
 
-def _limits(a: Allocation) -> list[str]:
-    return [
-        "--cpus", f"{a.cpu_limit / 1000:.3f}",
-        "--memory", str(a.mem_limit),
-        "--memory-reservation", str(a.mem_reservation),
-        "--cpu-shares", str(a.cpu_shares),
-        "--pids-limit", str(a.pids),
-    ]  # fmt: skip
-
-
-def _hardening(w: Workload) -> list[str]:
-    args = ["--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true"]
-    for path in w.tmpfs:
-        args += ["--tmpfs", path]
-    return args
-
-
 def _code_tree(root: Path) -> Path:
     code = root / "code"
     for rel in CODE_FILES:
@@ -135,43 +113,6 @@ def _code_tree(root: Path) -> Path:
     for path in [code, *code.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     return code
-
-
-def _logs(docker: str, names: list[str]) -> str:
-    out = []
-    for name in names:
-        proc = run([docker, "logs", "--tail", "80", name])
-        out.append(f"--- {name}\n{proc.stdout[-6000:]}{proc.stderr[-6000:]}")
-    return "\n".join(out)
-
-
-def _wait_healthy(docker: str, names: list[str], timeout: float) -> dict[str, str]:
-    deadline = time.monotonic() + timeout
-    status: dict[str, str] = {}
-    while time.monotonic() < deadline:
-        inspected = inspect(docker, names)
-        status = {c["Name"].lstrip("/"): health(c) for c in inspected}
-        if all(s == "healthy" for s in status.values()):
-            break
-        if any(health(c) == "unhealthy" or not c["State"]["Running"] for c in inspected):
-            break
-        time.sleep(1)
-    return status
-
-
-def _wait_ready(url: str, timeout: float) -> httpx.Response | None:
-    deadline = time.monotonic() + timeout
-    last = None
-    with httpx.Client(trust_env=False, timeout=10) as client:
-        while time.monotonic() < deadline:
-            try:
-                last = client.get(url)
-                if last.status_code == 200:
-                    return last
-            except httpx.TransportError:
-                pass
-            time.sleep(1)
-    return last
 
 
 @pytest.fixture(scope="module")
@@ -205,7 +146,7 @@ def running(images: Images, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         ok([
             docker, "create", "--name", chroma, *common,
             "--network", backend, "--network-alias", "chroma",
-            *_limits(alloc["chroma"]), *_hardening(wl["chroma"]),
+            *limit_args(alloc["chroma"]), *hardening_args(wl["chroma"]),
             *[a for k, v in chroma_spec.environment.items() for a in ("-e", f"{k}={v}")],
             "--mount", f"type=volume,src={volumes['chroma-data']},dst={chroma_spec.volumes['data']}",
             images.chroma.tag,
@@ -215,7 +156,7 @@ def running(images: Images, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             docker, "create", "--name", rag, *common,
             "--network", backend, "--network-alias", "rag",
             "-p", f"127.0.0.1:{port}:{rag_spec.port}",
-            *_limits(alloc["rag"]), *_hardening(wl["rag"]),
+            *limit_args(alloc["rag"]), *hardening_args(wl["rag"]),
             *[a for k, v in rag_spec.environment.items() for a in ("-e", f"{k}={v}")],
             "--mount", f"type=volume,src={volumes['rag-index']},dst={rag_spec.volumes['index']}",
             "--mount", f"type=bind,src={code},dst={rag_spec.volumes['code']},readonly",
@@ -226,12 +167,12 @@ def running(images: Images, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         start = time.monotonic()
         ok([docker, "start", chroma])
         ok([docker, "start", rag])
-        status = _wait_healthy(docker, [chroma, rag], HEALTH_WAIT)
-        _timing(f"chroma + rag healthy in {time.monotonic() - start:.1f}s: {status}")
+        status = wait_healthy(docker, [chroma, rag], HEALTH_WAIT)
+        timing(f"chroma + rag healthy in {time.monotonic() - start:.1f}s: {status}")
         base_url = f"http://127.0.0.1:{port}"
-        ready = _wait_ready(f"{base_url}/readyz", READY_WAIT)
-        _timing(f"rag ready in {time.monotonic() - start:.1f}s")
-        logs = _logs(docker, [chroma, rag])
+        ready = wait_http(f"{base_url}/readyz", READY_WAIT)
+        timing(f"rag ready in {time.monotonic() - start:.1f}s")
+        logs = container_logs(docker, [chroma, rag])
         assert all(s == "healthy" for s in status.values()), f"{status}\n{logs}"
         assert ready is not None and ready.status_code == 200, (
             f"/readyz: {ready and ready.status_code} {ready and ready.text}\n{logs}"
@@ -347,45 +288,20 @@ def test_image_recipe(running: Running, service: str) -> None:
 @pytest.mark.parametrize("service", ["rag", "chroma"])
 def test_no_build_tools_in_the_final_stage(running: Running, service: str) -> None:
     c = running.containers[service]
-    found = run([_docker(), "exec", c["Id"], "sh", "-c",
-                 'for t in "$@"; do command -v "$t"; done; true', "sh", *BUILD_TOOLS])  # fmt: skip
-    assert found.returncode == 0 and found.stdout.strip() == "", found.stdout
+    assert build_tools_on_path(_docker(), c["Id"]) == ""
     no_pip = _exec(c, "python", "-c", "import importlib.util as u; print(u.find_spec('pip'))")
     assert no_pip.strip() == "None"
     packages = _exec(c, "dpkg-query", "-W", "-f", "${Package}\n").split()
-    assert not {"gcc", "gcc-12", "cpp", "make", "python3-pip", "python3-venv"} & set(packages)
-
-
-def _layer_paths(tag: str) -> set[str]:
-    """Every path in every layer of the image (``docker save``), also files a later
-    layer hides: what the image carries, not only what a container sees."""
-    paths: set[str] = set()
-    with subprocess.Popen([_docker(), "save", tag], stdout=subprocess.PIPE) as proc:
-        assert proc.stdout is not None
-        with tarfile.open(fileobj=proc.stdout, mode="r|") as outer:
-            for member in outer:
-                if not member.name.endswith("layer.tar"):
-                    continue
-                layer = outer.extractfile(member)
-                assert layer is not None
-                with tarfile.open(fileobj=layer, mode="r|") as inner:
-                    paths.update(m.name for m in inner)
-    assert proc.returncode == 0
-    return paths
+    assert not BUILD_PACKAGES & set(packages)
 
 
 @pytest.mark.parametrize("service", ["rag", "chroma"])
 def test_no_pip_compiler_or_torch_weights_in_any_layer(running: Running, service: str) -> None:
-    paths = _layer_paths(getattr(running.images, service).tag)
+    paths = layer_paths(_docker(), getattr(running.images, service).tag)
     assert len(paths) > 1000, len(paths)
     names = {p.rsplit("/", 1)[-1] for p in paths}
     assert "model.safetensors" not in names
-    assert not [p for p in paths if "/site-packages/pip/" in p or "/site-packages/setuptools/" in p]
-    assert not {"gcc", "cc", "c++", "make", "pip", "pip3"} & {
-        p.rsplit("/", 1)[-1]
-        for p in paths
-        if p.startswith(("usr/bin/", "usr/local/bin/", "opt/")) and "/bin/" in p
-    }
+    assert pip_compilers_or_setuptools(paths) == []
 
 
 def test_rag_image_has_the_tokenizer_and_the_model_package(running: Running) -> None:
@@ -407,7 +323,7 @@ def test_ingest_then_search_finds_the_function(running: Running) -> None:
         assert metrics.status_code == 200 and "# TYPE" in metrics.text
         start = time.monotonic()
         ingest = client.post("/api/v1/ingest", json={"path": "."})
-        _timing(f"ingest of {len(CODE_FILES)} files in {time.monotonic() - start:.1f}s")
+        timing(f"ingest of {len(CODE_FILES)} files in {time.monotonic() - start:.1f}s")
         assert ingest.status_code == 200, ingest.text
         report = ingest.json()
         assert report["files"] == len(CODE_FILES), report

