@@ -163,9 +163,13 @@ def test_rag_down_still_returns_findings_and_says_why_there_is_no_context(
     doc = r.json()
     assert "B602" in rules(doc) and doc["context"] is None
     assert "RAG service unreachable" in doc["context_reason"]
+    # The next requests skip the service at once for a few seconds, with the reason.
+    again = post(agent, known("second.py")).json()
+    assert again["context"] is None and "next try in" in again["context_reason"]
     ready = httpx.get(agent.url + "/readyz", timeout=30).json()
     assert ready["status"] == "degraded" and ready["rag"].startswith("unreachable")
-    assert metric(scrape(agent), "agent_rag_requests_total", outcome="error") == 1
+    assert metric(scrape(agent), "agent_rag_requests_total", outcome="error") == 2
+    assert "never retrieved" not in agent.output()
 
 
 # --------------------------------------------------------------------------- bad input

@@ -25,6 +25,18 @@ def test_workers_follow_the_cgroup_cpu_quota_not_the_host(tmp_path: Path) -> Non
     assert cpu_limit(tmp_path / "missing") == len(os.sched_getaffinity(0))
 
 
+def test_workers_follow_a_cgroup_v1_quota_too(tmp_path: Path) -> None:
+    cpu = tmp_path / "cpu,cpuacct"
+    cpu.mkdir()
+    (cpu / "cpu.cfs_quota_us").write_text("63000\n")  # --cpus 0.63, the agent's plan
+    (cpu / "cpu.cfs_period_us").write_text("100000\n")
+    assert cpu_limit(tmp_path) == 1
+    (cpu / "cpu.cfs_quota_us").write_text("-1\n")  # no quota
+    import os
+
+    assert cpu_limit(tmp_path) == len(os.sched_getaffinity(0))
+
+
 def test_the_lru_is_bounded_by_bytes() -> None:
     async def run() -> Cache:
         cache = Cache(None, lru_bytes=4096)

@@ -5,7 +5,9 @@ query made of its definitions' names and docstrings, or its first lines); for
 each finding worth it (security and bug-risk, medium or worse, at most a few per
 request), where else the flagged code's pattern appears. All queries run
 concurrently under one deadline; the RAG service being away never fails an
-analysis: the caller gets the reason instead of hits.
+analysis: the caller gets the reason instead of hits, and for the next few
+seconds requests skip the service at once rather than each waiting out the
+deadline.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +27,7 @@ from vots_agent.findings import RANK, ContextHit, Finding
 
 MAX_QUERY_CHARS = 1000  # the RAG service's own limit
 MAX_FINDING_QUERIES = 5
+RETRY_S = 5.0  # after the service failed, how long requests skip it
 SNIPPET_CHARS = 600
 
 
@@ -104,6 +108,8 @@ class RagClient:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self.k = k
+        self.down_reason: str | None = None
+        self._retry_at = 0.0
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=httpx.Timeout(timeout_s),
@@ -148,20 +154,32 @@ class RagClient:
         """(context for the files, similar places per finding fingerprint), all under one
         deadline; raises :class:`ContextUnavailable` if the service cannot be used."""
 
-        async def run() -> tuple[list[list[ContextHit]], list[list[ContextHit]]]:
-            file_hits = asyncio.gather(*(self.search(q) for q in qs.files))
-            finding_hits = asyncio.gather(*(self.search(q, k=self.k + 3) for _, q in qs.findings))
-            return list(await file_hits), list(await finding_hits)
+        if self.down_reason is not None and time.monotonic() < self._retry_at:
+            wait = self._retry_at - time.monotonic()
+            raise ContextUnavailable(f"{self.down_reason} (next try in {wait:.0f} s)")
+
+        async def run() -> list[list[ContextHit] | BaseException]:
+            return await asyncio.gather(
+                *(self.search(q) for q in qs.files),
+                *(self.search(q, k=self.k + 3) for _, q in qs.findings),
+                return_exceptions=True,  # every search awaited, none left unretrieved
+            )
 
         try:
-            per_file, per_finding = await asyncio.wait_for(run(), self.timeout_s)
+            results = await asyncio.wait_for(run(), self.timeout_s)
         except TimeoutError:
-            raise ContextUnavailable(
-                f"RAG service did not answer in {self.timeout_s:g} s"
-            ) from None
+            raise self._down(f"RAG service did not answer in {self.timeout_s:g} s") from None
+        for r in results:
+            if isinstance(r, ContextUnavailable):
+                raise self._down(r.reason)
+            if isinstance(r, BaseException):
+                raise r
+        self.down_reason = None
+        answers = [r for r in results if not isinstance(r, BaseException)]
+        per_file, per_finding = answers[: len(qs.files)], answers[len(qs.files) :]
         merged: dict[tuple[str, int], ContextHit] = {}
-        for hits in per_file:
-            for h in hits:
+        for file_hits in per_file:
+            for h in file_hits:
                 if h.path in exclude:
                     continue
                 key = (h.path, h.start_line)
@@ -173,6 +191,13 @@ class RagClient:
             for (fp, _), hits in zip(qs.findings, per_finding, strict=True)
         }
         return context, similar
+
+    def _down(self, reason: str) -> ContextUnavailable:
+        """Remember the failure: for ``RETRY_S`` requests get the reason at once instead
+        of each waiting out the timeout."""
+        self.down_reason = reason
+        self._retry_at = time.monotonic() + RETRY_S
+        return ContextUnavailable(reason)
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -42,18 +42,32 @@ WORKER_NICE = 10
 
 
 def cpu_limit(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
-    """CPUs this process may use: the cgroup v2 ``cpu.max`` quota (rounded up), else
-    the CPU affinity mask, else 1."""
-    try:
-        quota, period = (cgroup_root / "cpu.max").read_text().split()[:2]
-        if quota != "max":
-            return max(1, math.ceil(int(quota) / int(period)))
-    except (OSError, ValueError):
-        pass
+    """CPUs this process may use: the cgroup's CPU quota (v2 ``cpu.max``, or v1
+    ``cpu.cfs_quota_us`` over ``cpu.cfs_period_us``), rounded up; else the CPU
+    affinity mask; else 1."""
+    quota = _cgroup_quota(cgroup_root)
+    if quota is not None:
+        return max(1, math.ceil(quota))
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except OSError:
         return max(1, os.cpu_count() or 1)
+
+
+def _cgroup_quota(root: Path) -> float | None:
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    for cpu in (root / "cpu", root / "cpu,cpuacct", root):  # v1 mounts
+        try:
+            q = int((cpu / "cpu.cfs_quota_us").read_text())
+            p = int((cpu / "cpu.cfs_period_us").read_text())
+        except (OSError, ValueError):
+            continue
+        return None if q <= 0 or p <= 0 else q / p
+    return None
 
 
 def _die_with_parent() -> None:
