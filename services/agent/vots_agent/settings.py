@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from vots_service.run import settings_error
+from vots_service.run import build_settings
 
 from vots_agent.errors import AgentError
 
@@ -154,11 +154,7 @@ def _redact(url: str) -> str:
 
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment, with flags (non-None ``overrides``) on top."""
-    given = {k: v for k, v in overrides.items() if v is not None}
-    try:
-        settings = Settings(**given)
-    except ValidationError as exc:
-        raise settings_error(exc, ENV_NAMES) from None
+    settings = build_settings(Settings, ENV_NAMES, overrides)
     check(settings)
     return settings
 

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from vots_service.errors import ServiceError
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def settings_error(exc: Any, env_names: Mapping[str, str]) -> ServiceError:
@@ -18,6 +19,17 @@ def settings_error(exc: Any, env_names: Mapping[str, str]) -> ServiceError:
     name = str(err["loc"][0]) if err["loc"] else "settings"
     name = env_names.get(name, name.upper())
     return ServiceError(f"{name}: {err['msg']}", field=name)
+
+
+def build_settings(cls: type[T], env_names: Mapping[str, str], overrides: Mapping[str, Any]) -> T:
+    """``cls`` from the environment with flags (the non-None ``overrides``) on top; a bad
+    value is one :class:`ServiceError` line naming the variable."""
+    from pydantic import ValidationError
+
+    try:
+        return cls(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise settings_error(exc, env_names) from None
 
 
 def cli_errors(fn: F) -> F:
