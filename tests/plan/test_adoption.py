@@ -286,3 +286,35 @@ def test_an_edge_image_of_ones_own_is_not_given_a_build(tmp_path: Path) -> None:
     stack = write_stack(tmp_path, data)
     compose = yaml.safe_load(plan_stack(stack).files["docker-compose.yml"])
     assert "build" not in compose["services"]["nginx"]
+
+
+def test_the_wheel_ships_the_edge_context_where_edge_context_looks(tmp_path: Path) -> None:
+    """pyproject maps services/edge to ops/_data/edge, and an installed layout (the
+    package with its _data, no checkout around it) resolves the context there."""
+    import shutil
+    import subprocess
+    import sys
+    import tomllib
+
+    from tests.support.stacks import REPO
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    force = config["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
+    assert force["services/edge"] == "ops/_data/edge"
+
+    site = tmp_path / "site-packages"
+    shutil.copytree(REPO / "ops", site / "ops", ignore=shutil.ignore_patterns("__pycache__"))
+    for source, target in force.items():
+        copy = shutil.copytree if (REPO / source).is_dir() else shutil.copyfile
+        copy(REPO / source, site / target)
+    probe = "import ops.plan.render as r; print(r.edge_context())"
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(site)!r}); {probe}"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=True,
+    )
+    shipped = Path(proc.stdout.strip())
+    assert shipped == site / "ops" / "_data" / "edge"
+    assert (shipped / "Dockerfile").read_bytes() == (REPO / "services/edge/Dockerfile").read_bytes()
