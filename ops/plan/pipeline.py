@@ -121,8 +121,17 @@ class PlanResult:
 
     def status(self) -> dict[str, Status]:
         """Each file's fate, rendered files first: what ``--format json`` lists."""
-        verb: Status = {"write": "written", "dry-run": "would-write", "check": "differs"}[self.mode]  # type: ignore[assignment]
-        gone: Status = {"write": "removed", "dry-run": "would-remove", "check": "stale"}[self.mode]  # type: ignore[assignment]
+        verbs: dict[Mode, Status] = {
+            "write": "written",
+            "dry-run": "would-write",
+            "check": "differs",
+        }
+        gones: dict[Mode, Status] = {
+            "write": "removed",
+            "dry-run": "would-remove",
+            "check": "stale",
+        }
+        verb, gone = verbs[self.mode], gones[self.mode]
         out: dict[str, Status] = {n: verb if n in self.changed else "unchanged" for n in self.files}
         out.update({n: gone for n in self.stale})
         out.update({n: "kept" for n in self.kept})
