@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -16,6 +16,9 @@ from ops.cli.options import (
     renamed,
 )
 from ops.console import Console
+
+if TYPE_CHECKING:
+    from ops.report.run import Planned
 
 
 def _not_empty(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -249,7 +252,7 @@ def report(
     if db:
         _parent_exists(db)
     project: str | None = None
-    planned: dict[str, dict[str, Any]] = {}
+    planned: dict[str, Planned] = {}
     if stack_path:
         from ops.report.run import planned_limits
 
