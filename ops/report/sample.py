@@ -5,7 +5,8 @@ raw sample is what the history stores, and the next run computes rates from it
 (``ops.report.rates``), so a cron run never sleeps between two readings.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: TypedDict reads NotRequired[...]
+# from evaluated annotations only (Python 3.11), and tests check the shapes at run time.
 
 import time
 from collections.abc import Collection
