@@ -40,7 +40,7 @@ class NoAdviceData(OpsError):
 
 
 def _service_of(container: Mapping[str, Any]) -> str:
-    return container.get("service") or container["name"]
+    return str(container.get("service") or container["name"])
 
 
 def usage_by_service(
