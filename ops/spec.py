@@ -310,7 +310,11 @@ def _message(err: ErrorDetails, model: type[BaseModel]) -> str:
     loc = err["loc"]
     ctx = err.get("ctx") or {}
     if kind == "too_long":
-        return f"at most {ctx.get('max_length')} entries allowed (got {ctx.get('actual_length')})"
+        given = err.get("input")
+        actual = ctx.get("actual_length") or (
+            len(given) if isinstance(given, dict | list) else "more"
+        )
+        return f"at most {ctx.get('max_length')} entries allowed (got {actual})"
     if kind == "extra_forbidden":
         close = difflib.get_close_matches(str(loc[-1]), _fields_at(model, loc[:-1]), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
