@@ -307,10 +307,21 @@ def _url_path(value: Any) -> str:
 
 Size = Annotated[int, BeforeValidator(parse_size)]
 Cpus = Annotated[int, BeforeValidator(parse_cpus)]
-Duration = Annotated[str, BeforeValidator(parse_duration)]
+
+
+def _short_duration(value: Any) -> Any:
+    """Runs before parse_duration: a duration of thousands of digits is a mistake, and
+    durations reach nginx and Prometheus, which take 9 digits at most."""
+    if isinstance(value, str) and len(value) > 11:
+        raise ValueError(f"expected a duration like 5s, 1m or 500ms (got {show(value)})")
+    return value
+
+
+# BeforeValidators run last-listed first: the length check guards parse_duration.
+Duration = Annotated[str, BeforeValidator(parse_duration), BeforeValidator(_short_duration)]
 Rate = Annotated[str, BeforeValidator(_rate)]
 Name = Annotated[str, BeforeValidator(_name)]
-Seconds = Annotated[str, BeforeValidator(parse_seconds)]
+Seconds = Annotated[str, BeforeValidator(parse_seconds), BeforeValidator(_short_duration)]
 UrlPath = Annotated[str, BeforeValidator(_url_path)]
 Hostname = Annotated[str, _pattern(_HOST_RE, "a host name like vots.example.com")]
 AbsPath = Annotated[str, _pattern(_ABS_RE, "an absolute path like /etc/ssl/vots/key.pem")]

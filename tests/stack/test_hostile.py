@@ -322,3 +322,23 @@ def test_a_nul_byte_is_one_line_with_its_line_number() -> None:
 def test_bundled_stack_passes_the_screen() -> None:
     assert os.path.getsize(BUNDLED) < MAX_BYTES
     load_stack(BUNDLED)
+
+
+@pytest.mark.parametrize(
+    "loc",
+    [
+        ("services", "agent", "routes", 0, "timeout"),
+        ("services", "agent", "routes", 0, "cache"),
+        ("services", "agent", "health", "interval"),
+        ("monitoring", "scrape_interval"),
+        ("monitoring", "retention"),
+    ],
+    ids=_key,
+)
+@pytest.mark.parametrize("digits", [40, 5000])
+def test_durations_with_many_digits_are_one_line(loc: tuple[str | int, ...], digits: int) -> None:
+    data = minimal()
+    data["services"]["agent"]["health"] = {"path": "/healthz"}
+    _set(data, loc, "1" * digits + "s")
+    err = _error(yaml.safe_dump(data, sort_keys=False))
+    assert f": {_key(loc)}: expected a duration like 5s, 1m or 500ms" in str(err), str(err)
