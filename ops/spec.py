@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -49,9 +50,10 @@ MAX_NUMBER_CHARS = 32
 
 _INT_TAG = "tag:yaml.org,2002:int"
 _FLOAT_TAG = "tag:yaml.org,2002:float"
-_CHECKED_TAGS = frozenset([_INT_TAG, _FLOAT_TAG, "tag:yaml.org,2002:timestamp"])
-# Constructed once here to catch what the constructor would raise on (a short int never does).
-_CONSTRUCTED_TAGS = frozenset([_FLOAT_TAG, "tag:yaml.org,2002:timestamp"])
+_CHECKED_TAGS = frozenset(
+    [_INT_TAG, _FLOAT_TAG, "tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:bool"]
+)
+_PLAIN_INT = re.compile(r"[-+]?[0-9][0-9_]*")
 
 
 class LineMap:
@@ -190,11 +192,11 @@ def _check_number(node: yaml.ScalarNode, loc: Loc, path: str) -> None:
             line=line,
             key=key,
         )
-    if node.tag not in _CONSTRUCTED_TAGS:
-        return  # a short int always constructs
+    if node.tag == _INT_TAG and _PLAIN_INT.fullmatch(value):
+        return  # a short decimal int always constructs
     try:
         number = yaml.constructor.SafeConstructor().construct_object(node)
-    except (ValueError, OverflowError, TypeError) as exc:
+    except (ValueError, OverflowError, TypeError, KeyError, AttributeError) as exc:
         kind = node.tag.rsplit(":", 1)[-1]
         raise SpecError(
             f"cannot read {show(value)} as {kind} ({exc}); quote it if it is text",
@@ -255,6 +257,9 @@ def load_yaml(text: str, path: str) -> tuple[Any, LineMap]:
             loader.dispose()
     except yaml.YAMLError as exc:
         raise _yaml_error(exc, text, path) from None
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+        # A constructor failure the checks above did not foresee: still one line.
+        raise SpecError(f"invalid YAML value ({exc})", path=path) from None
     return data, lines
 
 

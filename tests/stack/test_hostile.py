@@ -342,3 +342,12 @@ def test_durations_with_many_digits_are_one_line(loc: tuple[str | int, ...], dig
     _set(data, loc, "1" * digits + "s")
     err = _error(yaml.safe_dump(data, sort_keys=False))
     assert f": {_key(loc)}: expected a duration like 5s, 1m or 500ms" in str(err), str(err)
+
+
+@pytest.mark.parametrize(
+    "value", ["!!int abc", "!!bool maybe", "!!timestamp x", "!!float abc", "2026-13-45"]
+)
+def test_values_the_yaml_constructor_chokes_on_are_one_line(value: str) -> None:
+    # Each raised ValueError, KeyError or AttributeError inside PyYAML: a traceback.
+    err = _error(f"project: {value}\n")
+    assert str(err).startswith("stack.yaml:1: project: cannot read "), str(err)
