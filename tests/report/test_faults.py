@@ -236,7 +236,9 @@ def test_wrong_types_in_rows_never_break_cron(
         conn.execute(damage.replace("'h'", repr(socket.gethostname())))
     conn.close()
     for _ in range(2):
-        proc = cli.run("report", "--db", str(db), "--no-docker", "--fail-on", "anomaly", "-q")
+        # Anomalies are judged on every run; no --fail-on, because this host's own CPU
+        # can be anomalous while a busy CI machine runs the test.
+        proc = cli.run("report", "--db", str(db), "--no-docker", "-q")
         _no_traceback(proc)
         assert proc.returncode == 0, proc.stderr
         if said is not None and _ == 0:
