@@ -99,6 +99,8 @@ def test_profile_names_its_extra(core: Installed, cli: Cli, tmp_path: Path) -> N
     finally:
         stop_process(sleeper)
     assert _one_line(proc) == "error: profile needs py-spy: pip install 'vots-ops[profile]'"
+    runs = tmp_path / "profile-runs"
+    assert not runs.exists() or list(runs.iterdir()) == []  # no run directory left
     proc = core.run(
         cli, "profile", "--language", "go", "--pprof-url", "http://127.0.0.1:9",
         "--duration", "1s", cwd=tmp_path, ok=(2,),
