@@ -74,29 +74,42 @@ def _cargo() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
-def hot_binary(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``hot`` in release mode with debug symbols; cargo's target dir is in the pytest cache."""
+def _cargo_build(
+    pytestconfig: pytest.Config,
+    tmp_path_factory: pytest.TempPathFactory,
+    crate: Path,
+    target: str,
+    rustflags: str = "",
+) -> Path:
+    """``crate`` built in release mode with debug symbols, into ``target`` under the
+    pytest cache (so later runs reuse it); the path of its binary."""
     cargo = _cargo()
     cache = getattr(pytestconfig, "cache", None)
     root = cache.mkdir("profile-rust") if cache is not None else tmp_path_factory.mktemp("rust")
     env = {
         **os.environ,
         "PATH": f"{Path(cargo).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "CARGO_TARGET_DIR": str(root / "target"),
+        "CARGO_TARGET_DIR": str(root / target),
         "CARGO_PROFILE_RELEASE_DEBUG": "true",
+        "RUSTFLAGS": rustflags,
     }
     proc = subprocess.run(
         [cargo, "build", "--release", "--locked", "--offline"],
-        cwd=HOT_SRC,
+        cwd=crate,
         env=env,
         capture_output=True,
         text=True,
         timeout=600,
     )
     if proc.returncode != 0:
-        pytest.fail(f"cargo build failed:\n{proc.stderr}", pytrace=False)
-    return root / "target" / "release" / "hot"
+        pytest.fail(f"cargo build of {crate.name} failed:\n{proc.stderr}", pytrace=False)
+    return root / target / "release" / crate.name
+
+
+@pytest.fixture(scope="session")
+def hot_binary(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``hot`` in release mode with debug symbols; cargo's target dir is in the pytest cache."""
+    return _cargo_build(pytestconfig, tmp_path_factory, HOT_SRC, "target")
 
 
 @pytest.fixture(scope="session")
@@ -452,31 +465,14 @@ def shapes_binaries(
     pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Path]:
     """``shapes`` built with Rust's default (legacy) mangling and with v0."""
-    cargo = _cargo()
-    cache = getattr(pytestconfig, "cache", None)
-    root = cache.mkdir("profile-rust") if cache is not None else tmp_path_factory.mktemp("rust")
-    built = {}
-    for mangling in SHAPES:
-        flags = "-C symbol-mangling-version=v0" if mangling == "v0" else ""
-        env = {
-            **os.environ,
-            "PATH": f"{Path(cargo).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-            "CARGO_TARGET_DIR": str(root / f"shapes-{mangling}"),
-            "CARGO_PROFILE_RELEASE_DEBUG": "true",
-            "RUSTFLAGS": flags,
-        }
-        proc = subprocess.run(
-            [cargo, "build", "--release", "--locked", "--offline"],
-            cwd=HOT_SRC.parent / "shapes",
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
+    crate = HOT_SRC.parent / "shapes"
+    flags = {"legacy": "", "v0": "-C symbol-mangling-version=v0"}
+    return {
+        mangling: _cargo_build(
+            pytestconfig, tmp_path_factory, crate, f"shapes-{mangling}", flags[mangling]
         )
-        if proc.returncode != 0:
-            pytest.fail(f"cargo build ({mangling}) failed:\n{proc.stderr}", pytrace=False)
-        built[mangling] = root / f"shapes-{mangling}" / "release" / "shapes"
-    return built
+        for mangling in SHAPES
+    }
 
 
 @pytest.mark.slow
