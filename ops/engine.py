@@ -40,6 +40,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ops.errors import OpsError
+from ops.extras import require
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 DEFAULT_HOST = f"unix://{DEFAULT_SOCKET}"
@@ -471,13 +472,10 @@ def connect(
     path = unix_socket_path(host)
     if path is not None:
         return Engine(path, timeout, pool_size=pool_size)
-    try:
-        import docker
-        from docker.errors import DockerException
-    except ImportError as exc:  # pragma: no cover - docker is a dependency
-        raise EngineError(
-            f"{host.split('://', 1)[0]}:// engines need the Docker SDK (pip install docker)"
-        ) from exc
+    require("docker", "remote", f"a {host.partition('://')[0]}:// DOCKER_HOST")
+    import docker
+    from docker.errors import DockerException
+
     try:
         if host == docker_host():  # DOCKER_HOST with DOCKER_TLS_VERIFY/DOCKER_CERT_PATH
             # The SDK's stubs say int; it hands the value to requests, which takes seconds

@@ -4,14 +4,8 @@ checkout, from templates shipped as package data."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,6 +14,7 @@ from ops.plan.render import OUTPUTS, render_files
 from ops.stack import load_stack
 from tests.support.cli import Cli
 from tests.support.stacks import BUNDLED, REPO
+from tests.support.wheel import Installed, install_wheel
 
 pytestmark = pytest.mark.slow
 
@@ -32,78 +27,10 @@ EXPECTED = (
 )
 
 
-def _build_env() -> dict[str, str]:
-    """For building and installing the wheel: the caller's environment (a package index
-    or proxy it sets is needed), without the checkout's venv or any vots-ops setting."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME"} and not k.startswith("VOTS_OPS_")
-    }
-    env["PATH"] = _path_without_checkout_venv()
-    return env
-
-
-def _path_without_checkout_venv() -> str:
-    bindir = str(Path(sys.executable).parent)
-    return os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p != bindir)
-
-
-def _run(argv: list[str], *, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        argv,
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=_build_env(),
-        timeout=timeout,
-        check=False,
-    )
-    assert proc.returncode == 0, f"{argv} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-    return proc
-
-
-@dataclass(frozen=True)
-class Installed:
-    wheel: Path
-    venv: Path
-
-    @property
-    def python(self) -> Path:
-        return self.venv / "bin" / "python"
-
-    def run(
-        self, cli: Cli, *args: str, cwd: Path, python: bool = False, ok: tuple[int, ...] = (0,)
-    ) -> Any:
-        """The wheel's ``vots-ops`` (or its ``python``) in the sealed CLI environment,
-        with no trace of the checkout's venv on PATH; another exit code fails the test."""
-        program = (str(self.venv / "bin" / ("python" if python else "vots-ops")),)
-        env = {"PATH": _path_without_checkout_venv()}
-        proc = cli.run(*args, cwd=cwd, timeout=180, env=env, program=program)
-        assert proc.returncode in ok, (
-            f"{args}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-        )
-        return proc
-
-
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
-    root = tmp_path_factory.mktemp("wheel")
-    dist, venv = root / "dist", root / "venv"
-    uv = shutil.which("uv")
-    if uv:
-        _run([uv, "build", "--wheel", "--out-dir", str(dist), str(REPO)], cwd=REPO)
-        _run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], cwd=root)
-    else:
-        _run([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(REPO)], cwd=REPO)
-        _run([sys.executable, "-m", "venv", str(venv)], cwd=root)
-    (wheel,) = dist.glob("vots_ops-*.whl")
-    python = venv / "bin" / "python"
-    if uv:
-        _run([uv, "pip", "install", "--quiet", "--python", str(python), str(wheel)], cwd=root)
-    else:
-        _run([str(python), "-m", "pip", "install", "--quiet", str(wheel)], cwd=root)
-    yield Installed(wheel, venv)
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    # With the loadtest extra: the bundled scenarios below are run with Locust.
+    return install_wheel(tmp_path_factory.mktemp("wheel"), "[loadtest]")
 
 
 def test_wheel_plan_matches_checkout(installed: Installed, cli: Cli, tmp_path: Path) -> None:

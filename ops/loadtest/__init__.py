@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ops.errors import CheckFailed, OpsError, SpecError
+from ops.extras import require
 from ops.files import atomic_write, finish_run_dir, new_run_dir
 
 DEFAULT_RUNS = Path("loadtest-runs")
@@ -109,6 +110,7 @@ def run_scenario(
     on_start: Callable[[str, Any, str], None] | None = None,
 ) -> Outcome:
     """Run scenario ``name`` and judge it; raises OpsError (exit 2) before any load on bad input."""
+    require("locust", "loadtest", "loadtest")
     from ops.loadtest import runner, verdict
     from ops.loadtest.safety import check_allowed, preflight
     from ops.loadtest.scenario import load_scenarios

@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ops.errors import OpsError, ToolMissing
+from ops.errors import OpsError
+from ops.extras import require
 from ops.loadtest.scenario import Scenario
 from ops.proc import free_port
 
@@ -120,12 +121,7 @@ def locust_argv(scenario: Scenario, locustfile: Path, opts: RunOptions, workdir:
 
 
 def _check_locust() -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("locust") is None:
-        raise ToolMissing(
-            "locust", "install it with: pip install 'vots-ops' (it depends on locust)"
-        )
+    require("locust", "loadtest", "loadtest")
 
 
 def _deadline(scenario: Scenario, opts: RunOptions) -> float:

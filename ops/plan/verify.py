@@ -10,12 +10,12 @@ template output a deploy gets.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ops.extras import require_tool
 from ops.files import write_all
 from ops.plan.capacity import Plan
 from ops.plan.render import NginxRuntime, render_files
@@ -210,6 +210,5 @@ def missing_references(loaded: LoadedStack) -> list[str]:
 
 def _compose_schema(path: Path) -> CheckResult:
     """Validate against the compose-spec JSON schema that check-jsonschema vendors."""
-    exe = Path(sys.executable).with_name("check-jsonschema")
-    tool = str(exe) if exe.exists() else which("check-jsonschema")
+    tool = require_tool("check-jsonschema", "verify", "plan --verify")
     return _result("compose-schema", [tool, "--builtin-schema", "vendor.compose-spec", str(path)])

@@ -32,6 +32,7 @@ from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from ops.errors import OpsError, TargetUnreachable
+from ops.extras import require
 from ops.profile.model import Profile, Stack
 
 PprofKind = Literal["cpu", "heap"]  # CPU time over a window, or the live heap
@@ -83,6 +84,7 @@ def fetch_pprof(
     TargetUnreachable naming the URL; any status but 200 raises OpsError with
     the status and the first line of the body.
     """
+    require("httpx", "profile", "profile --pprof-url")
     import httpx
 
     if kind == "cpu":

@@ -15,34 +15,23 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ops.errors import OpsError, ToolMissing
+from ops.errors import OpsError
+from ops.extras import require_tool
 from ops.profile.model import Profile, parse_folded
 from ops.profile.target import Target
-
-HINT = "install it with: pip install py-spy (a dependency of vots-ops)"
 
 
 def pyspy_path() -> str:
     """py-spy next to this Python (a venv's bin/ is often not on PATH), else on PATH."""
-    import shutil
-
-    here = Path(sys.executable).parent / "py-spy"
-    if here.is_file() and os.access(here, os.X_OK):
-        return str(here)
-    found = shutil.which("py-spy")
-    if not found:
-        raise ToolMissing("py-spy", HINT)
-    return found
+    return require_tool("py-spy", "profile", "profile")
 
 
 _PROCESS_FRAME = re.compile(r'(?m)(?<![^;\n])process \d+:(".*?")')
