@@ -39,7 +39,12 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from ops.errors import OpsError
+from ops.errors import (
+    EngineError,
+    EngineNotFound,
+    EngineProtocolError,
+    EngineUnreachable,
+)
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 DEFAULT_HOST = f"unix://{DEFAULT_SOCKET}"
@@ -52,33 +57,10 @@ _MAX_LINE = 65536
 _MAX_HEADERS = 100
 
 
-class EngineError(OpsError):
-    """The engine could not be used, or answered with an error; ``status`` is the
-    HTTP status where there was one."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class EngineUnreachable(EngineError):
-    """No usable connection: no socket, no permission, refused, or no answer in
-    time. The message is one line naming the address and the likely fix;
-    ``reason`` is that fix alone, and the ``OSError`` is the ``__cause__``."""
-
-    def __init__(self, where: str, cause: BaseException, timeout: float) -> None:
-        self.where = where
-        self.reason = _what(cause, timeout)
-        self.timed_out = self.reason.startswith("no answer within")
-        super().__init__(f"Docker engine not usable at {where}: {self.reason}")
-
-
-class NotFound(EngineError):
-    """404: no such container (removed between the list and the inspect)."""
-
-
-class ProtocolError(EngineError):
-    """What came back is not an HTTP/1.x answer this client can read."""
+# The engine's errors live in the one tree (ops.errors); these names are this
+# module's own spelling of them.
+NotFound = EngineNotFound
+ProtocolError = EngineProtocolError
 
 
 def docker_host(env: dict[str, str] | None = None) -> str:
@@ -309,7 +291,7 @@ class Engine:
         try:
             return self._request(path, limit)
         except OSError as exc:
-            raise EngineUnreachable(self.url, exc, limit) from exc
+            raise EngineUnreachable(self.url, _what(exc, limit)) from exc
 
     def _request(self, path: str, limit: float) -> tuple[int, bytes]:
         for attempt in (1, 2):
@@ -425,7 +407,7 @@ class SdkEngine:
         except APIError as exc:
             raise EngineError(_first_line(exc), exc.status_code) from exc
         except (DockerException, RequestException, OSError) as exc:
-            raise EngineUnreachable(self.url, exc, self.timeout) from exc
+            raise EngineUnreachable(self.url, _what(exc, self.timeout)) from exc
 
     def ping(self, timeout: float | None = None) -> str:
         return "OK" if self._call(self.api.ping) else ""
@@ -490,7 +472,7 @@ def connect(
                 max_pool_size=pool_size,
             )
     except (DockerException, OSError) as exc:
-        raise EngineUnreachable(host, exc, timeout) from exc
+        raise EngineUnreachable(host, _what(exc, timeout)) from exc
     return SdkEngine(client, owned=True)
 
 

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ops.errors import OpsError, TargetUnreachable
+from ops.errors import TargetError, TargetUnreachable
 
 if TYPE_CHECKING:
     import psutil
@@ -35,10 +35,6 @@ class Target:
     def name(self) -> str:
         """A short, file-name-safe label for run directories."""
         return re.sub(r"[^A-Za-z0-9_.-]+", "-", self.label).strip("-")[:60] or str(self.pid)
-
-
-class TargetError(OpsError):
-    """A target that matches nothing, too much, or cannot be read."""
 
 
 def _cmdline(proc: psutil.Process) -> str:
