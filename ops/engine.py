@@ -340,16 +340,21 @@ class Engine:
 
     def version(self, timeout: float | None = None) -> dict[str, Any]:
         """``/version``: Version, ApiVersion, MinAPIVersion, Os, Arch, KernelVersion..."""
-        return self.get("/version", timeout)
+        found: dict[str, Any] = self.get("/version", timeout)
+        return found
 
     def containers(self, all: bool = False, timeout: float | None = None) -> list[dict[str, Any]]:
         """``/containers/json``: running containers (every one with ``all``), as
         ``docker ps`` lists them (Id, Names, Image, Labels, State, ...)."""
-        return self.get("/containers/json" + ("?all=1" if all else ""), timeout)
+        found: list[dict[str, Any]] = self.get(
+            "/containers/json" + ("?all=1" if all else ""), timeout
+        )
+        return found
 
     def inspect(self, cid: str, timeout: float | None = None) -> dict[str, Any]:
         """``/containers/{id}/json``: State, Config, HostConfig, RestartCount, ..."""
-        return self.get(f"/containers/{_quote(cid)}/json", timeout)
+        found: dict[str, Any] = self.get(f"/containers/{_quote(cid)}/json", timeout)
+        return found
 
     def stats(self, cid: str, timeout: float | None = None) -> dict[str, Any]:
         """``/containers/{id}/stats?stream=false&one-shot=true``: one reading.
@@ -358,7 +363,10 @@ class Engine:
         readings (about 2 s); 1.41 (Docker 20.10) still answers only on its
         collector's next 1 s tick.
         """
-        return self.get(f"/containers/{_quote(cid)}/stats?stream=false&one-shot=true", timeout)
+        found: dict[str, Any] = self.get(
+            f"/containers/{_quote(cid)}/stats?stream=false&one-shot=true", timeout
+        )
+        return found
 
 
 # ------------------------------------------------------------------- SDK fallback
@@ -413,24 +421,29 @@ class SdkEngine:
         return "OK" if self._call(self.api.ping) else ""
 
     def version(self, timeout: float | None = None) -> dict[str, Any]:
-        return self._call(self.api.version)
+        found: dict[str, Any] = self._call(self.api.version)
+        return found
 
     def containers(self, all: bool = False, timeout: float | None = None) -> list[dict[str, Any]]:
-        return self._call(self.api.containers, all=all)
+        found: list[dict[str, Any]] = self._call(self.api.containers, all=all)
+        return found
 
     def inspect(self, cid: str, timeout: float | None = None) -> dict[str, Any]:
-        return self._call(self.api.inspect_container, cid)
+        found: dict[str, Any] = self._call(self.api.inspect_container, cid)
+        return found
 
     def stats(self, cid: str, timeout: float | None = None) -> dict[str, Any]:
         try:
-            return self._call(self.api.stats, cid, stream=False, one_shot=True)
+            found: dict[str, Any] = self._call(self.api.stats, cid, stream=False, one_shot=True)
+            return found
         except EngineUnreachable as exc:
             from docker.errors import InvalidVersion
 
             if not isinstance(exc.__cause__, InvalidVersion):
                 raise
             # Engine API < 1.41: no one-shot, two readings, about 2 s.
-            return self._call(self.api.stats, cid, stream=False)
+            again: dict[str, Any] = self._call(self.api.stats, cid, stream=False)
+            return again
 
 
 def wrap_client(client: Any) -> Engine | SdkEngine:

@@ -68,7 +68,7 @@ class OpsError(Exception):
         """
         spelled = list(dict.fromkeys(names[f] for f in self.fields if f in names))
         if spelled:
-            self.message = f"{self.message} (use {' or '.join(spelled)})"
+            self.message = f"{self.message} [{', '.join(spelled)}]"
             self.args = (self.message,)
         return self
 

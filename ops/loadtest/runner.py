@@ -28,15 +28,15 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import cast
 
 from ops.errors import ToolMissing
+from ops.loadtest.result import Mode, RawRun, Status
 from ops.loadtest.scenario import Scenario
 from ops.proc import free_port, signal_group, supervise
 
 PLUGIN = Path(__file__).with_name("_locust_plugin.py")
 EXPECT_WORKERS_WAIT_S = 60
-Status = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class RunOptions:
 
     host: str
     processes: int = 1
-    mode: Literal["local", "master", "worker"] = "local"
+    mode: Mode = "local"
     expect_workers: int = 1
     master_host: str = "127.0.0.1"
     master_port: int = 5557
@@ -56,7 +56,7 @@ class RunOptions:
 class RunOutput:
     """What the Locust run left behind, before any verdict."""
 
-    raw: dict[str, Any]
+    raw: RawRun
     workdir: Path
     exit_code: int
     interrupted: bool = False
@@ -204,9 +204,9 @@ def run_locust(
         reader.read()  # what the plugin wrote last
     finally:
         os.close(read_fd)
-    raw: dict[str, Any] = {}
+    raw: RawRun = {}
     if result_path.exists():
-        raw = json.loads(result_path.read_text(encoding="utf-8"))
+        raw = cast(RawRun, json.loads(result_path.read_text(encoding="utf-8")))
         result_path.unlink()
     return RunOutput(raw, workdir, done.returncode, done.interrupted, statuses)
 
@@ -233,7 +233,7 @@ class _StatusReader:
             self.buf += chunk
             *lines, self.buf = self.buf.split(b"\n")
             for line in lines:
-                status = json.loads(line)
+                status = cast(Status, json.loads(line))
                 self.into.append(status)
                 if self.on_status is not None:
                     self.on_status(status)

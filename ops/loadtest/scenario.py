@@ -19,7 +19,7 @@ import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -292,6 +292,3 @@ def parse_scenarios(text: str, path: str | Path) -> LoadedScenarios:
 def load_scenarios(path: str | Path) -> LoadedScenarios:
     """Read and validate a scenarios.yaml from disk."""
     return parse_scenarios(read_text(Path(path)), path)
-
-
-Mode = Literal["local", "master", "worker"]
