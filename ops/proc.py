@@ -196,9 +196,12 @@ def supervise(
                 on_start(proc)
             while True:
                 try:
-                    proc.wait(tick_s)
-                    break
-                except subprocess.TimeoutExpired:
+                    try:
+                        proc.wait(tick_s)
+                        break
+                    except subprocess.TimeoutExpired:
+                        pass
+                    # A Ctrl-C or SIGTERM may land anywhere in here (in on_tick too).
                     if on_tick is not None:
                         on_tick(time.monotonic() - started)
                     if stop is not None and stop.is_set() and not interrupted:
@@ -206,12 +209,12 @@ def supervise(
                         ask(proc)
                         deadline = min(deadline, time.monotonic() + grace_s)
                     elif time.monotonic() > deadline:
-                        stop_group(proc, stop_signal)
+                        stop_group(proc, stop_signal, min(grace_s, 10))
                         where = f" (log: {log})" if log is not None else ""
                         raise ExternalToolError(
                             f"{name} did not finish within {deadline - started:.0f}s; "
                             f"stopped it{where}"
-                        ) from None
+                        )
                 except KeyboardInterrupt:
                     if interrupted:  # a second Ctrl-C: stop now
                         stop_group(proc, signal.SIGKILL, 0)

@@ -234,7 +234,7 @@ def loadtest(
     host given with --allow-host; checks that the target answers first. Writes
     a run directory (result.json, report.html, locust.html, locust.log).
     Exit 0 when every SLO holds, 1 on a breach or regression, 2 on bad input
-    or an unreachable target.
+    or an unreachable target, 3 when Locust fails while running.
 
     \b
     Examples:

@@ -77,7 +77,9 @@ def by_pattern(pattern: str, within: list[int] | None = None) -> Target:
     try:
         rx = re.compile(pattern)
     except re.error as exc:
-        raise TargetError(f"--match {pattern!r}: not a regular expression ({exc})") from None
+        raise TargetError(
+            f"match {pattern!r}: not a regular expression ({exc})", fields=("match",)
+        ) from None
     skip = _ours()
     candidates = psutil.process_iter() if within is None else _procs(within)
     found = []
@@ -91,12 +93,14 @@ def by_pattern(pattern: str, within: list[int] | None = None) -> Target:
             found.append(Target(proc.pid, cmd, f"pid {proc.pid}"))
     if not found:
         where = " in that container" if within is not None else ""
-        raise TargetError(f"no process{where} matches {pattern!r}")
+        raise TargetError(f"no process{where} matches {pattern!r}", fields=("match",))
     if len(found) > 1:
         listed = "; ".join(f"{t.pid}: {t.cmdline[:80]}" for t in found[:8])
         more = f"; and {len(found) - 8} more" if len(found) > 8 else ""
         raise TargetError(
-            f"{len(found)} processes match {pattern!r}, give a narrower pattern or --pid: {listed}{more}"
+            f"{len(found)} processes match {pattern!r}, give a narrower pattern or a PID: "
+            f"{listed}{more}",
+            fields=("match", "pid"),
         )
     return found[0]
 
