@@ -55,7 +55,9 @@ def test_every_library_error_is_in_the_tree_and_the_readme() -> None:
     names = {c.__name__ for c in classes} | {"OpsError"}
     assert names == set(documented), "README's Exit codes table and ops.errors differ"
     for cls in classes:
-        assert getattr(errors, cls.__name__) is cls, f"{cls.__name__} not importable from ops.errors"
+        assert getattr(errors, cls.__name__) is cls, (
+            f"{cls.__name__} not importable from ops.errors"
+        )
         assert f" {cls.__name__} [" in (errors.__doc__ or ""), f"{cls.__name__} not in the tree"
         assert cls.exit_code == documented[cls.__name__], cls.__name__
     assert OpsError.exit_code == documented["OpsError"]
@@ -66,13 +68,9 @@ def test_the_errors_that_stood_apart_are_now_in_the_tree() -> None:
     from ops.profile.target import TargetError
     from ops.report.history import HistoryError
 
-    for cls in (EngineError, NotFound, TargetError, HistoryError):
-        assert issubclass(cls, OpsError) and getattr(errors, cls.__name__, None) in (
-            cls,
-            None,
-        )
-    assert errors.EngineNotFound is NotFound
+    assert errors.EngineError is EngineError and errors.EngineNotFound is NotFound
     assert errors.TargetError is TargetError and errors.HistoryError is HistoryError
+    assert all(issubclass(c, OpsError) for c in (EngineError, NotFound, TargetError, HistoryError))
 
 
 def test_a_tool_that_times_out_is_not_bad_input() -> None:

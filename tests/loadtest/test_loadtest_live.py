@@ -206,6 +206,52 @@ def test_an_slo_for_an_endpoint_that_got_no_requests_fails(
     assert slo["pass"] is False and "no requests recorded for 'GET /fasst'" in slo["note"]
 
 
+BROKEN_STACK = "project: vots\nservices: [\n"  # not even YAML
+
+
+@pytest.mark.slow
+def test_an_unrelated_broken_stack_yaml_does_not_stop_a_run_at_host(
+    cli: Cli, standin: Standin, tmp_path: Path
+) -> None:
+    """stack.yaml is read only when it is needed: not for a loopback --host."""
+    (tmp_path / "stack.yaml").write_text(BROKEN_STACK)
+    code, result, err = run_json(
+        cli, "pass", standin.url, tmp_path, "--duration", "1", "--processes", "1"
+    )
+    assert code == 0, err
+    assert result["verdict"] == "pass" and result["planned"]["duration_s"] == 1
+
+
+def test_a_broken_stack_yaml_is_reported_when_it_is_needed(cli: Cli, tmp_path: Path) -> None:
+    """Without --host the target comes from stack.yaml, which must then be valid."""
+    (tmp_path / "stack.yaml").write_text(BROKEN_STACK)
+    proc = vots(cli, "pass", "--scenarios", str(SCENARIOS), cwd=tmp_path)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: stack.yaml:"), line
+
+
+def test_no_host_anywhere_names_the_flags(cli: Cli, tmp_path: Path) -> None:
+    proc = vots(cli, "pass", "--scenarios", str(SCENARIOS), cwd=tmp_path)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"error: {SCENARIOS}:") and "scenarios.pass.host: no host" in line
+    assert line.endswith("[--host URL, --stack FILE]")
+
+
+def test_an_override_out_of_bounds_names_its_flag(
+    cli: Cli, standin: Standin, tmp_path: Path
+) -> None:
+    proc = vots(
+        cli, "pass", "--scenarios", str(SCENARIOS), "--host", standin.url, "--users", "20000",
+        "--out", str(tmp_path / "runs"), cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: the users override: ") and line.endswith("[--users]")
+    assert "10000" in line and not (tmp_path / "runs").exists()
+
+
 def test_unreachable_target_is_found_before_the_run(cli: Cli, tmp_path: Path) -> None:
     port = free_port()
     proc = vots(
