@@ -116,6 +116,20 @@ def test_a_passing_run_exits_0_with_exact_counts(passing: tuple[int, dict[str, A
 
 
 @pytest.mark.slow
+def test_the_result_has_exactly_the_typed_shape(passing: tuple[int, dict[str, Any], str]) -> None:
+    """result.json is ops.loadtest.result.LoadtestResult: no key the type does not name,
+    none it requires missing (the type is what other modules are checked against)."""
+    from ops.loadtest.result import Figures, LoadtestResult, SloRow
+
+    _code, result, _err = passing
+    assert set(result) == set(LoadtestResult.__annotations__)
+    for figures in [result["overall"], *result["endpoints"].values()]:
+        assert set(figures) == set(Figures.__annotations__)
+    for row in result["slos"]:
+        assert SloRow.__required_keys__ <= set(row) <= set(SloRow.__annotations__)
+
+
+@pytest.mark.slow
 def test_run_directory_holds_result_and_reports(
     passing: tuple[int, dict[str, Any], str], tmp_path: Path
 ) -> None:

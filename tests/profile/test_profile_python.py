@@ -152,6 +152,11 @@ def test_the_hot_function_tops_the_profile_and_the_files_are_valid(
     assert svg.tag.endswith("svg")
     assert any("alpha" in (t.text or "") for t in svg.iter() if t.tag.endswith("title"))
     assert not list(cli.cwd.joinpath("runs").glob(".*")), "staging left behind"
+    # The metadata and the top table have the typed shape other modules rely on.
+    from ops.profile.model import ProfileMeta, TopRow
+
+    assert set(result["meta"]) <= set(ProfileMeta.__annotations__), set(result["meta"])
+    assert all(set(row) == set(TopRow.__annotations__) for row in result["top"])
 
 
 @pytest.mark.slow
