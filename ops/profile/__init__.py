@@ -1,6 +1,8 @@
 """Profiles of Python, Go and Rust services: find the process, sample it, show where time goes.
 
-``run_profile()`` is the library entry point: it resolves the target to host
+``run_profile(ProfileRequest(...))`` is the library entry point, the one call
+behind ``vots-ops profile``: ``plan_profile`` merges the request over its
+recipe (request values win) and checks it as a whole, then it resolves the target to host
 PIDs (``target``), runs one backend (py-spy, pprof, perf) that returns the
 common ``Profile`` (``model``), and writes a run directory with the folded
 stacks, a speedscope file, a flamegraph SVG and ``profile.json`` (what was
@@ -103,10 +105,6 @@ class ProfilePlan:
             or self.pprof_url
             or "target"
         )
-
-
-#: The name the request used to have; a plan is what it always was.
-Request = ProfilePlan
 
 
 @dataclass
