@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from ops.errors import SpecError
 from ops.loadtest.scenario import parse_run_time
 from ops.profile.recipe import parse_profile_duration
 from ops.stack import duration_seconds, parse_duration, parse_stack
 from ops.units import format_duration_spec, parse_duration_s
-from tests.support.stacks import BUNDLED
+from tests.support.stacks import BUNDLED, minimal
 
 
 @pytest.mark.parametrize(
@@ -110,3 +113,24 @@ def test_a_bad_stack_duration_names_file_line_and_key() -> None:
     err = info.value
     assert err.key == "monitoring.scrape_interval"
     assert err.line is not None and "expected a duration like" in str(err)
+
+
+def test_stack_durations_in_the_new_forms_pass_the_real_checkers(tmp_path: Path) -> None:
+    """A bare number and a sum, rendered into nginx, Prometheus and Compose files,
+    are accepted by nginx -t, promtool and docker-compose config."""
+    from ops.plan import fit
+    from ops.plan.verify import verify_plan
+
+    data = minimal()
+    data["services"]["agent"]["routes"][0].update({"timeout": 90, "cache": "1m30s"})
+    data["monitoring"]["scrape_interval"] = "20"
+    loaded = parse_stack(yaml.safe_dump(data), tmp_path / "stack.yaml")
+    route = loaded.stack.services["agent"].routes[0]
+    assert (route.timeout, route.cache) == ("1m30s", "1m30s")
+    assert loaded.stack.monitoring.scrape_interval == "20s"
+    results = verify_plan(
+        loaded, fit(loaded), tmp_path / "out", checks=["nginx", "promtool", "docker-compose"]
+    )
+    failed = [(r.name, r.output[-300:]) for r in results if not r.ok]
+    assert not failed, failed
+    assert {r.name for r in results} >= {"nginx", "docker-compose"} and len(results) >= 3
