@@ -7,7 +7,9 @@ get through, so a service name can never smuggle in configuration.
 
 from __future__ import annotations
 
+import math
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from ops.errors import SpecError
-from ops.spec import LineMap, format_loc, load_yaml, read_text, validate
+from ops.spec import LineMap, format_loc, load_yaml, read_text, show, validate
 
 MiB = 1024**2
 GiB = 1024**3
@@ -24,10 +26,10 @@ _UNITS = {"k": 1024, "m": MiB, "g": GiB, "t": 1024**4}
 
 # --------------------------------------------------------------------------- scalars
 
-_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)([kKmMgGtT])$")
-_CPU_RE = re.compile(r"^(\d+)m$")
+_SIZE_RE = re.compile(r"^(\d{1,15}(?:\.\d{1,9})?)([kKmMgGtT])$")
+_CPU_RE = re.compile(r"^(\d{1,9})m$")
 _DUR_RE = re.compile(r"^(\d+)(ms|s|m|h|d)$")
-_RATE_RE = re.compile(r"^(\d+)r/(s|m)$")
+_RATE_RE = re.compile(r"^(\d{1,9})r/(s|m)$")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _PATH_RE = re.compile(r"^/[A-Za-z0-9._~/-]*$")
 _HOST_RE = re.compile(
@@ -39,9 +41,34 @@ _IMAGE_RE = re.compile(
     r"^(?:[a-z0-9.-]+(?::\d+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
 )
-_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_HEADER_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
+_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+_HEADER_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
 _SECRETISH = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.I)
+# The largest figures a stack may give: far beyond any VM, small enough that
+# every figure stays exact and fits the int64 fields Docker and the kernel use.
+MAX_SIZE = 1024**5  # 1P
+MAX_MILLICORES = 1024 * 1000  # 1024 CPUs
+
+# How many entries a stack may list. Real stacks stay far below these; the
+# caps keep a mistaken or generated file from costing anything to refuse.
+MAX_SERVICES = 100
+MAX_ROUTES = 100
+MAX_HEADERS = 50
+MAX_ENVIRONMENT = 200
+MAX_VOLUMES = 50
+MAX_LIST = 100  # depends_on, secrets, tmpfs, cap_add
+MAX_ARGS = 256  # command and health command arguments
+MAX_SECRETS = 100
+
+# nginx reads its configuration in 4096-byte buffers: one parameter (a quoted
+# header value with its quotes and escapes, a location path) must fit in 4095
+# bytes, or `nginx -t` says "too long parameter". Found with nginx -t and kept
+# honest by tests/stack/test_renderable.py.
+NGINX_MAX_PARAMETER = 4095
+MAX_PATH = NGINX_MAX_PARAMETER - 1  # a location path, unquoted
+MAX_HEADER_VALUE = NGINX_MAX_PARAMETER - 2  # without the two quotes, escapes counted
+MAX_TEXT = 32 * 1024  # one environment value or argument
+
 CAPABILITIES = frozenset(
     [
         "AUDIT_WRITE",
@@ -76,10 +103,12 @@ def parse_size(value: Any) -> int:
     text = str(value) if isinstance(value, str) else None
     m = _SIZE_RE.fullmatch(text) if text else None
     if not m:
-        raise ValueError(f"expected a size like 512M or 1.5G (got {value!r})")
+        raise ValueError(f"expected a size like 512M or 1.5G (got {show(value)})")
     n = int(Decimal(m.group(1)) * _UNITS[m.group(2).lower()])
     if n <= 0:
-        raise ValueError(f"size must be greater than zero (got {value!r})")
+        raise ValueError(f"size must be greater than zero (got {show(value)})")
+    if n > MAX_SIZE:
+        raise ValueError(f"size is larger than 1024T (got {show(value)})")
     return n
 
 
@@ -88,19 +117,25 @@ def parse_cpus(value: Any, allow_zero: bool = False) -> int:
     if isinstance(value, str) and (m := _CPU_RE.fullmatch(value)):
         milli = int(m.group(1))
     elif _is_num(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"expected CPUs like 0.5 or 500m (got {show(value)})")
+        if isinstance(value, int) and abs(value) > MAX_MILLICORES:
+            raise ValueError(f"more than {MAX_MILLICORES // 1000} CPUs (got {show(value)})")
         try:
             d = Decimal(str(value))
         except InvalidOperation:
-            raise ValueError(f"expected CPUs like 0.5 or 500m (got {value!r})") from None
+            raise ValueError(f"expected CPUs like 0.5 or 500m (got {show(value)})") from None
         if not d.is_finite():
-            raise ValueError(f"expected CPUs like 0.5 or 500m (got {value!r})")
+            raise ValueError(f"expected CPUs like 0.5 or 500m (got {show(value)})")
         if d * 1000 != int(d * 1000):
-            raise ValueError(f"CPUs have at most 3 decimals (got {value!r})")
+            raise ValueError(f"CPUs have at most 3 decimals (got {show(value)})")
         milli = int(d * 1000)
     else:
-        raise ValueError(f"expected CPUs like 0.5 or 500m (got {value!r})")
+        raise ValueError(f"expected CPUs like 0.5 or 500m (got {show(value)})")
     if milli < 0 or (milli == 0 and not allow_zero):
-        raise ValueError(f"CPUs must be greater than zero (got {value!r})")
+        raise ValueError(f"CPUs must be greater than zero (got {show(value)})")
+    if milli > MAX_MILLICORES:
+        raise ValueError(f"more than {MAX_MILLICORES // 1000} CPUs (got {show(value)})")
     return milli
 
 
@@ -121,7 +156,7 @@ def _auto(parse: Any, example: str) -> Any:
         try:
             return parse(value)
         except ValueError:
-            raise ValueError(f"expected 'auto' or {example} (got {value!r})") from None
+            raise ValueError(f"expected 'auto' or {example} (got {show(value)})") from None
 
     return BeforeValidator(check)
 
@@ -143,10 +178,10 @@ def parse_duration(value: Any) -> str:
 
 def parse_seconds(value: Any) -> str:
     """A duration nginx accepts where it wants whole seconds (proxy_cache_valid)."""
-    value = parse_duration(value)
-    if value.endswith("ms"):
-        raise ValueError(f"expected whole seconds or more, like 5s or 1m (got {value!r})")
-    return value
+    text = parse_duration(value)
+    if text.endswith("ms"):
+        raise ValueError(f"expected whole seconds or more, like 5s or 1m (got {text!r})")
+    return text
 
 
 def duration_seconds(value: str) -> float:
@@ -162,10 +197,10 @@ _YAML_WORDS = frozenset(["y", "n", "yes", "no", "on", "off", "true", "false", "n
 def _name(value: Any) -> str:
     if not isinstance(value, str) or not NAME_RE.fullmatch(value):
         raise ValueError(
-            f"expected a lowercase name like 'agent' ([a-z][a-z0-9_-]*) (got {value!r})"
+            f"expected a lowercase name like 'agent' ([a-z][a-z0-9_-]*) (got {show(value)})"
         )
     if value in _YAML_WORDS:
-        raise ValueError(f"{value!r} reads as a boolean or null in YAML; choose another name")
+        raise ValueError(f"{show(value)} reads as a boolean or null in YAML; choose another name")
     return value
 
 
@@ -175,13 +210,13 @@ def _ipv4(value: Any) -> str:
     try:
         return str(ipaddress.IPv4Address(value if isinstance(value, str) else ""))
     except ValueError:
-        raise ValueError(f"expected an IPv4 address like 127.0.0.1 (got {value!r})") from None
+        raise ValueError(f"expected an IPv4 address like 127.0.0.1 (got {show(value)})") from None
 
 
 def _pattern(regex: re.Pattern[str], what: str) -> Any:
     def check(value: Any) -> str:
         if not isinstance(value, str) or not regex.fullmatch(value):
-            raise ValueError(f"expected {what} (got {value!r})")
+            raise ValueError(f"expected {what} (got {show(value)})")
         return value
 
     return BeforeValidator(check)
@@ -189,43 +224,109 @@ def _pattern(regex: re.Pattern[str], what: str) -> Any:
 
 def _rate(value: Any) -> str:
     if not isinstance(value, str) or not (m := _RATE_RE.fullmatch(value)) or int(m.group(1)) == 0:
-        raise ValueError(f"expected a rate like 20r/s or 300r/m (got {value!r})")
+        raise ValueError(f"expected a rate like 20r/s or 300r/m (got {show(value)})")
     return value
 
 
 def _cap(value: Any) -> str:
     if not isinstance(value, str) or value.upper() not in CAPABILITIES:
-        raise ValueError(f"unknown capability {value!r}; one of {', '.join(sorted(CAPABILITIES))}")
+        raise ValueError(
+            f"unknown capability {show(value)}; one of {', '.join(sorted(CAPABILITIES))}"
+        )
     return value.upper()
 
 
+# What every YAML reader accepts (YAML 1.1 "printable": PyYAML's Reader, libyaml,
+# Go's yaml.v3). Anything else makes the rendered compose file unreadable.
+_YAML_UNPRINTABLE = re.compile(
+    "[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+)
+# Line breaks in YAML 1.1 besides CR/LF: written raw, a reader folds them into
+# a space or a newline, so the value that runs is not the value given.
+_YAML_BREAKS = {"\x85": "NEL", "\u2028": "LINE SEPARATOR", "\u2029": "PARAGRAPH SEPARATOR"}
+
+
+def _char_problem(c: str) -> str:
+    code = f"U+{ord(c):04X}"
+    if c in _YAML_BREAKS:
+        return f"{code} ({_YAML_BREAKS[c]}) is a line break in YAML and would not survive"
+    if ord(c) < 32 or ord(c) == 127:
+        return f"control characters (newlines, tabs, ...) are not allowed (found {code})"
+    if 0x80 <= ord(c) <= 0x9F:
+        return f"control character {code} is not allowed (YAML cannot hold it)"
+    if 0xD800 <= ord(c) <= 0xDFFF:
+        return f"lone surrogate {code} is not Unicode text"
+    return f"noncharacter {code} is not allowed (YAML cannot hold it)"
+
+
 def _free_text(value: Any) -> str:
-    """Free text may hold almost anything, but never control characters.
+    """Free text may hold almost anything that a YAML reader reads back unchanged.
 
     Numbers and booleans are refused: YAML has already turned ``0755`` into 493
     and ``12:30`` into 750, so the text the user wrote is gone. Quote it.
+    Control characters (C0, DEL, C1), YAML's own line breaks (NEL, LS, PS),
+    lone surrogates and the noncharacters U+FFFE/U+FFFF are refused: the
+    renderer writes the text inside a quoted YAML scalar, and each of these
+    either breaks the file for every YAML reader or changes on the way.
     """
     if not isinstance(value, str):
-        raise ValueError(f'expected a string; quote it, e.g. "{value}" (YAML read {value!r})')
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise ValueError("control characters (newlines, tabs, ...) are not allowed")
+        raise ValueError(f'expected a string; quote it, e.g. "{value}" (YAML read {show(value)})')
+    if len(value) > MAX_TEXT:
+        raise ValueError(f"a value of {len(value)} characters (at most {MAX_TEXT})")
+    for c in value:
+        if c in _YAML_BREAKS or ord(c) < 32 or ord(c) == 127 or _YAML_UNPRINTABLE.match(c):
+            raise ValueError(_char_problem(c))
     return value
 
 
-def _header_value(value: Any) -> str:
-    value = _free_text(value)
+def _header_value(raw: Any) -> str:
+    """An HTTP header value nginx can hold: visible ASCII and spaces, one parameter long."""
+    value = _free_text(raw)
     if "$" in value:
         raise ValueError("'$' is not allowed in a header value (nginx would expand it)")
+    for c in value:
+        if not " " <= c <= "~":
+            name = unicodedata.name(c, "")
+            raise ValueError(
+                f"header values are ASCII text; U+{ord(c):04X}{f' ({name})' if name else ''} is not"
+            )
+    quoted = len(value) + value.count('"') + value.count("\\")
+    if quoted > MAX_HEADER_VALUE:
+        raise ValueError(
+            f"header value is {quoted} bytes as nginx reads it (quotes escaped); "
+            f"nginx takes at most {MAX_HEADER_VALUE}"
+        )
+    return value
+
+
+def _url_path(value: Any) -> str:
+    if not isinstance(value, str) or not _PATH_RE.fullmatch(value):
+        raise ValueError(
+            f"expected a URL path like /api/v1/ (letters, digits, ._~/-) (got {show(value)})"
+        )
+    if len(value) > MAX_PATH:
+        raise ValueError(f"path is {len(value)} characters; nginx takes at most {MAX_PATH}")
     return value
 
 
 Size = Annotated[int, BeforeValidator(parse_size)]
 Cpus = Annotated[int, BeforeValidator(parse_cpus)]
-Duration = Annotated[str, BeforeValidator(parse_duration)]
+
+
+def _short_duration(value: Any) -> Any:
+    """Runs before parse_duration: a duration of thousands of digits is a mistake, and
+    durations reach nginx and Prometheus, which take 9 digits at most."""
+    if isinstance(value, str) and len(value) > 11:
+        raise ValueError(f"expected a duration like 5s, 1m or 500ms (got {show(value)})")
+    return value
+
+
+# BeforeValidators run last-listed first: the length check guards parse_duration.
+Duration = Annotated[str, BeforeValidator(parse_duration), BeforeValidator(_short_duration)]
 Rate = Annotated[str, BeforeValidator(_rate)]
 Name = Annotated[str, BeforeValidator(_name)]
-Seconds = Annotated[str, BeforeValidator(parse_seconds)]
-UrlPath = Annotated[str, _pattern(_PATH_RE, "a URL path like /api/v1/ (letters, digits, ._~/-)")]
+Seconds = Annotated[str, BeforeValidator(parse_seconds), BeforeValidator(_short_duration)]
+UrlPath = Annotated[str, BeforeValidator(_url_path)]
 Hostname = Annotated[str, _pattern(_HOST_RE, "a host name like vots.example.com")]
 AbsPath = Annotated[str, _pattern(_ABS_RE, "an absolute path like /etc/ssl/vots/key.pem")]
 RelPath = Annotated[str, _pattern(_REL_RE, "a relative path like services/agent")]
@@ -243,6 +344,8 @@ Language = Literal["python", "go", "rust", "node", "datastore", "static"]
 def _argv(value: Any) -> list[str]:
     if not isinstance(value, list) or not value:
         raise ValueError("expected a non-empty list of arguments, e.g. [redis-cli, ping]")
+    if len(value) > MAX_ARGS:
+        raise ValueError(f"{len(value)} arguments (at most {MAX_ARGS})")
     return [_free_text(v) for v in value]
 
 
@@ -346,14 +449,14 @@ class Service(_Model):
     resources: Resources = Resources()
     health: Annotated[Health | None, BeforeValidator(_health)] = None
     metrics: UrlPath | None = None
-    routes: list[Route] = []
-    depends_on: list[Name] = []
-    environment: dict[EnvName, FreeText] = {}
-    secrets: list[Name] = []
-    volumes: dict[Name, AbsPath] = {}
-    tmpfs: list[AbsPath] = []
+    routes: Annotated[list[Route], Field(max_length=MAX_ROUTES)] = []
+    depends_on: Annotated[list[Name], Field(max_length=MAX_LIST)] = []
+    environment: Annotated[dict[EnvName, FreeText], Field(max_length=MAX_ENVIRONMENT)] = {}
+    secrets: Annotated[list[Name], Field(max_length=MAX_LIST)] = []
+    volumes: Annotated[dict[Name, AbsPath], Field(max_length=MAX_VOLUMES)] = {}
+    tmpfs: Annotated[list[AbsPath], Field(max_length=MAX_LIST)] = []
     read_only: bool | None = None
-    cap_add: list[Cap] = []
+    cap_add: Annotated[list[Cap], Field(max_length=MAX_LIST)] = []
     command: Argv | None = None
 
     @model_validator(mode="after")
@@ -398,7 +501,7 @@ class Edge(_Model):
     http_port: Port = 80
     https_port: Port = 443
     client_max_body: Size = 10 * MiB
-    headers: dict[HeaderName, HeaderValue] = {}
+    headers: Annotated[dict[HeaderName, HeaderValue], Field(max_length=MAX_HEADERS)] = {}
     worker_connections: int = Field(4096, ge=64, le=65536)
 
 
@@ -440,8 +543,8 @@ class Stack(_Model):
     domain: Hostname
     tls: Tls
     edge: Edge = Edge()
-    services: dict[Name, Service]
-    secrets: dict[Name, SecretSpec] = {}
+    services: Annotated[dict[Name, Service], Field(max_length=MAX_SERVICES)]
+    secrets: Annotated[dict[Name, SecretSpec], Field(max_length=MAX_SECRETS)] = {}
     monitoring: Monitoring = Monitoring()
 
 

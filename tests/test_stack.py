@@ -119,13 +119,13 @@ BAD_EDITS = [
         "services.agent.resources.cpu.max",
         "max 0.1 is below the minimum 0.25",
     ),
-    ("  cpus: 4\n", "  cpus: .inf\n", "host.cpus", "expected 'auto' or CPUs"),
+    ("  cpus: 4\n", "  cpus: .inf\n", "host.cpus", "not a finite number"),
     ("  memory: 16G\n", "  memory: 4GB\n", "host.memory", "expected 'auto' or a size like 16G"),
     (
         "cpu: {min: 0.25, max: 2}",
         "cpu: {min: .nan, max: 2}",
         "services.agent.resources.cpu.min",
-        "expected CPUs",
+        "not a finite number",
     ),
     ("    replicas: 2", "    replicas: true", "services.agent.replicas", "valid integer"),
     (

@@ -146,6 +146,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_BROKEN_PIPE)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        # One line, as for every other bad input: what is wrong and where to look.
+        where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        console.error(" ".join(exc.format_message().split()) + where)
+        sys.exit(EXIT_BAD_INPUT)
     except click.ClickException as exc:
         exc.show()
         sys.exit(EXIT_BAD_INPUT if exc.exit_code == 2 else exc.exit_code)

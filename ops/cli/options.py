@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import math
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -10,6 +13,8 @@ import click
 # What an option decorator takes and gives back: a command function, or a
 # command already made (Click's own bound), so decorators stack in any order.
 FC = TypeVar("FC", bound=Callable[..., Any] | click.Command)
+#: A command function not yet made a command (what ``renamed`` wraps).
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def format_option(*choices: str, default: str = "table") -> Callable[[FC], FC]:
@@ -78,3 +83,171 @@ def lazy(module: str, name: str) -> Callable[[str], Any]:
         return getattr(importlib.import_module(module), name)(value)
 
     return call
+
+
+# ------------------------------------------------------------------ numbers and durations
+
+#: Longest text a number or duration option reads. Anything longer is refused before
+#: it is converted: a number of thousands of digits is a mistake, never a value.
+MAX_NUMBER_CHARS = 32
+
+# ASCII digits only: Python's float() also takes "inf", "nan", "1_000" and other
+# scripts' digits, none of which a user means as a count or a span.
+_FLOAT = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+_INT = re.compile(r"[+-]?\d+", re.ASCII)
+
+
+def _bound(value: float) -> str:
+    return str(int(value)) if value == int(value) else f"{value:g}"
+
+
+class _Bounded(click.ParamType[float, Any]):
+    """A number read strictly: ASCII digits, finite, within [min, max] (inclusive
+    unless ``min_open``), negative zero read as zero. What is refused is one line
+    naming the option; the conversion never raises anything else."""
+
+    expected = "a number"
+
+    def __init__(
+        self, min: float | None = None, max: float | None = None, *, min_open: bool = False
+    ) -> None:
+        self.min, self.max, self.min_open = min, max, min_open
+
+    def _read(self, text: str) -> float | None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _check(self, number: float, shown: str, param: Any, ctx: Any) -> None:
+        low_ok = self.min is None or (number > self.min if self.min_open else number >= self.min)
+        if low_ok and (self.max is None or number <= self.max):
+            return
+        if self.min is not None and self.max is not None:
+            bounds = f"from {_bound(self.min)} to {_bound(self.max)}"
+        elif self.min is not None:
+            bounds = f"{'above' if self.min_open else 'at least'} {_bound(self.min)}"
+        else:
+            bounds = f"at most {_bound(self.max)}"  # type: ignore[arg-type]
+        self.fail(f"expected {self.expected} {bounds} (got {shown})", param, ctx)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, bool):
+            self.fail(f"expected {self.expected} (got {value!r})", param, ctx)
+        # A number is a default written in the code; text is what was typed.
+        text = repr(value) if isinstance(value, (int, float)) else str(value).strip()
+        if len(text) > MAX_NUMBER_CHARS:
+            self.fail(
+                f"expected {self.expected} (got {len(text)} characters; at most "
+                f"{MAX_NUMBER_CHARS})",
+                param,
+                ctx,
+            )
+        number = self._read(text) if text.isascii() else None
+        if number is None:
+            self.fail(f"expected {self.expected} (got {text!r})", param, ctx)
+        self._check(number, text, param, ctx)
+        return number
+
+
+class FiniteFloat(_Bounded):
+    """A finite float option (``click.FloatRange`` lets ``inf`` and ``nan`` through);
+    ``1e999``, ``inf``, ``nan`` and ``1_0`` are refused, ``-0`` is 0.0."""
+
+    name = "number"
+
+    def _read(self, text: str) -> float | None:
+        if not _FLOAT.fullmatch(text):
+            return None
+        number = float(text)
+        return number + 0.0 if math.isfinite(number) else None  # + 0.0: no negative zero
+
+    def __repr__(self) -> str:
+        return f"FiniteFloat({self.min!r}, {self.max!r})"
+
+
+class FiniteInt(_Bounded):
+    """An integer option read from ASCII digits only, within its bounds."""
+
+    name = "integer"
+    expected = "a whole number"
+
+    def _read(self, text: str) -> float | None:
+        return int(text) if _INT.fullmatch(text) else None
+
+    def __repr__(self) -> str:
+        return f"FiniteInt({self.min!r}, {self.max!r})"
+
+
+class Duration(_Bounded):
+    """A span in seconds: ``90s``, ``30m``, ``4h``, ``1d``, ``1h30m`` (read by
+    ``ops.units.parse_duration_s``), or a bare number of seconds; finite and
+    within its bounds (given in seconds)."""
+
+    name = "duration"
+    expected = "a duration like 90s, 30m, 4h or 1d"
+
+    def _read(self, text: str) -> float | None:
+        from ops.units import parse_duration_s
+
+        try:
+            seconds = parse_duration_s(text)
+        except ValueError:
+            if not _FLOAT.fullmatch(text):
+                return None
+            seconds = float(text)  # a bare number: seconds
+        return seconds + 0.0 if math.isfinite(seconds) else None
+
+    def _check(self, number: float, shown: str, param: Any, ctx: Any) -> None:
+        from ops.units import format_duration
+
+        low_ok = self.min is None or (number > self.min if self.min_open else number >= self.min)
+        if low_ok and (self.max is None or number <= self.max):
+            return
+        if not low_ok:
+            bound = f"{'above' if self.min_open else 'at least'} {_seconds(self.min or 0)}"
+        else:
+            bound = f"at most {_seconds(self.max or 0)} ({format_duration(self.max or 0)})"
+        self.fail(f"expected a duration {bound} (got {shown})", param, ctx)
+
+    def __repr__(self) -> str:
+        return f"Duration({self.min!r}, {self.max!r})"
+
+
+def _seconds(value: float) -> str:
+    return f"{_bound(value)}s"
+
+
+# ------------------------------------------------------------------ renamed options
+
+
+def renamed(old: str, new: str, dest: str, **option: Any) -> Callable[[F], F]:
+    """Keep ``old``, the former spelling of the option ``new`` (parameter ``dest``),
+    working as a hidden alias that says once on stderr that it is deprecated.
+
+    Apply it to the command function, under ``@click.command``. ``option`` is what
+    the new option takes that the alias needs too (its ``type``, ``callback``).
+    Both spellings at once are refused, so neither silently wins.
+    """
+    alias = f"{dest}__{old.lstrip('-').replace('-', '_')}"
+
+    def decorate(f: F) -> F:
+        @functools.wraps(f)
+        def command(*args: Any, **kwargs: Any) -> Any:
+            value = kwargs.pop(alias, None)
+            if value is not None:
+                ctx = click.get_current_context()
+                source = ctx.get_parameter_source(dest)
+                if source is click.core.ParameterSource.COMMANDLINE:
+                    raise click.UsageError(f"{old} is the old spelling of {new}: give {new} only")
+                say = getattr(ctx.obj, "alert", None)
+                line = f"{old} is deprecated; use {new}"
+                if callable(say):
+                    say(line)  # said even with --quiet: the command line needs changing
+                else:  # pragma: no cover - every command has a console
+                    click.echo(f"warning: {line}", err=True)
+                kwargs[dest] = value
+            return f(*args, **kwargs)
+
+        return click.option(  # type: ignore[return-value]
+            old, alias, hidden=True, default=None, help=f"Deprecated spelling of {new}.", **option
+        )(command)
+
+    return decorate

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -10,7 +10,7 @@ from ops.cli.options import format_option, quiet_option, stack_option
 from ops.console import Console
 
 if TYPE_CHECKING:
-    from pathlib import Path
+    from ops.plan.pipeline import Mode, PlanResult
 
 
 @click.command()
@@ -40,36 +40,54 @@ if TYPE_CHECKING:
 @click.option(
     "--verify",
     is_flag=True,
-    help="Also check the output with nginx -t, promtool, the compose-spec schema and docker-compose config.",
+    help="Also check what was rendered with nginx -t, promtool (when Prometheus is on), the "
+    "compose-spec schema and docker-compose config, and warn about every file the stack "
+    "references (TLS certificate and key, secrets, build contexts) that does not exist.",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="With --verify: a referenced file that does not exist fails the check (exit 1).",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace files that have no generated-by header (hand-written ones); "
+    "without it they are never overwritten.",
 )
 @format_option("table", "json")
 @quiet_option
-@click.pass_obj
+@click.pass_context
 def plan(
-    console: Console,
+    ctx: click.Context,
     stack_path: str,
     out_dir: str | None,
     check: bool,
     dry_run: bool,
     recommendations: str | None,
     verify: bool,
+    strict: bool,
+    force: bool,
     fmt: str,
 ) -> None:
     """Fit resources to the VM and render docker-compose.yml, nginx/ and prometheus/.
 
     Reads the stack file, gives every container CPU and memory reservations and
     limits that fill the host without overcommitting it, and renders the files
-    from the Jinja2 templates. Every write is atomic.
+    from the Jinja2 templates. Files without the generated-by header are never
+    replaced (unless --force); generated files no longer rendered are removed.
+    All files are written or none is.
     """
     from pathlib import Path
 
-    from ops.errors import CapacityError, DriftError, SpecError, ToolFailed
-    from ops.files import diff_all, write_all
-    from ops.plan import fit, render_files
-    from ops.stack import load_stack, missing_build_contexts
+    from ops.errors import DriftError, SpecError
+    from ops.plan.pipeline import ForeignFiles, plan_stack
 
+    console: Console = ctx.obj
     if check and dry_run:
         raise click.UsageError("--check and --dry-run cannot be combined")
+    if strict and not verify:
+        raise click.UsageError("--strict needs --verify")
     if out_dir == "":
         raise click.BadParameter("must not be empty", param_hint="'--out'")
     try:
@@ -78,97 +96,97 @@ def plan(
         raise SpecError(f"cannot read: {exc.strerror}", path=stack_path) from None
     if not exists:
         raise SpecError("file not found (pass --stack PATH or set VOTS_OPS_STACK)", path=stack_path)
-    loaded = load_stack(stack_path)
-    advice: dict[str, Any] | None = None
-    applied: dict[str, dict[str, Any]] | None = None
-    if recommendations:
-        from ops.report.advice import apply_recommendations, load_recommendations
-
-        advice = load_recommendations(Path(recommendations))
-        loaded, skipped = apply_recommendations(loaded, advice, recommendations)
-        for name in skipped:
-            console.warning(f"{recommendations}: {name} is not a service of {stack_path}; skipped")
+    mode: Mode = "check" if check else "dry-run" if dry_run else "write"
     try:
-        fitted = fit(loaded)
-    except CapacityError as exc:
-        if not advice:
-            raise
-        raise CapacityError(
-            f"{exc.detail} (with the advised minimums from {recommendations})",
-            path=exc.path,
-            line=exc.line,
-            key=exc.key,
-        ) from None
-    if advice:
-        from ops.report.advice import advice_in_plan
-
-        in_plan = advice_in_plan(loaded, fitted, advice)
-        for item in in_plan.values():
-            if item.overrides:
-                console.warning(item.line())
-        applied = {name: item.as_json() for name, item in in_plan.items()}
-    for problem in missing_build_contexts(loaded):
-        console.warning(problem)
-    out = Path(out_dir) if out_dir is not None else Path(stack_path).resolve().parent
-    files = render_files(loaded, fitted, out)
-    diff = diff_all(out, files)
-    changed = sorted({line[6:].rstrip() for line in diff.splitlines() if line.startswith("+++ b/")})
-
-    def show(verb: str) -> None:
-        _print(console, fitted, fmt, out, files, changed, verb, Path(stack_path).name, applied)
-
-    if verify:
-        from ops.plan.verify import verify_plan
-
-        failed = [r for r in verify_plan(loaded, fitted) if not r.ok]
-        if failed:
-            first = failed[0]
-            raise ToolFailed(f"{first.name} rejected the rendered files: {first.summary}")
-        console.success(
-            "nginx -t, promtool, compose schema and docker-compose config accept the files"
+        result = plan_stack(
+            stack_path,
+            out_dir,
+            mode=mode,
+            recommendations=recommendations,
+            verify=verify,
+            strict=strict,
+            force=force,
+            on_warning=console.warning,
         )
+    except ForeignFiles as exc:
+        raise ForeignFiles(exc.paths, f"--force replaces {exc.them}") from None
+    if result.verify is not None:
+        ran = ", ".join(_CHECK_NAMES.get(n, n) for n in result.verify.ran)
+        console.success(f"{ran} accept the files")
+    for swept in result.swept:
+        console.info(f"removed {swept}, left by an interrupted run")
 
-    if check:
-        if diff:
-            message = (
-                f"{len(changed)} file(s) differ from {stack_path}; run `vots-ops plan` to update"
-            )
+    def show() -> None:
+        _print(console, result, fmt)
+
+    if mode == "check":
+        if result.drift:
+            fix = _fix_command(ctx, stack_path, out_dir, recommendations)
+            message = f"{result.drift_summary(stack_path)}; run `{fix}` to update"
+            if result.foreign:
+                names = ", ".join(result.foreign)
+                message += f" (with --force: {names} has no generated-by header)"
             if fmt == "json":  # stdout stays JSON; the diff is for people
-                show("differs")
+                show()
                 raise DriftError(message, "")
-            raise DriftError(message, diff)
-        show("unchanged")
-        console.success(f"{len(files)} files match {stack_path}")
+            raise DriftError(message, result.diff)
+        show()
+        console.success(result.drift_summary(stack_path))
         return
-    if dry_run:
+    if mode == "dry-run":
         if fmt == "table":
-            console.text(diff)
-        show("would-write")
-        console.info(f"dry run: {len(changed)} file(s) would change, nothing written")
+            console.text(result.diff)
+        show()
+        n = len(result.changed)
+        gone = f", {len(result.stale)} would be removed" if result.stale else ""
+        console.info(f"dry run: {n} file(s) would change{gone}, nothing written")
+        for name in result.foreign:
+            console.warning(
+                f"{result.out_dir / name} has no generated-by header; "
+                "a run would refuse to replace it (--force replaces it)"
+            )
         return
-    if changed:
-        write_all(out, {name: files[name] for name in changed})
-    show("written")
+    show()
+    gone = f", removed {len(result.stale)} no longer rendered" if result.stale else ""
     console.success(
-        f"wrote {len(changed)} file(s) to {out} ({len(files) - len(changed)} unchanged)"
+        f"wrote {len(result.changed)} file(s) to {result.out_dir} "
+        f"({len(result.unchanged)} unchanged{gone})"
     )
 
 
-def _print(
-    console: Console,
-    fitted: object,
-    fmt: str,
-    out: Path,
-    files: dict[str, str],
-    changed: list[str],
-    verb: str,
-    source: str,
-    advice: dict[str, dict[str, Any]] | None = None,
-) -> None:
+_CHECK_NAMES = {
+    "nginx": "nginx -t",
+    "promtool": "promtool",
+    "compose-schema": "compose schema",
+    "docker-compose": "docker-compose config",
+}
+
+
+def _fix_command(
+    ctx: click.Context, stack_path: str, out_dir: str | None, recommendations: str | None
+) -> str:
+    """The command that brings the files up to date: this run's inputs, quoted for a shell."""
+    import shlex
+
+    argv = ["vots-ops", "plan"]
+    if ctx.get_parameter_source("stack_path") is not click.core.ParameterSource.DEFAULT:
+        argv += ["--stack", stack_path]
+    if out_dir is not None:
+        argv += ["--out", out_dir]
+    if recommendations is not None:
+        argv += ["--recommendations", recommendations]
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+def _print(console: Console, result: PlanResult, fmt: str) -> None:
     from ops.plan.report import plan_json, plan_table
 
-    status = {name: (verb if name in changed else "unchanged") for name in files}
     if fmt == "json":
-        console.json(plan_json(fitted, out, status, advice))  # type: ignore[arg-type]
+        advice = (
+            {name: item.as_json() for name, item in result.advice.items()}
+            if result.advice is not None
+            else None
+        )
+        console.json(plan_json(result.plan, result.out_dir, dict(result.status()), advice))
     elif not console.quiet:
-        console.print(plan_table(fitted, source))  # type: ignore[arg-type]
+        console.print(plan_table(result.plan, result.source))

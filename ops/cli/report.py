@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ops.cli.options import FC, format_option, lazy, parsed, quiet_option
+from ops.cli.options import (
+    FC,
+    Duration,
+    FiniteFloat,
+    FiniteInt,
+    format_option,
+    quiet_option,
+    renamed,
+)
 from ops.console import Console
+
+if TYPE_CHECKING:
+    from ops.report.run import Planned
 
 
 def _not_empty(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -35,10 +46,14 @@ def _from_group(ctx: click.Context, allowed: tuple[str, ...]) -> dict[str, Any]:
                 out[name] = parent.params[name]
         elif source is click.core.ParameterSource.COMMANDLINE:
             flag = max(param.opts, key=len) if param.opts else name
-            raise click.UsageError(
-                f"{flag} is an option of `report` itself; `report {ctx.info_name}` does not take "
-                "it" + (" (give its own options after the subcommand)" if allowed else "")
+            sub = ctx.info_name
+            own = any(flag in p.opts for p in ctx.command.params if not getattr(p, "hidden", False))
+            where = (
+                f"`report {sub}` has its own {flag}: write it after `{sub}`"
+                if own
+                else f"`report {sub}` does not take it; it is for `vots-ops report` alone"
             )
+            raise click.UsageError(f"{flag} is an option of `report` itself; {where}")
     return out
 
 
@@ -60,6 +75,24 @@ def _parent_exists(path: str, what: str = "") -> None:
 def _own(ctx: click.Context, name: str) -> bool:
     """Whether the subcommand's own option ``name`` was given (not its default)."""
     return ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+
+
+def _typed(ctx: click.Context, name: str) -> bool:
+    """Whether option ``name`` was written on the command line, not taken from the
+    environment: a variable exported for cron (VOTS_OPS_STACK, VOTS_OPS_QUIET) must
+    not make an interactive view refuse to start."""
+    return ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+
+
+def _quiet_typed(ctx: click.Context) -> bool:
+    """``-q`` written before the command or ``--quiet`` after it (not VOTS_OPS_QUIET)."""
+    return _typed(ctx.find_root(), "quiet") or _typed(ctx, "quiet")
+
+
+#: Bounds of the numeric options: wide enough for any real use, and finite.
+MAX_DAYS = 3650.0  # ten years of history
+MAX_INTERVAL_S = 86400.0  # a live view or a cached sample at most a day apart
+MAX_COUNT = 1_000_000
 
 
 def _db_option(f: FC) -> FC:
@@ -113,7 +146,7 @@ def _fail_on_option(f: FC) -> FC:
 def _repeat_option(f: FC) -> FC:
     return click.option(
         "--repeat-interval",
-        callback=parsed(lazy("ops.units", "parse_duration_s")),
+        type=Duration(min=1, max=MAX_DAYS * 86400),
         default="4h",
         show_default=True,
         help="With a history: say a finding that lasts again after this long (Alertmanager's "
@@ -137,19 +170,19 @@ def _no_docker_option(f: FC) -> FC:
 @_repeat_option
 @click.option(
     "--interval",
-    type=click.FloatRange(min=0.2),
+    type=Duration(min=0.2, max=MAX_INTERVAL_S),
     default=None,
-    help="Live view: sample every N seconds until Ctrl-C (nothing is stored).",
+    help="Live view: sample every N seconds (or 2s, 1m) until Ctrl-C (nothing is stored).",
 )
 @click.option(
     "--count",
-    type=click.IntRange(min=1),
+    type=FiniteInt(min=1, max=MAX_COUNT),
     default=None,
     help="With --interval: stop after N samples.",
 )
 @click.option(
     "--days",
-    type=click.FloatRange(min=0.01),
+    type=FiniteFloat(min=0.01, max=MAX_DAYS),
     default=1.0,
     show_default=True,
     help="With --format html: how far back from the newest sample to look; the charts span "
@@ -192,8 +225,9 @@ def report(
     given = {name for name in ("db", "days", "repeat_interval") if _own(ctx, name)}
     if ctx.get_parameter_source("db") is click.core.ParameterSource.ENVIRONMENT:
         given.discard("db")  # VOTS_OPS_DB set for cron must not break the live view
+    stack_typed = bool(stack_path) and _typed(ctx, "stack_path")
     if interval is not None:
-        if fmt != "table" or fail_on or textfile or stack_path or console.quiet or given:
+        if fmt != "table" or fail_on or textfile or stack_typed or _quiet_typed(ctx) or given:
             raise click.UsageError(
                 "--interval is the live table view; it stores nothing and takes no --format, "
                 "--fail-on, --textfile, --stack, --quiet, --db, --days or --repeat-interval"
@@ -206,7 +240,7 @@ def report(
     if fmt == "html":
         if path is None:
             raise click.UsageError("--format html draws the history: drop --no-history")
-        if fail_on or textfile or no_docker or stack_path:
+        if fail_on or textfile or no_docker or stack_typed:
             raise click.UsageError(
                 "--format html only draws the history; it takes no --fail-on, --textfile, "
                 "--no-docker or --stack"
@@ -218,7 +252,7 @@ def report(
     if db:
         _parent_exists(db)
     project: str | None = None
-    planned: dict[str, dict[str, Any]] = {}
+    planned: dict[str, Planned] = {}
     if stack_path:
         from ops.report.run import planned_limits
 
@@ -324,7 +358,7 @@ def _html(console: Console, path: object, days: float) -> None:
 @_repeat_option
 @click.option(
     "--every",
-    type=click.IntRange(1, 59),
+    type=FiniteInt(1, 59),
     default=1,
     show_default=True,
     help="Minutes between samples.",
@@ -419,14 +453,14 @@ def install_cron(
 @_db_option
 @click.option(
     "--days",
-    type=click.FloatRange(min=0.01),
+    type=FiniteFloat(min=0.01, max=MAX_DAYS),
     default=14.0,
     show_default=True,
     help="How much history to use, up to its newest sample (KRR looks back 14 days).",
 )
 @click.option(
     "--min-history",
-    callback=parsed(lazy("ops.units", "parse_duration_s")),
+    type=Duration(min=1, max=MAX_DAYS * 86400),
     default="1d",
     show_default=True,
     help="Advice from a shorter span of samples is provisional: shown, marked, and left "
@@ -438,8 +472,9 @@ def install_cron(
     help="Put provisional advice (less than --min-history of data) into the yaml too.",
 )
 @click.option(
-    "--out",
+    "--output-file",
     "out_file",
+    metavar="FILE",
     type=click.Path(dir_okay=False),
     default=None,
     help="Write the advice to FILE (atomically) instead of stdout.",
@@ -453,6 +488,7 @@ def install_cron(
 @format_option("table", "yaml", "json")
 @quiet_option
 @click.pass_context
+@renamed("--out", "--output-file", "out_file", type=click.Path(dir_okay=False))
 def recommend(
     ctx: click.Context,
     db: str | None,
@@ -541,24 +577,26 @@ def _live(console: Console, interval: float, count: int | None, docker: bool) ->
 @report.command("serve")
 @click.option(
     "--port",
-    type=click.IntRange(1, 65535),
+    type=FiniteInt(1, 65535),
     default=9858,
     show_default=True,
     help="Port for /metrics.",
 )
 @click.option(
-    "--host",
+    "--bind",
+    metavar="ADDRESS",
     default="127.0.0.1",
     show_default=True,
-    help="Address to bind (loopback by default; anything else is readable by whoever can "
-    "reach it).",
+    help="Address to listen on (loopback by default; anything else is readable by whoever "
+    "can reach it).",
 )
 @click.option(
-    "--interval",
-    type=click.FloatRange(min=1),
-    default=15.0,
+    "--max-age",
+    type=Duration(min=1, max=MAX_INTERVAL_S),
+    default="15s",
     show_default=True,
-    help="Sample at most this often (seconds); scrapes in between get the cached sample.",
+    help="A scrape gets the cached sample until it is this old, then a new one is taken "
+    "(e.g. 15s, 1m; a bare number is seconds).",
 )
 @click.option(
     "--db",
@@ -574,11 +612,13 @@ def _live(console: Console, interval: float, count: int | None, docker: bool) ->
 )
 @click.option("--no-docker", is_flag=True, help="Host figures only.")
 @click.pass_context
+@renamed("--host", "--bind", "bind")
+@renamed("--interval", "--max-age", "max_age", type=Duration(min=1, max=MAX_INTERVAL_S))
 def serve_cmd(
     ctx: click.Context,
     port: int,
-    host: str,
-    interval: float,
+    bind: str,
+    max_age: float,
     db: str | None,
     no_history: bool,
     no_docker: bool,
@@ -632,6 +672,6 @@ def serve_cmd(
             console.warning(f"{server.address[0]} is not loopback: /metrics is open to the network")
 
     try:
-        serve(port, host, interval, db=path, docker=not no_docker, on_ready=ready)
+        serve(port, bind, max_age, db=path, docker=not no_docker, on_ready=ready)
     finally:
         logger.removeHandler(handler)

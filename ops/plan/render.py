@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
 
 from ops.errors import RenderError
-from ops.plan.capacity import Allocation, Plan, fit, format_bytes, format_cpus
-from ops.stack import LoadedStack, Workload, duration_seconds, load_stack, workloads
+from ops.plan.capacity import Allocation, Plan
+from ops.stack import LoadedStack, Workload, duration_seconds, workloads
+from ops.units import format_bytes, format_cpus
 
 OUTPUTS = (
     "docker-compose.yml",
@@ -41,6 +43,34 @@ def templates_dir() -> Path:
     if packaged.is_dir():
         return packaged
     return here.parent / "templates"
+
+
+def edge_context() -> Path:
+    """The edge image's build context shipped with vots-ops: ``ops/_data/edge`` in the
+    wheel, ``services/edge`` in a checkout (found like ``templates_dir``)."""
+    here = Path(__file__).resolve().parent.parent
+    packaged = here / "_data" / "edge"
+    if packaged.is_dir():
+        return packaged
+    return here.parent / "services" / "edge"
+
+
+#: The image only vots-ops builds: a stack that names it without ``build:`` gets
+#: the shipped context, else ``docker-compose up`` would pull an image nobody pushed.
+DEFAULT_EDGE_IMAGE = "vots/edge:latest"
+_BARE_PATH = re.compile(r"^[A-Za-z0-9._/@+-]+$")
+
+
+def _edge_build(out_dir: Path) -> str:
+    context = edge_context()
+    rel = os.path.relpath(context, out_dir)
+    text = f"./{rel}" if not rel.startswith("..") else str(context)
+    if not _BARE_PATH.fullmatch(text):
+        raise RenderError(
+            f"the shipped edge build context {context} has characters a compose file "
+            "cannot hold unquoted; set edge.build in the stack"
+        )
+    return text
 
 
 def _guard(value: Any) -> Any:
@@ -88,14 +118,6 @@ class NginxRuntime:
     modules_dir: str = "/usr/lib/nginx/modules"
     mime_types: str = "/etc/nginx/mime.types"
     upstreams: Mapping[str, Sequence[str]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class PlanResult:
-    """The fitted plan and the rendered files (relative path -> text)."""
-
-    plan: Plan
-    files: dict[str, str]
 
 
 def _env() -> Any:
@@ -219,6 +241,8 @@ def _context(
                 dep: "service_healthy" if health[dep] else "service_started"
                 for dep in sorted(svc.depends_on)
             }
+        if w.kind == "edge" and not w.build and w.image == DEFAULT_EDGE_IMAGE:
+            entry["build"] = _edge_build(out_dir)
         services.append(entry)
 
     routed = [w for w in items if w.spec is not None and w.spec.routes]
@@ -325,26 +349,12 @@ def render_files(
     return files
 
 
-def plan_stack(
-    stack_path: str | Path,
-    out_dir: str | Path | None = None,
-    *,
-    detected: tuple[int, int] | None = None,
-    runtime: NginxRuntime | None = None,
-) -> PlanResult:
-    """Load, fit and render in one call: the library entry point behind ``vots-ops plan``."""
-    loaded = load_stack(stack_path)
-    plan = fit(loaded, detected)
-    out = Path(out_dir) if out_dir is not None else Path(stack_path).resolve().parent
-    return PlanResult(plan=plan, files=render_files(loaded, plan, out, runtime))
-
-
 __all__ = [
     "OUTPUTS",
     "NginxRuntime",
-    "PlanResult",
     "Quoted",
+    "edge_context",
     "format_bytes",
-    "plan_stack",
     "render_files",
+    "templates_dir",
 ]

@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ops.plan.capacity import Plan, format_bytes, format_cpus
+from ops.plan.capacity import Plan
+from ops.units import format_bytes, format_cpus
 
 
 def _pct(part: int, whole: int) -> float:

@@ -146,7 +146,9 @@ def verify_plan(
                     ],
                 )
             )
-        if "promtool" in checks:
+        # Only what was rendered is checked: with Prometheus off there is no
+        # prometheus.yml, and promtool on a missing file says nothing useful.
+        if "promtool" in checks and "prometheus/prometheus.yml" in files:
             prom = workdir / "prometheus"
             results.append(
                 _result(
@@ -176,6 +178,34 @@ def verify_plan(
     finally:
         if tmp is not None:
             tmp.cleanup()
+
+
+def missing_references(loaded: LoadedStack) -> list[str]:
+    """One line per file the stack references that does not exist on this machine:
+    the TLS certificate and key, each secret's file (relative to the stack file)
+    and each build context. ``stack.yaml:14: tls.key: /etc/ssl/k.pem does not exist``."""
+    stack = loaded.stack
+    base = loaded.path.resolve().parent
+    wanted: list[tuple[tuple[str | int, ...], str, Path, bool]] = [
+        (("tls", "certificate"), stack.tls.certificate, Path(stack.tls.certificate), False),
+        (("tls", "key"), stack.tls.key, Path(stack.tls.key), False),
+    ]
+    for name, secret in sorted(stack.secrets.items()):
+        wanted.append((("secrets", name, "file"), secret.file, base / secret.file, False))
+    for w in workloads(stack):
+        if w.build and w.yaml_loc:
+            wanted.append(((*w.yaml_loc, "build"), w.build, base / w.build, True))
+    out = []
+    for loc, shown, path, directory in wanted:
+        try:
+            there = path.is_dir() if directory else path.is_file()
+        except OSError:
+            there = False
+        if not there:
+            what = "directory" if directory else "file"
+            where = "" if Path(shown).is_absolute() else f" (looked for {path})"
+            out.append(str(loaded.error(f"{shown}: no such {what}{where}", loc)))
+    return out
 
 
 def _compose_schema(path: Path) -> CheckResult:

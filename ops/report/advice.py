@@ -40,7 +40,7 @@ class NoAdviceData(OpsError):
 
 
 def _service_of(container: Mapping[str, Any]) -> str:
-    return container.get("service") or container["name"]
+    return str(container.get("service") or container["name"])
 
 
 def usage_by_service(
@@ -367,7 +367,7 @@ def load_recommendations(path: Path) -> dict[str, Any]:
     """Read and validate a recommendations file (one-line errors with file and line)."""
     from pydantic import ConfigDict
 
-    from ops.spec import load_yaml, read_text, validate
+    from ops.spec import load_file, validate
     from ops.stack import CpuRange, MemoryRange, Name, _Model
 
     class Advice(_Model):
@@ -378,7 +378,7 @@ def load_recommendations(path: Path) -> dict[str, Any]:
         model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
         services: dict[Name, Advice]
 
-    data, lines = load_yaml(read_text(path), str(path))
+    data, lines = load_file(path)
     return dict(validate(Recommendations, data, lines, str(path)).services)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Collection
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ops import engine as _engine
 from ops.report.cgroups import Cgroups, parse_net_dev
@@ -24,6 +24,8 @@ from ops.report.procfs import _read
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
+
+    from ops.report.sample import ContainerCounters
 
 #: Default per-call budget for the engine (connect, list, inspect, stats).
 DOCKER_TIMEOUT = 3.0
@@ -224,7 +226,7 @@ def collect_containers(
     source: str = "auto",
     max_workers: int = MAX_WORKERS,
     follow: Collection[str] = (),
-) -> tuple[list[dict[str, Any]], str | None]:
+) -> tuple[list[ContainerCounters], str | None]:
     """Cumulative counters of every running container, and why not if no engine.
 
     ``follow``: ids of containers to describe even when they are no longer
@@ -346,7 +348,9 @@ def collect_containers(
             else:
                 entry.update(parsed, stats_source="docker", stats_error=None)
                 entry["read_mono"] = fut.result()[1]
-        out = [entries[i] for i in sorted(entries)]
+        # Built up piecewise above (description, then counters from either source);
+        # what leaves this module is the documented shape.
+        out = [cast("ContainerCounters", entries[i]) for i in sorted(entries)]
         if raised and len(raised) == len(summaries):
             # Every inspect failed: the engine went away after listing; say so once.
             return out, docker_error_reason(raised[0], where, timeout)

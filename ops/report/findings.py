@@ -24,9 +24,12 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ops.report.history import FindingEvent, FindingState
+
+if TYPE_CHECKING:
+    from ops.report.rates import Rates
 from ops.units import format_bytes, format_duration, format_utc
 
 KINDS = ("over-limit", "restart", "anomaly")
@@ -112,7 +115,7 @@ def _step(value: float, steps: Iterable[float]) -> int:
     return sum(1 for s in steps if value >= s)
 
 
-def judge(rates: Mapping[str, Any], *, containers_sampled: bool = True) -> Judgement:
+def judge(rates: Rates, *, containers_sampled: bool = True) -> Judgement:
     """Findings of one run's container rates, and the checks found clear."""
     findings: list[Finding] = []
     clear: set[str] = set()

@@ -294,8 +294,8 @@ def _nice_step(raw: float) -> float:
     exp = math.floor(math.log10(raw))
     for m in (1, 2, 2.5, 5, 10):
         if m * 10**exp >= raw:
-            return m * 10**exp
-    return 10 ** (exp + 1)  # pragma: no cover - the loop always returns
+            return float(m * 10**exp)
+    return float(10 ** (exp + 1))  # pragma: no cover - the loop always returns
 
 
 def _y_scale(chart: _Chart) -> tuple[float, float, str, float]:

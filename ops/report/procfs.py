@@ -21,7 +21,10 @@ import socket
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ops.report.sample import HostCounters
 
 # Filesystems psutil counts as "physical" whose usage says nothing about free space.
 _SKIP_FSTYPES = frozenset({"squashfs", "iso9660", "udf", "erofs", "cramfs"})
@@ -169,7 +172,9 @@ def _net_io(per: dict[str, tuple[int, int, int, int, int, int]]) -> dict[str, An
     }
 
 
-def _top_processes(psutil: Any, top_n: int) -> tuple[int, list[dict[str, Any]], list[dict]]:
+def _top_processes(
+    psutil: Any, top_n: int
+) -> tuple[int, list[dict[str, Any]], list[dict[str, Any]]]:
     """One pass over /proc with psutil (the fallback of ``_proc_processes``)."""
     rows: list[dict[str, Any]] = []
     attrs = ["pid", "name", "cpu_times", "memory_info", "create_time"]
@@ -189,13 +194,15 @@ def _top_processes(psutil: Any, top_n: int) -> tuple[int, list[dict[str, Any]], 
     return _top(rows, top_n)
 
 
-def _top(rows: list[dict[str, Any]], top_n: int) -> tuple[int, list[dict[str, Any]], list[dict]]:
+def _top(
+    rows: list[dict[str, Any]], top_n: int
+) -> tuple[int, list[dict[str, Any]], list[dict[str, Any]]]:
     by_cpu = heapq.nlargest(top_n, rows, key=lambda r: r["cpu_seconds"] or 0.0)
     by_rss = heapq.nlargest(top_n, rows, key=lambda r: r["rss"] or 0)
     return len(rows), by_cpu, by_rss
 
 
-def _psutil_host(top_n: int) -> dict[str, Any]:
+def _psutil_host(top_n: int) -> HostCounters:
     """``collect_host`` through psutil: where /proc is not Linux's (or not as
     ``_proc_host`` expects it). The reference the /proc readers are tested against."""
     import psutil
@@ -390,7 +397,7 @@ def _proc_net_dev(text: str) -> dict[str, tuple[int, int, int, int, int, int]]:
 
 def _proc_processes(
     top_n: int, tck: int, boot: float, page: int
-) -> tuple[int, list[dict[str, Any]], list[dict]]:
+) -> tuple[int, list[dict[str, Any]], list[dict[str, Any]]]:
     """psutil.process_iter's pid, name, cpu_times, memory_info.rss and create_time,
     from /proc/<pid>/stat and statm (stat's own rss field may differ from statm's
     resident, which psutil reports); /proc/<pid>/cmdline only for a name the
@@ -448,7 +455,7 @@ def _proc_processes(
     return _top(rows, top_n)
 
 
-def _proc_host(top_n: int) -> dict[str, Any]:
+def _proc_host(top_n: int) -> HostCounters:
     """``collect_host`` from /proc, without psutil (raises ``_UseLibrary``, OSError...)."""
     tck = os.sysconf("SC_CLK_TCK")
     cpu, cores, boot = _proc_cpu(_read_bytes("/proc/stat"), tck)
@@ -472,7 +479,7 @@ def _proc_host(top_n: int) -> dict[str, Any]:
     }
 
 
-def collect_host(top_n: int = 5) -> dict[str, Any]:
+def collect_host(top_n: int = 5) -> HostCounters:
     """One reading of the VM, without sleeping: cumulative counters only.
 
     Read straight from /proc on Linux, with exactly psutil's definitions (psutil

@@ -25,10 +25,14 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ops.files import atomic_write
 from ops.report.run import ReportRun
+
+if TYPE_CHECKING:
+    from ops.report.rates import Rates
+    from ops.report.sample import Sample
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +248,7 @@ class _Families:
         return out
 
 
-def _host(f: _Families, sample: dict[str, Any]) -> None:
+def _host(f: _Families, sample: Sample) -> None:
     h = sample["host"]
     host = h["hostname"]
     f.add("vots_host_boot_time_seconds", h.get("boot_time"), host=host)
@@ -301,14 +305,14 @@ def _host(f: _Families, sample: dict[str, Any]) -> None:
     f.add("vots_host_processes", h.get("process_count"), host=host)
 
 
-def _containers(f: _Families, sample: dict[str, Any], rates: dict[str, Any]) -> None:
+def _containers(f: _Families, sample: Sample, rates: Rates) -> None:
     host = sample["host"]["hostname"]
     cpu_limits = {
-        c["id"]: c["cpu_limit_millicores"] / 1000 if c.get("cpu_limit_millicores") else None
+        c["id"]: limit / 1000 if (limit := c["cpu_limit_millicores"]) else None
         for c in rates.get("containers") or []
     }
     for c in sample.get("containers") or []:
-        who = {"host": host, "container": c.get("name") or c["id"][:12]}
+        who: dict[str, str | None] = {"host": host, "container": c.get("name") or c["id"][:12]}
         who["service"] = c.get("service")
         f.add(
             "vots_container_info",

@@ -7,11 +7,65 @@ reset the figure is None and ``note`` says why.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypedDict
 
 from ops.report.containers import _cpuset_count
-from ops.report.sample import Sample
+from ops.report.sample import ContainerCounters, Sample
 from ops.units import format_duration
+
+
+class HostRates(TypedDict):
+    """The VM's rates between two samples (None: no rate, see ``Rates.note``)."""
+
+    cpu_pct: float | None
+    iowait_pct: float | None
+    steal_pct: float | None
+    cpu_pct_per_core: list[float | None] | None
+    disk_read_Bps: float | None
+    disk_write_Bps: float | None
+    disk_util_pct: float | None
+    net_rx_Bps: float | None
+    net_tx_Bps: float | None
+    disks: dict[str, dict[str, float | None]] | None  # per disk: read_Bps, write_Bps, util_pct
+    nics: dict[str, dict[str, float | None]] | None  # per NIC: rx_Bps, tx_Bps
+
+
+class ContainerRates(TypedDict):
+    """One container's rates, events since the last sample and current gauges."""
+
+    id: str
+    name: str | None
+    service: str | None
+    project: str | None
+    state: str | None
+    exit_code: int | None
+    note: str | None
+    cpu_limit_millicores: int | None
+    memory_limit_bytes: int | None
+    cpu_pct: float | None
+    cpu_pct_of_limit: float | None
+    throttled_ratio: float | None
+    throttled_s_per_s: float | None
+    blk_read_Bps: float | None
+    blk_write_Bps: float | None
+    net_rx_Bps: float | None
+    net_tx_Bps: float | None
+    mem_usage: int | None
+    mem_pct: float | None
+    mem_pct_of_limit: float | None
+    restarts: int | None
+    oom_kills: int | None
+
+
+class Rates(TypedDict):
+    """What ``rates`` gives: when, over what interval (or why none), host and containers."""
+
+    time: float
+    interval_s: float | None
+    note: str | None
+    host: HostRates
+    containers: list[ContainerRates]
+
 
 #: Longest interval between two samples that still yields rates (one hour).
 MAX_INTERVAL = 3600.0
@@ -174,8 +228,8 @@ def _device_rates(
     return out
 
 
-def _host_rates(prev: Sample | None, cur: Sample, dt: float | None) -> dict[str, Any]:
-    none: dict[str, Any] = {
+def _host_rates(prev: Sample | None, cur: Sample, dt: float | None) -> HostRates:
+    none: HostRates = {
         "cpu_pct": None,
         "iowait_pct": None,
         "steal_pct": None,
@@ -248,7 +302,9 @@ def _cpu_limit(limits: dict[str, Any] | None) -> int | None:
 _NEVER = (None, "", "0001-01-01T00:00:00Z")
 
 
-def container_events(prev: dict[str, Any], cur: dict[str, Any]) -> tuple[int | None, int | None]:
+def container_events(
+    prev: ContainerCounters, cur: ContainerCounters
+) -> tuple[int | None, int | None]:
     """(restarts, OOM kills) of one container between two samples of one boot.
 
     Restarts: the engine's ``RestartCount`` (its restart policy's count, which
@@ -285,12 +341,12 @@ def container_events(prev: dict[str, Any], cur: dict[str, Any]) -> tuple[int | N
 
 
 def _container_rates(
-    prev: dict[str, Any] | None, cur: dict[str, Any], dt: float | None, note: str, boot: bool
-) -> dict[str, Any]:
+    prev: ContainerCounters | None, cur: ContainerCounters, dt: float | None, note: str, boot: bool
+) -> ContainerRates:
     mem = cur.get("memory") or {}
     usage = mem.get("usage")
     limits = cur.get("limits") or {}
-    out: dict[str, Any] = {
+    out: ContainerRates = {
         "id": cur["id"],
         "name": cur.get("name"),
         "service": cur.get("service"),
@@ -339,16 +395,17 @@ def _container_rates(
     if cc["usage_ns"] < pc["usage_ns"]:
         out["note"] = "container counters went backwards (cgroup recreated)"
         return out
-    if prev.get("read_mono") is not None and cur.get("read_mono") is not None:
-        dt = cur["read_mono"] - prev["read_mono"]
+    read_then, read_now = prev.get("read_mono"), cur.get("read_mono")
+    if read_then is not None and read_now is not None:
+        dt = read_now - read_then
     d_usage = cc["usage_ns"] - pc["usage_ns"]
     d_system = _delta(cc.get("system_ns"), pc.get("system_ns"))
     online = cc.get("online_cpus")
     if d_system and d_system > 0 and online:
         # docker stats: share of all CPUs' time, scaled so 100% = one full core.
-        out["cpu_pct"] = round(d_usage / d_system * online * 100.0, 2)
-        if out["cpu_limit_millicores"]:
-            out["cpu_pct_of_limit"] = round(out["cpu_pct"] * 1000 / out["cpu_limit_millicores"], 2)
+        cpu_pct = out["cpu_pct"] = round(d_usage / d_system * online * 100.0, 2)
+        if limit := out["cpu_limit_millicores"]:
+            out["cpu_pct_of_limit"] = round(cpu_pct * 1000 / limit, 2)
     d_periods = _delta(cc.get("periods"), pc.get("periods"))
     d_throttled = _delta(cc.get("throttled_periods"), pc.get("throttled_periods"))
     if d_periods and d_periods > 0 and d_throttled is not None and d_throttled >= 0:
@@ -364,9 +421,7 @@ def _container_rates(
     return out
 
 
-def rates(
-    prev: Sample | None, cur: Sample, *, max_interval: float = MAX_INTERVAL
-) -> dict[str, Any]:
+def rates(prev: Sample | None, cur: Sample, *, max_interval: float = MAX_INTERVAL) -> Rates:
     """Rates between two raw samples, like sysstat computes from sadc's counters.
 
     Host: ``cpu_pct`` (busy = total - idle - iowait), ``iowait_pct``,
@@ -403,4 +458,4 @@ def rates(
     }
 
 
-__all__ = ["MAX_INTERVAL", "rates"]
+__all__ = ["MAX_INTERVAL", "ContainerRates", "HostRates", "Rates", "rates"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ops.report.run import ReportRun
+from ops.report.run import Planned, ReportRun
 from ops.units import format_bytes, format_cpus, format_utc
 
 
@@ -125,14 +125,15 @@ def report_tables(run: ReportRun) -> list[Any]:
             *(["planned CPU / mem"] if run.planned else []),
         ):
             ct.add_column(col, justify="left" if col in ("container", "state") else "right")
-        for c in sorted(containers, key=lambda c: c["name"]):
+        for c in sorted(containers, key=lambda c: c["name"] or ""):
+            throttled, used = c.get("throttled_ratio"), c.get("mem_usage")
             ct.add_row(
-                c["name"],
+                c["name"] or "—",
                 c.get("state") or "—",
                 _fmt(c.get("cpu_pct"), "%"),
                 f"{_bar(c.get('cpu_pct_of_limit'))} {_fmt(c.get('cpu_pct_of_limit'), '%')}",
-                _fmt(None if c.get("throttled_ratio") is None else 100 * c["throttled_ratio"], "%"),
-                format_bytes(c["mem_usage"]) if c.get("mem_usage") is not None else "—",
+                _fmt(None if throttled is None else 100 * throttled, "%"),
+                format_bytes(used) if used is not None else "—",
                 f"{_bar(c.get('mem_pct_of_limit'))} {_fmt(c.get('mem_pct_of_limit'), '%')}",
                 _fmt(c.get("restarts"), digits=0),
                 _fmt(c.get("oom_kills"), digits=0),
@@ -156,7 +157,7 @@ def report_tables(run: ReportRun) -> list[Any]:
 
 def _state(f: Any) -> str:
     if f.state in ("new", "worse"):
-        return f.state
+        return str(f.state)
     since = format_utc(f.since) if f.since is not None else "?"
     return f"since {since}"
 
@@ -221,7 +222,7 @@ def _rate(bps: float | None) -> str:
     return "—" if bps is None else f"{format_bytes(int(bps))}/s"
 
 
-def _planned(p: dict[str, Any] | None) -> str:
+def _planned(p: Planned | None) -> str:
     if p is None:
         return "not in stack"
     return f"{format_cpus(p['cpu_limit_millicores'])} / {format_bytes(p['memory_limit_bytes'])}"

@@ -221,7 +221,7 @@ def weighted_percentile(pairs: Iterable[tuple[float, float]], q: float) -> float
 def decay_weight(ts: float, reference: float, half_life: float = VPA_HALF_LIFE) -> float:
     """VPA's weight ``2^((ts - reference) / half_life)``: 1 for the newest sample,
     halving with every half-life of age, so old behaviour fades instead of ageing out."""
-    return 2.0 ** ((ts - reference) / half_life)
+    return float(2.0 ** ((ts - reference) / half_life))
 
 
 def _latest(usage: Usage) -> float:

@@ -13,7 +13,7 @@ import socket
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from ops.report.findings import (
     REPEAT_INTERVAL_S,
@@ -26,6 +26,20 @@ from ops.report.findings import (
     track,
 )
 from ops.report.history import FindingEvent, History, Point
+
+if TYPE_CHECKING:
+    from ops.report.rates import ContainerRates, Rates
+    from ops.report.sample import ContainerCounters, Sample
+
+
+class Planned(TypedDict):
+    """What ``plan`` gives each replica of a service (``plan --format json``'s units)."""
+
+    cpu_limit_millicores: int
+    cpu_reservation_millicores: int
+    memory_limit_bytes: int
+    memory_reservation_bytes: int
+    replicas: int
 
 
 @dataclass
@@ -40,13 +54,13 @@ class ReportRun:
     ``warnings`` are damaged rows skipped, one line each.
     """
 
-    sample: dict[str, Any]
-    rates: dict[str, Any]
+    sample: Sample
+    rates: Rates
     sample_id: int | None
     db: Path | None
     findings: list[Finding] = field(default_factory=list)
     # service -> what `plan` gives each replica (millicores, bytes); see planned_limits
-    planned: dict[str, dict[str, Any]] = field(default_factory=dict)
+    planned: dict[str, Planned] = field(default_factory=dict)
     project: str | None = None
     events: list[FindingEvent] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -57,7 +71,7 @@ class ReportRun:
     # "back" for the reverse: what a quiet run says once (None: nothing changed).
     docker_news: str | None = None
 
-    def planned_for(self, container: dict[str, Any]) -> dict[str, Any] | None:
+    def planned_for(self, container: ContainerCounters | ContainerRates) -> Planned | None:
         """The plan's figures for a container of this stack: its Compose project
         label must be the stack's project and its service label a service of it
         (another project's ``web`` is not this stack's ``web``)."""
@@ -66,7 +80,7 @@ class ReportRun:
         return self.planned.get(container.get("service") or "")
 
 
-def planned_limits(stack_path: Path) -> tuple[str, dict[str, dict[str, Any]]]:
+def planned_limits(stack_path: Path) -> tuple[str, dict[str, Planned]]:
     """The stack's Compose project, and what the capacity planner gives each of its
     services per replica (millicores and bytes, as ``plan --format json`` says)."""
     from ops.plan import fit
@@ -75,7 +89,7 @@ def planned_limits(stack_path: Path) -> tuple[str, dict[str, dict[str, Any]]]:
     loaded = load_stack(stack_path)
     plan = fit(loaded)
     return loaded.stack.project, {
-        a.name: {
+        a.name: {  # Planned
             "cpu_limit_millicores": a.cpu_limit,
             "cpu_reservation_millicores": a.cpu_reservation,
             "memory_limit_bytes": a.mem_limit,
@@ -86,7 +100,7 @@ def planned_limits(stack_path: Path) -> tuple[str, dict[str, dict[str, Any]]]:
     }
 
 
-def _points(sample: dict[str, Any], rates: dict[str, Any]) -> Iterator[Point]:
+def _points(sample: Sample, rates: Rates) -> Iterator[Point]:
     """The figures of one run that go into the series; none that is not a finite
     number (a damaged previous sample can make a rate infinite)."""
 
@@ -203,10 +217,12 @@ def take_sample(
     hostname = socket.gethostname()
     with History(db) as history:
         prev = history.previous(hostname, check=sample_problem)
-        follow = [c["id"] for c in (prev.raw.get("containers") or [])] if prev else []
+        # sample_problem has checked the stored sample's shape: it is a Sample.
+        before = cast("Sample", prev.raw) if prev else None
+        follow = [c["id"] for c in before.get("containers") or []] if before else []
         cur = sample(docker=docker, follow=follow)
         try:
-            rates = rates_between(prev.raw if prev else None, cur)
+            rates = rates_between(before, cur)
         except (
             TypeError,
             KeyError,
@@ -222,14 +238,14 @@ def take_sample(
         points = list(_points(cur, rates))
         stored = cur
         if (
-            prev
+            before
             and not cur["containers"]
-            and prev.raw.get("containers")
+            and before.get("containers")
             and (not docker or cur.get("docker_error"))
         ):
             # A host-only run (--no-docker, engine down) must not hide the last
             # container counters: the next full run rates against those.
-            stored = {**cur, "containers": prev.raw["containers"], "containers_carried": True}
+            stored = {**cur, "containers": before["containers"], "containers_carried": True}
         recorded = history.record(
             cur["time"],
             hostname,
@@ -279,19 +295,19 @@ def take_sample(
         )
 
 
-def _sampled(cur: dict[str, Any], docker: bool) -> bool:
+def _sampled(cur: Sample, docker: bool) -> bool:
     """Whether this run saw the engine's containers (so a missing one is gone)."""
     return docker and not cur.get("docker_error")
 
 
-def measure(prev: dict[str, Any] | None, *, docker: bool = True) -> ReportRun:
+def measure(prev: Sample | None, *, docker: bool = True) -> ReportRun:
     """Sample now and rate against ``prev`` (a sample kept in memory), judging the
     findings without any history: what ``report --interval`` and ``report serve``
     without ``--db`` do between their own samples."""
     from ops.report.rates import rates as rates_between
     from ops.report.sample import sample
 
-    follow = [c["id"] for c in (prev or {}).get("containers") or []]
+    follow = [c["id"] for c in prev["containers"]] if prev else []
     cur = sample(docker=docker, follow=follow)
     rates = rates_between(prev, cur)
     judged = judge(rates, containers_sampled=_sampled(cur, docker))

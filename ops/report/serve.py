@@ -48,6 +48,7 @@ from ops.errors import OpsError
 
 if TYPE_CHECKING:
     from ops.report.run import ReportRun
+    from ops.report.sample import Sample
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +273,7 @@ class MetricsServer:
         self._run: ReportRun | None = None
         self._taken = 0.0
         self._good = 0.0
-        self._prev: dict[str, Any] | None = None
+        self._prev: Sample | None = None
         self.samples_taken = 0
         #: stage -> failures, exported as ``vots_report_errors_total``.
         self.errors: dict[str, int] = {"sample": 0}

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from ops.plan.pipeline import MANIFEST
 from ops.plan.render import OUTPUTS
 from tests.support.cli import Cli
 from tests.support.stacks import BUNDLED, REPO, minimal, write_stack
@@ -54,7 +55,7 @@ def test_out_dir(cli: Cli, workdir: Path) -> None:
         str(p.relative_to(workdir / "rendered"))
         for p in (workdir / "rendered").rglob("*")
         if p.is_file()
-    ) == sorted(OUTPUTS)
+    ) == sorted([*OUTPUTS, MANIFEST])
 
 
 def test_check_fails_with_a_diff_on_drift(cli: Cli, workdir: Path) -> None:

@@ -213,7 +213,7 @@ def test_containers_are_hardened(deployed: Deployed) -> None:
         assert "no-new-privileges:true" in (host["SecurityOpt"] or []), c["Name"]
         assert host["ReadonlyRootfs"] is w.read_only, c["Name"]
         assert "/tmp" in (host["Tmpfs"] or {}), c["Name"]
-        assert host["RestartPolicy"]["Name"] == "unless-stopped", c["Name"]
+        assert host["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 5}, c["Name"]
         assert host["Privileged"] is False, c["Name"]
         assert c["Config"]["Labels"]["io.vots.role"] == w.kind
     assert deployed.workload("agent").read_only is True

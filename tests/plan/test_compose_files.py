@@ -72,7 +72,7 @@ def assert_compose_shape(doc: dict[str, Any], loaded: LoadedStack, plan: Plan) -
         assert svc["cap_drop"] == ["ALL"], where
         assert sorted(svc.get("cap_add", [])) == sorted(w.cap_add), where
         assert svc["security_opt"] == ["no-new-privileges:true"], where
-        assert svc["restart"] == "unless-stopped", where
+        assert svc["restart"] == "on-failure:5", where
         assert svc["read_only"] is w.read_only, where
         assert "/tmp" in svc["tmpfs"], where
         assert "privileged" not in svc, where

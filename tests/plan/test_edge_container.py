@@ -248,7 +248,7 @@ def test_nginx_is_hardened(deployed: Deployed) -> None:
     assert "no-new-privileges:true" in (host["SecurityOpt"] or [])
     assert host["Privileged"] is False
     assert set(host["Tmpfs"] or {}) == set(w.tmpfs)
-    assert host["RestartPolicy"]["Name"] == "unless-stopped"
+    assert host["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 5}
     assert c["Config"]["Labels"]["io.vots.role"] == "edge"
 
 

@@ -119,9 +119,16 @@ def test_recommend_then_plan_applies_the_advice(cli: Cli, tmp_path: Path) -> Non
     assert len(values) == 4 and all(" from 2 d of data: " in r for r in values), values
 
     advice = tmp_path / "advice.yaml"
-    proc = cli.run("report", "recommend", "--db", str(db), "--format", "yaml", "--out", str(advice))
+    args = ("report", "recommend", "--db", str(db), "--format", "yaml")
+    proc = cli.run(*args, "--output-file", str(advice))
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.strip() == f"✓ wrote {advice}: advice for 1 service(s): agent"
+    # The old spelling, --out (a directory everywhere else), still works and says so.
+    old = tmp_path / "old.yaml"
+    again = cli.run(*args, "--out", str(old))
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.splitlines()[0] == "warning: --out is deprecated; use --output-file"
+    assert old.read_text() == advice.read_text()
     parsed = yaml.safe_load(advice.read_text())
     assert set(parsed["services"]) == {"agent"}
 
@@ -406,7 +413,7 @@ def test_a_crash_loop_gets_its_memory_raised(
     assert memory and all(f"after {kills} OOM kills from " in r for r in memory), memory
 
     advice = tmp_path / "advice.yaml"
-    proc = cli.run("report", "recommend", "--db", str(db), "--out", str(advice))
+    proc = cli.run("report", "recommend", "--db", str(db), "--output-file", str(advice))
     assert proc.returncode == 0, proc.stderr
     assert f"{service} (memory only, after OOM kills)" in proc.stderr
     assert yaml.safe_load(advice.read_text())["services"][service] == {

@@ -19,8 +19,8 @@ import pytest
 
 from ops import engine
 from ops.report.containers import collect_containers
-from ops.report.rates import rates
-from ops.report.sample import sample
+from ops.report.rates import ContainerRates, rates
+from ops.report.sample import ContainerCounters, sample
 from tests.support.docker import ok, run
 from tests.support.images import busybox_image
 
@@ -160,6 +160,11 @@ def test_containers_counters_limits_and_oom_kills(lab: dict[str, str]) -> None:
     r = rates(first, second)
     assert r["note"] is None
     rated = _by_name(r["containers"])
+    # The typed shapes (ContainerCounters, ContainerRates) are what is produced.
+    declared = set(ContainerCounters.__annotations__)
+    for name in lab.values():
+        assert set(now[name]) <= declared, set(now[name]) - declared
+        assert set(rated[name]) == ContainerRates.__required_keys__
 
     burn, burn_rate = now[lab["burn"]], rated[lab["burn"]]
     assert burn["state"] == "running" and burn["stats_source"] == "cgroup"

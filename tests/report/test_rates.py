@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ops.report.rates import rates
-from ops.report.sample import sample
+from ops.report.rates import HostRates, Rates, rates
+from ops.report.sample import HostCounters, Sample, sample
 
 MiB = 1024 * 1024
 REPO = Path(__file__).resolve().parents[2]
@@ -82,3 +82,24 @@ def test_rates_refuse_to_invent_across_first_sample_gap_and_reboot() -> None:
     backwards["host"]["cpu"]["total"] += 10**6
     r = rates(backwards, cur)
     assert "went backwards" in r["note"] and no_rates(r)
+
+
+def _keys_fit(value: dict[str, Any], typed: Any) -> None:
+    """``value`` has every key its TypedDict requires and none it does not declare."""
+    keys = set(value)
+    assert typed.__required_keys__ <= keys, typed.__required_keys__ - keys
+    assert keys <= typed.__required_keys__ | typed.__optional_keys__, keys - set(
+        typed.__annotations__
+    )
+
+
+def test_a_sample_and_its_rates_have_the_typed_shape() -> None:
+    """What crosses module boundaries is what the TypedDicts declare (mypy checks
+    the code against them; this checks them against what is produced)."""
+    first, second = sample(docker=False), sample(docker=False)
+    for raw in (first, second):
+        _keys_fit(raw, Sample)
+        _keys_fit(raw["host"], HostCounters)
+    for r in (rates(None, second), rates(first, second)):
+        _keys_fit(r, Rates)
+        _keys_fit(r["host"], HostRates)

@@ -363,7 +363,7 @@ def test_a_failed_resample_is_one_line_and_a_counter_and_the_last_sample_is_serv
     cli: Cli, tmp_path: Path
 ) -> None:
     db = tmp_path / "history.sqlite3"
-    proc, url = _start_serve(cli, "--no-docker", "--db", str(db), "--interval", "2")
+    proc, url = _start_serve(cli, "--no-docker", "--db", str(db), "--max-age", "2s")
     try:
         first = parse(get(url)[2])
         assert one(first["vots_report_errors_total"], stage="sample") == 0
@@ -399,7 +399,7 @@ def test_a_failed_resample_is_one_line_and_a_counter_and_the_last_sample_is_serv
 
 
 def test_history_is_written_only_when_a_database_is_asked_for(cli: Cli, tmp_path: Path) -> None:
-    proc, url = _start_serve(cli, "--no-docker", "--interval", "1")
+    proc, url = _start_serve(cli, "--no-docker", "--max-age", "1")
     try:
         assert get(url)[0] == 200
         time.sleep(1.1)
@@ -423,7 +423,7 @@ def test_history_is_written_only_when_a_database_is_asked_for(cli: Cli, tmp_path
 
 
 def test_bad_host_or_busy_port_is_one_line_and_exit_2(cli: Cli) -> None:
-    proc = cli.run("report", "serve", "--no-docker", "--host", "no-such-host.invalid")
+    proc = cli.run("report", "serve", "--no-docker", "--bind", "no-such-host.invalid")
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: cannot listen on no-such-host.invalid:9858: ")
     assert len(proc.stderr.splitlines()) == 1, proc.stderr
@@ -519,3 +519,27 @@ def test_real_prometheus_scrapes_and_queries_the_values_back(
 
     busy = wait_for(cpu_rate, "a CPU rate above 0", 30)
     assert float(busy[0]["value"][1]) <= psutil.cpu_count() * 1.5
+
+
+def test_the_old_spellings_of_bind_and_max_age_still_work_and_say_so(cli: Cli) -> None:
+    """``--host`` and ``--interval`` were serve's names for --bind and --max-age: they
+    meant something else elsewhere (a target URL, the live view's period)."""
+    proc = cli.start(
+        "report", "serve", "--port", str(free_port()), "--no-docker",
+        "--host", "127.0.0.1", "--interval", "1",
+    )  # fmt: skip
+    assert proc.stderr is not None
+    said = [proc.stderr.readline() for _ in range(3)]
+    try:
+        assert said[:2] == [
+            "warning: --host is deprecated; use --bind\n",
+            "warning: --interval is deprecated; use --max-age\n",
+        ], said
+        found = re.search(r"serving (http://127\.0\.0\.1:\d+/metrics)", said[2])
+        assert found, said
+        assert get(found.group(1))[0] == 200
+    finally:
+        _stop_serve(proc)
+    both = cli.run("report", "serve", "--bind", "127.0.0.1", "--host", "127.0.0.1")
+    assert both.returncode == 2
+    assert both.stderr.startswith("error: --host is the old spelling of --bind: give --bind only")
