@@ -341,11 +341,12 @@ def test_baseline_regression_fails_the_run(cli: Cli, standin: Standin, tmp_path:
     standin.set_delay(DELAY_MS)
     try:
         code, after, err = run_json(
-            cli, "delayed", standin.url, tmp_path, "--baseline", str(baseline)
+            cli, "delayed", standin.url, tmp_path, "--baseline", str(baseline), "--tolerance", "10%"
         )
     finally:
         standin.set_delay(0)
     assert code == 1, err
+    assert after["tolerance_pct"] == 10.0
     flagged = {(r["target"], r["metric"]) for r in after["regressions"]}
     assert {("overall", "p50"), ("GET /delayed", "p95")} <= flagged
     p50 = next(r for r in after["regressions"] if r["target"] == "overall" and r["metric"] == "p50")
@@ -353,6 +354,24 @@ def test_baseline_regression_fails_the_run(cli: Cli, standin: Standin, tmp_path:
     assert p50["actual"] >= DELAY_MS and p50["actual"] > p50["baseline"], p50
     assert p50["change_pct"] > 10
     assert "GET /delayed: p95" in err
+
+
+def test_a_tolerance_out_of_range_is_refused(cli: Cli, tmp_path: Path) -> None:
+    proc = vots(cli, "pass", "--scenarios", str(SCENARIOS), "--tolerance", "2000%", cwd=tmp_path)
+    assert proc.returncode == 2 and "expected 0% to 1000%" in proc.stderr
+
+
+@pytest.mark.slow
+def test_overrides_replace_the_scenarios_own(cli: Cli, standin: Standin, tmp_path: Path) -> None:
+    """--arrival-rate, --spawn-rate and --max-requests change the plan that is run."""
+    code, result, err = run_json(
+        cli, "pass", standin.url, tmp_path, "--arrival-rate", "20/s", "--spawn-rate", "6",
+        "--max-requests", "200", "--duration", "2", "--processes", "1",
+    )  # fmt: skip
+    assert code == 0, err
+    planned = result["planned"]
+    assert (planned["arrival_rate"], planned["spawn_rate"], planned["max_requests"]) == (20, 6, 200)
+    assert result["latency_basis"] == "intended" and result["overall"]["requests"] <= 200 + 10
 
 
 def test_a_bad_baseline_is_refused_before_the_run(

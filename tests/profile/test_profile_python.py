@@ -402,6 +402,54 @@ def test_sigterm_stops_sampling_and_leaves_nothing_half_written(
     assert not list((tmp_path / "runs").glob(".*")), "staging left behind"
 
 
+@pytest.mark.slow
+def test_py_spy_switches_reach_py_spy(cli: Cli, alpha: subprocess.Popen[str]) -> None:
+    """Each switch is recorded in the profile's metadata as py-spy ran it."""
+    result = _json_run(
+        cli, "--pid", str(alpha.pid), "--profiler", "py-spy", "--duration", "1", "--rate", "50",
+        "--no-native", "--gil", "--idle", "--no-subprocesses", "--blocking",
+    )  # fmt: skip
+    meta = result["meta"]
+    assert result["rate_hz"] == 50 and result["duration_s"] <= 2
+    assert (meta["native"], meta["gil"], meta["idle"]) == (False, True, True)
+    assert (meta["subprocesses"], meta["blocking"]) == (False, True)
+    assert result["top"][0]["function"].startswith("alpha")
+    result = _json_run(
+        cli, "--pid", str(alpha.pid), "--duration", "1", "--native", "--nonblocking",
+        "--no-gil", "--no-idle", "--subprocesses",
+    )  # fmt: skip
+    meta = result["meta"]
+    # Native frames are read only while the process is paused: --native wins.
+    assert (meta["native"], meta["blocking"]) == (True, True)
+    assert (meta["gil"], meta["idle"], meta["subprocesses"]) == (False, False, True)
+
+
+def test_profiler_and_rate_are_checked_before_sampling(
+    cli: Cli, alpha: subprocess.Popen[str]
+) -> None:
+    proc = vots(cli, "--pid", str(alpha.pid), "--language", "go", "--profiler", "py-spy")
+    assert proc.returncode == 2
+    assert _line(proc) == (
+        "error: py-spy profiles Python, not go; choose the perf or pprof profiler [--profiler]"
+    )
+    proc = vots(cli, "--pid", str(alpha.pid), "--rate", "5000")
+    assert proc.returncode == 2 and "--rate" in proc.stderr
+
+
+def test_diff_min_delta_hides_small_changes(cli: Cli, tmp_path: Path) -> None:
+    base, new = tmp_path / "base.folded", tmp_path / "new.folded"
+    base.write_text("main;a 90\nmain;b 10\n")
+    new.write_text("main;a 60\nmain;b 38\nmain;c 2\n")
+
+    def changed(*extra: str) -> set[str]:
+        proc = vots(cli, "diff", str(base), str(new), "--format", "json", *extra)
+        assert proc.returncode == 0, proc.stderr
+        return {c["function"] for c in json.loads(proc.stdout)["changes"]}
+
+    assert changed("--min-delta", "0.5") == {"a", "b", "c"}
+    assert changed("--min-delta", "5") == {"a", "b"}  # c moved 2 points
+
+
 def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
