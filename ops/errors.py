@@ -13,6 +13,7 @@ and shows a traceback. The tree (exit code in brackets)::
     │                              timed out, wrote nothing readable: py-spy, perf, Locust)
     ├── RenderError [2]            a template would emit unsafe configuration text
     ├── OutputError [2]            an output path cannot be written
+    │   └── ForeignFiles [2]       plan would replace files it did not write (ops.plan.pipeline)
     ├── CheckFailed [1]            a check the user asked for found something
     ├── DriftError [1]             committed files differ from what plan renders
     ├── TargetUnreachable [2]      a load-test or profile target does not answer
@@ -27,8 +28,8 @@ and shows a traceback. The tree (exit code in brackets)::
     ├── NoAdviceData [2]           the history holds nothing to advise on (ops.report.advice)
     └── ListenError [2]            report serve cannot bind its address (ops.report.serve)
 
-The last three are defined beside the code that raises them and re-exported
-here on first use, so importing this module stays cheap.
+Those marked with a module are defined beside the code that raises them and
+re-exported here on first use, so importing this module stays cheap.
 
 ``fields`` names the inputs of a library call an error is about (``host``,
 ``duration``), in the library's own words; a front end adds how its user
@@ -197,6 +198,7 @@ _ELSEWHERE = {
     "HistoryTooNewError": "ops.report.history",
     "NoAdviceData": "ops.report.advice",
     "ListenError": "ops.report.serve",
+    "ForeignFiles": "ops.plan.pipeline",
 }
 
 
