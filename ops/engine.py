@@ -39,7 +39,12 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from ops.errors import OpsError
+from ops.errors import (
+    EngineError,
+    EngineNotFound,
+    EngineProtocolError,
+    EngineUnreachable,
+)
 from ops.extras import require
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
@@ -53,33 +58,10 @@ _MAX_LINE = 65536
 _MAX_HEADERS = 100
 
 
-class EngineError(OpsError):
-    """The engine could not be used, or answered with an error; ``status`` is the
-    HTTP status where there was one."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class EngineUnreachable(EngineError):
-    """No usable connection: no socket, no permission, refused, or no answer in
-    time. The message is one line naming the address and the likely fix;
-    ``reason`` is that fix alone, and the ``OSError`` is the ``__cause__``."""
-
-    def __init__(self, where: str, cause: BaseException, timeout: float) -> None:
-        self.where = where
-        self.reason = _what(cause, timeout)
-        self.timed_out = self.reason.startswith("no answer within")
-        super().__init__(f"Docker engine not usable at {where}: {self.reason}")
-
-
-class NotFound(EngineError):
-    """404: no such container (removed between the list and the inspect)."""
-
-
-class ProtocolError(EngineError):
-    """What came back is not an HTTP/1.x answer this client can read."""
+# The engine's errors live in the one tree (ops.errors); these names are this
+# module's own spelling of them.
+NotFound = EngineNotFound
+ProtocolError = EngineProtocolError
 
 
 def docker_host(env: dict[str, str] | None = None) -> str:
@@ -310,7 +292,7 @@ class Engine:
         try:
             return self._request(path, limit)
         except OSError as exc:
-            raise EngineUnreachable(self.url, exc, limit) from exc
+            raise EngineUnreachable(self.url, _what(exc, limit)) from exc
 
     def _request(self, path: str, limit: float) -> tuple[int, bytes]:
         for attempt in (1, 2):
@@ -359,16 +341,21 @@ class Engine:
 
     def version(self, timeout: float | None = None) -> dict[str, Any]:
         """``/version``: Version, ApiVersion, MinAPIVersion, Os, Arch, KernelVersion..."""
-        return self.get("/version", timeout)
+        found: dict[str, Any] = self.get("/version", timeout)
+        return found
 
     def containers(self, all: bool = False, timeout: float | None = None) -> list[dict[str, Any]]:
         """``/containers/json``: running containers (every one with ``all``), as
         ``docker ps`` lists them (Id, Names, Image, Labels, State, ...)."""
-        return self.get("/containers/json" + ("?all=1" if all else ""), timeout)
+        found: list[dict[str, Any]] = self.get(
+            "/containers/json" + ("?all=1" if all else ""), timeout
+        )
+        return found
 
     def inspect(self, cid: str, timeout: float | None = None) -> dict[str, Any]:
         """``/containers/{id}/json``: State, Config, HostConfig, RestartCount, ..."""
-        return self.get(f"/containers/{_quote(cid)}/json", timeout)
+        found: dict[str, Any] = self.get(f"/containers/{_quote(cid)}/json", timeout)
+        return found
 
     def stats(self, cid: str, timeout: float | None = None) -> dict[str, Any]:
         """``/containers/{id}/stats?stream=false&one-shot=true``: one reading.
@@ -377,7 +364,10 @@ class Engine:
         readings (about 2 s); 1.41 (Docker 20.10) still answers only on its
         collector's next 1 s tick.
         """
-        return self.get(f"/containers/{_quote(cid)}/stats?stream=false&one-shot=true", timeout)
+        found: dict[str, Any] = self.get(
+            f"/containers/{_quote(cid)}/stats?stream=false&one-shot=true", timeout
+        )
+        return found
 
 
 # ------------------------------------------------------------------- SDK fallback
@@ -426,30 +416,35 @@ class SdkEngine:
         except APIError as exc:
             raise EngineError(_first_line(exc), exc.status_code) from exc
         except (DockerException, RequestException, OSError) as exc:
-            raise EngineUnreachable(self.url, exc, self.timeout) from exc
+            raise EngineUnreachable(self.url, _what(exc, self.timeout)) from exc
 
     def ping(self, timeout: float | None = None) -> str:
         return "OK" if self._call(self.api.ping) else ""
 
     def version(self, timeout: float | None = None) -> dict[str, Any]:
-        return self._call(self.api.version)
+        found: dict[str, Any] = self._call(self.api.version)
+        return found
 
     def containers(self, all: bool = False, timeout: float | None = None) -> list[dict[str, Any]]:
-        return self._call(self.api.containers, all=all)
+        found: list[dict[str, Any]] = self._call(self.api.containers, all=all)
+        return found
 
     def inspect(self, cid: str, timeout: float | None = None) -> dict[str, Any]:
-        return self._call(self.api.inspect_container, cid)
+        found: dict[str, Any] = self._call(self.api.inspect_container, cid)
+        return found
 
     def stats(self, cid: str, timeout: float | None = None) -> dict[str, Any]:
         try:
-            return self._call(self.api.stats, cid, stream=False, one_shot=True)
+            found: dict[str, Any] = self._call(self.api.stats, cid, stream=False, one_shot=True)
+            return found
         except EngineUnreachable as exc:
             from docker.errors import InvalidVersion
 
             if not isinstance(exc.__cause__, InvalidVersion):
                 raise
             # Engine API < 1.41: no one-shot, two readings, about 2 s.
-            return self._call(self.api.stats, cid, stream=False)
+            again: dict[str, Any] = self._call(self.api.stats, cid, stream=False)
+            return again
 
 
 def wrap_client(client: Any) -> Engine | SdkEngine:
@@ -488,7 +483,7 @@ def connect(
                 max_pool_size=pool_size,
             )
     except (DockerException, OSError) as exc:
-        raise EngineUnreachable(host, exc, timeout) from exc
+        raise EngineUnreachable(host, _what(exc, timeout)) from exc
     return SdkEngine(client, owned=True)
 
 

@@ -1,14 +1,33 @@
-"""The one way to run external programs: found up front, argument lists, timeouts."""
+"""The one way to run external programs: found up front, argument lists, timeouts.
+
+``run()`` is for a tool that answers and exits (nginx -t, promtool, perf
+script). ``supervise()`` is for one that runs for a while and must be stopped
+well (py-spy, perf record, Locust): it starts the child in its own session (a
+terminal's Ctrl-C reaches only vots-ops, which decides what the child gets),
+watches a deadline, turns Ctrl-C, SIGTERM and a ``stop`` event into one
+graceful stop (so the child still writes what it has), and ends with a kill
+of the child's whole process group if that does not work. Both signals are
+caught while it runs, so the child starts with SIGINT and SIGTERM at their
+defaults even when vots-ops itself was started with them ignored (a
+background job of a script, ``nohup``): a graceful stop always reaches it.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
-from collections.abc import Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
-from ops.errors import OpsError, ToolMissing
+from ops.errors import ExternalToolError, ToolMissing
 
 INSTALL_HINTS = {
     "nginx": "install it with: apt-get install nginx-light libnginx-mod-http-brotli-filter libnginx-mod-http-brotli-static",
@@ -54,12 +73,159 @@ def run(
             check=False,
         )
     except subprocess.TimeoutExpired:
-        raise OpsError(f"{Path(argv[0]).name} did not finish within {timeout:g}s") from None
+        raise ExternalToolError(
+            f"{Path(argv[0]).name} did not finish within {timeout:g}s"
+        ) from None
     if check and proc.returncode != 0:
         output = (proc.stderr or proc.stdout).strip().splitlines()
         last = output[-1] if output else f"exit code {proc.returncode}"
-        raise OpsError(f"{Path(argv[0]).name} failed: {last}")
+        raise ExternalToolError(f"{Path(argv[0]).name} failed: {last}")
     return proc
+
+
+FORWARDED = (signal.SIGINT, signal.SIGTERM)
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _ignore(_signum: int, _frame: object) -> None:
+    """A signal vots-ops was started with ignored stays ignored for vots-ops itself."""
+
+
+@contextlib.contextmanager
+def forward_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM raise KeyboardInterrupt in the main thread while inside.
+
+    systemd, timeout(1) and CI cancellations send SIGTERM: it then stops a
+    child the same way as Ctrl-C, instead of leaving it running. A signal the
+    process was started with ignored stays ignored here, but is caught rather
+    than ignored, so children started inside begin with it at its default
+    (a caught signal is reset by exec, an ignored one is inherited). Outside
+    the main thread this does nothing (only the main thread may set handlers;
+    a caller with sampler threads enters it in the main thread first).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in FORWARDED}
+    for sig, old in previous.items():
+        signal.signal(sig, _ignore if old in (signal.SIG_IGN, _ignore) else _interrupt)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+
+
+def signal_group(proc: subprocess.Popen[Any], sig: int) -> None:
+    """``sig`` to the child's whole process group (it leads its own session)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def stop_group(proc: subprocess.Popen[Any], sig: int = signal.SIGINT, grace_s: float = 10) -> None:
+    """``sig`` to the group, then SIGKILL to the group if the child is still there after ``grace_s``."""
+    if proc.poll() is None:
+        signal_group(proc, sig)
+        try:
+            proc.wait(grace_s)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    signal_group(proc, signal.SIGKILL)  # also what the child forked, if it outlived it
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(5)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """How a supervised child ended: its exit status, and whether it was stopped early."""
+
+    returncode: int
+    interrupted: bool
+    elapsed_s: float
+
+
+def supervise(
+    argv: Sequence[str],
+    *,
+    name: str,
+    timeout_s: float,
+    stdout: IO[Any] | int | None = subprocess.DEVNULL,
+    stderr: IO[Any] | int | None = subprocess.STDOUT,
+    cwd: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    pass_fds: Sequence[int] = (),
+    on_start: Callable[[subprocess.Popen[bytes]], None] | None = None,
+    on_tick: Callable[[float], None] | None = None,
+    stop: threading.Event | None = None,
+    interrupt: Callable[[subprocess.Popen[bytes]], None] | None = None,
+    stop_signal: int = signal.SIGINT,
+    grace_s: float = 30,
+    tick_s: float = 0.25,
+    log: Path | None = None,
+) -> Finished:
+    """Run ``argv`` to its end, a graceful stop, or its deadline; never leave it running.
+
+    ``interrupt`` asks the child to stop and write what it has (default:
+    ``stop_signal`` to its group); it is called on the first Ctrl-C or SIGTERM,
+    or when ``stop`` is set, and the child then has ``grace_s`` more seconds.
+    A second Ctrl-C kills the group and re-raises. Past ``timeout_s`` the group
+    gets ``stop_signal``, then SIGKILL, and ExternalToolError names the tool
+    (and ``log``). ``on_tick`` gets the seconds elapsed about every ``tick_s``.
+    """
+    ask = interrupt or (lambda p: signal_group(p, stop_signal))
+    with forward_signals():
+        started = time.monotonic()
+        deadline = started + timeout_s
+        proc = subprocess.Popen(  # noqa: S603 - argument list, resolved executable
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            pass_fds=tuple(pass_fds),
+            start_new_session=True,
+        )
+        interrupted = False
+        try:
+            if on_start is not None:
+                on_start(proc)
+            while True:
+                try:
+                    try:
+                        proc.wait(tick_s)
+                        break
+                    except subprocess.TimeoutExpired:
+                        pass
+                    # A Ctrl-C or SIGTERM may land anywhere in here (in on_tick too).
+                    if on_tick is not None:
+                        on_tick(time.monotonic() - started)
+                    if stop is not None and stop.is_set() and not interrupted:
+                        interrupted = True
+                        ask(proc)
+                        deadline = min(deadline, time.monotonic() + grace_s)
+                    elif time.monotonic() > deadline:
+                        stop_group(proc, stop_signal, min(grace_s, 10))
+                        where = f" (log: {log})" if log is not None else ""
+                        raise ExternalToolError(
+                            f"{name} did not finish within {deadline - started:.0f}s; "
+                            f"stopped it{where}"
+                        )
+                except KeyboardInterrupt:
+                    if interrupted:  # a second Ctrl-C: stop now
+                        stop_group(proc, signal.SIGKILL, 0)
+                        raise
+                    interrupted = True
+                    ask(proc)
+                    deadline = min(deadline, time.monotonic() + grace_s)
+        finally:
+            if proc.poll() is None:
+                stop_group(proc, stop_signal)
+    return Finished(proc.returncode, interrupted, time.monotonic() - started)
 
 
 def free_port() -> int:

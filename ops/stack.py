@@ -162,13 +162,18 @@ def _auto(parse: Any, example: str) -> Any:
 
 
 def parse_duration(value: Any) -> str:
-    if (
-        not isinstance(value, str)
-        or not _DUR_RE.fullmatch(value)
-        or int(value[:-1].rstrip("m")) == 0
-    ):
-        raise ValueError(f"expected a duration like 5s, 1m or 500ms (got {value!r})")
-    return value
+    """A duration in the one grammar (``ops.units.parse_duration_s``), kept as text
+    that nginx, Prometheus and Compose all read: as written when it is one whole
+    unit (``5s``, ``15d``), else in canonical form (``8`` -> ``8s``, ``1.5h`` -> ``1h30m``)."""
+    from ops.units import format_duration_spec, parse_duration_s
+
+    seconds = parse_duration_s(value)
+    text = value.strip() if isinstance(value, str) else ""
+    if _DUR_RE.fullmatch(text):
+        return text
+    if abs(seconds * 1000 - round(seconds * 1000)) > 1e-6:
+        raise ValueError(f"expected whole milliseconds or more, like 500ms (got {value!r})")
+    return format_duration_spec(seconds)
 
 
 def parse_seconds(value: Any) -> str:
@@ -180,10 +185,9 @@ def parse_seconds(value: Any) -> str:
 
 
 def duration_seconds(value: str) -> float:
-    m = _DUR_RE.fullmatch(value)
-    assert m
-    n, unit = int(m.group(1)), m.group(2)
-    return n * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+    from ops.units import parse_duration_s
+
+    return parse_duration_s(value)
 
 
 # Words YAML 1.1 reads as booleans or null; a name must never be one of them.

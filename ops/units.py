@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import re
+
 MiB = 1024**2
 
 
@@ -31,23 +34,71 @@ def format_duration(seconds: float) -> str:
     return f"{seconds / 86400:.0f} d"
 
 
-_SECONDS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+#: The longest duration any option or file may name: past it a value is a typo
+#: (or an attack), and it is refused before anything is scheduled or slept on.
+MAX_DURATION_S = 10 * 365 * 86400.0
+_MAX_DURATION_TEXT = 64  # characters: refuse thousands of digits before reading them
+DURATION_HINT = "a duration like 30s, 2m, 1h, 1d, 1h30m or a number of seconds"
 
 
-def parse_duration_s(text: str) -> float:
-    """``90s``, ``30m``, ``4h``, ``1d`` or a sum of them (``1h30m``, as Alertmanager
-    writes them) as seconds > 0. A unit is required: a bare ``5`` is more likely
-    five hours or minutes meant than five seconds."""
-    import re
+def parse_duration_s(text: str | float) -> float:
+    """The one duration grammar, as seconds > 0.
 
-    value = text.strip().lower()
-    parts = re.findall(r"(\d+(?:\.\d+)?)(min|[smhd])", value)
-    if not value or "".join(n + u for n, u in parts) != value:
-        raise ValueError(f"expected a duration like 90s, 30m, 4h, 1d or 1h30m (got {text!r})")
-    seconds = sum(float(n) * _SECONDS[u] for n, u in parts)
-    if not seconds > 0:
+    ``30s``, ``500ms``, ``2m`` (``min`` too), ``1h``, ``1d``, sums of them
+    written together as Alertmanager and Go do (``1h30m``), or a bare number
+    meaning seconds (``8``, also a YAML number). Refused with a ValueError
+    that says what is expected: ``inf``, ``nan``, negatives, zero, text longer
+    than 64 characters (thousands of digits are refused before they are read)
+    and anything above ten years. Callers add the file and key or the flag.
+    """
+    if isinstance(text, bool) or not isinstance(text, str | int | float):
+        raise ValueError(f"expected {DURATION_HINT} (got {text!r})")
+    if isinstance(text, int | float):
+        if isinstance(text, int) and abs(text) > MAX_DURATION_S:
+            raise ValueError(f"at most 10 years (got a number of {len(str(abs(text)))} digits)")
+        seconds = float(text)
+    else:
+        value = text.strip().lower()
+        if len(value) > _MAX_DURATION_TEXT:
+            raise ValueError(f"expected {DURATION_HINT} (got {len(text)} characters)")
+        if value.startswith("-"):
+            raise ValueError(f"a duration cannot be negative (got {text!r})")
+        if _NUMBER.fullmatch(value):
+            seconds = float(value)
+        else:
+            parts = _PART.findall(value)
+            if not value or "".join(n + u for n, u in parts) != value:
+                raise ValueError(f"expected {DURATION_HINT} (got {text!r})")
+            seconds = sum(float(n) * _SECONDS[u] for n, u in parts)
+    if math.isnan(seconds) or math.isinf(seconds):
+        raise ValueError(f"expected {DURATION_HINT} (got {text!r})")
+    if seconds < 0:
+        raise ValueError(f"a duration cannot be negative (got {text!r})")
+    if seconds == 0:
         raise ValueError(f"expected a duration above zero (got {text!r})")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"at most 10 years (got {text!r})")
     return seconds
+
+
+def format_duration_spec(seconds: float) -> str:
+    """Seconds in the grammar's own canonical form, whole units largest first:
+    ``5400`` -> ``1h30m``, ``0.5`` -> ``500ms`` (what nginx, Prometheus and
+    Compose all read). Below a millisecond is rounded to one."""
+    ms = max(1, round(seconds * 1000))
+    out = []
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        n, ms = divmod(ms, size)
+        if n:
+            out.append(f"{n}{unit}")
+    if ms:
+        out.append(f"{ms}ms")
+    return "".join(out)
+
+
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|min|[smhd])")
 
 
 def format_utc(ts: float) -> str:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from ops.cli.options import format_option, lazy, parsed, quiet_option, stack_option
 from ops.console import Console, StatusLine
+
+if TYPE_CHECKING:
+    from ops.loadtest.result import Mode, Status
+    from ops.loadtest.scenario import Scenario
 
 
 def _tolerance(_ctx: click.Context, _param: click.Parameter, value: str) -> float:
@@ -28,17 +32,17 @@ class _Progress:
     def __init__(
         self,
         console: Console,
-        duration: float,
         worker: str | None = None,
         baseline: Path | None = None,
         tolerance: float = 0.0,
     ) -> None:
-        self.console, self.duration = console, duration
+        self.console, self.duration = console, 0.0
         self.worker, self.baseline, self.tolerance = worker, baseline, tolerance
         self.line: StatusLine | None = None
         self.history: list[tuple[float, int]] = []
 
-    def start(self, host: str, scenario: Any, reason: str) -> None:
+    def start(self, host: str, scenario: Scenario, reason: str) -> None:
+        self.duration = scenario.duration  # as it will run: overrides applied
         if self.console.quiet:
             return
         if self.worker is not None:
@@ -55,7 +59,7 @@ class _Progress:
             self.console.info(f"comparing with {self.baseline} (tolerance {self.tolerance:g}%)")
         self.line = self.console.status_line(plain_every=10.0)
 
-    def __call__(self, s: dict[str, Any]) -> None:
+    def __call__(self, s: Status) -> None:
         if self.console.quiet:
             return
         elapsed = s.get("elapsed", 0.0)
@@ -117,7 +121,7 @@ class _Progress:
     "--duration",
     callback=parsed(lazy("ops.loadtest.scenario", "parse_run_time")),
     default=None,
-    help="Override the run time, e.g. 30s or 5m.",
+    help="Override the run time, e.g. 30s, 5m, 1m30s or 90 (seconds).",
 )
 @click.option(
     "--arrival-rate",
@@ -230,7 +234,7 @@ def loadtest(
     host given with --allow-host; checks that the target answers first. Writes
     a run directory (result.json, report.html, locust.html, locust.log).
     Exit 0 when every SLO holds, 1 on a breach or regression, 2 on bad input
-    or an unreachable target.
+    or an unreachable target, 3 when Locust fails while running.
 
     \b
     Examples:
@@ -239,6 +243,7 @@ def loadtest(
       vots-ops loadtest slo --master --expect-workers 2     # machine A
       vots-ops loadtest slo --worker --master-host A        # machines B, C
     """
+    from ops.errors import OpsError
     from ops.loadtest import Overrides, check_outcome, default_scenarios, run_scenario
 
     if master and worker:
@@ -266,13 +271,9 @@ def loadtest(
         return
     if not scenario:
         raise click.UsageError("give a SCENARIO (see --list)")
-    mode = "master" if master else "worker" if worker else "local"
-    from ops.loadtest.scenario import load_scenarios
-
-    sc = load_scenarios(scenarios_path).get(scenario)
+    mode: Mode = "master" if master else "worker" if worker else "local"
     progress = _Progress(
         console,
-        duration or sc.duration,
         worker=f"{master_host}:{master_port}" if worker else None,
         baseline=baseline,
         tolerance=tolerance * 100,
@@ -297,9 +298,11 @@ def loadtest(
             on_status=progress,
             on_start=progress.start,
         )
+    except OpsError as exc:
+        raise exc.name_fields(FLAGS) from None
     finally:
         progress.stop()
-    if mode == "worker":
+    if outcome.result is None:  # a worker: its master judges the run
         check_outcome(outcome)
         return
     if fmt == "json":
@@ -310,6 +313,20 @@ def loadtest(
         for renderable in tables(outcome.result):
             console.print(renderable)
     check_outcome(outcome)
+
+
+#: How the command line spells the inputs of ops.loadtest.run_scenario, for the
+#: library's errors that name them.
+FLAGS = {
+    "host": "--host URL",
+    "stack_path": "--stack FILE",
+    "allow_hosts": "--allow-host HOST",
+    "users": "--users",
+    "spawn_rate": "--spawn-rate",
+    "duration": "--duration",
+    "arrival_rate": "--arrival-rate",
+    "max_requests": "--max-requests",
+}
 
 
 def _list(console: Console, path: Path, fmt: str) -> None:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ops.cli.options import format_option, lazy, parsed, quiet_option, stack_option
 from ops.console import Console, StatusLine
+
+if TYPE_CHECKING:
+    from ops.profile import ProfilePlan, ThreadDump
+    from ops.profile.model import Language, Profile, Profiler
 
 
 class _DefaultGroup(click.Group):
@@ -29,13 +33,17 @@ class _DefaultGroup(click.Group):
 class _Ticker:
     """Progress on stderr while sampling: a redrawn line on a terminal, nothing otherwise."""
 
-    def __init__(self, console: Console, duration: float, label: str) -> None:
-        self.console, self.duration, self.label = console, duration, label
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.duration, self.label = 0.0, "target"
         self.line: StatusLine | None = None
 
     def __enter__(self) -> _Ticker:
         self.line = self.console.status_line()
         return self
+
+    def start(self, plan: ProfilePlan) -> None:
+        self.duration, self.label = plan.duration_s, plan.label
 
     def __call__(self, elapsed: float) -> None:
         if self.line is not None:
@@ -109,7 +117,7 @@ def profile() -> None:
     "--duration",
     callback=parsed(lazy("ops.profile.recipe", "parse_profile_duration")),
     default=None,
-    help="How long to sample, e.g. 10s [default: the recipe's, else 10s].",
+    help="How long to sample, e.g. 10s, 1m30s or 8 (seconds) [default: the recipe's, else 10s].",
 )
 @click.option(
     "--rate",
@@ -168,8 +176,8 @@ def run(
     match: str | None,
     container: str | None,
     service: str | None,
-    language: str | None,
-    profiler: str | None,
+    language: Language | None,  # click.Choice of exactly these names
+    profiler: Profiler | None,
     duration: float | None,
     rate: float | None,
     native: bool | None,
@@ -185,47 +193,40 @@ def run(
     fmt: str,
 ) -> None:
     """Sample a process and write speedscope, flamegraph and folded stacks."""
-    from ops.profile import run_profile
-    from ops.profile.recipe import DEFAULT_PROFILER, default_recipes, find_recipe, load_recipe
+    from ops.errors import OpsError
+    from ops.profile import ProfileRequest, dump_threads, run_profile
 
-    targets_given = [x for x in (pid, container, service) if x is not None]
-    if len(targets_given) > 1:
-        raise click.UsageError(
-            "give one of --pid, --container, --service (--match may narrow a container or service)"
-        )
-    rec = load_recipe(find_recipe(recipe, recipes_dir or default_recipes())) if recipe else None
-    req = _request(
-        rec,
-        recipe,
-        language,
-        profiler,
-        duration,
-        rate,
-        pid,
-        match,
-        container,
-        service,
-        pprof_url,
-        heap,
-        dict(native=native, gil=gil, idle=idle, subprocesses=subprocesses, blocking=blocking),
-        stack_path,
-        DEFAULT_PROFILER,
+    req = ProfileRequest(
+        recipe=recipe,
+        recipes_dir=recipes_dir,
+        stack_path=Path(stack_path),
+        pid=pid,
+        match=match,
+        container=container,
+        service=service,
+        language=language,
+        profiler=profiler,
+        duration_s=duration,
+        rate_hz=rate,
+        native=native,
+        gil=gil,
+        idle=idle,
+        subprocesses=subprocesses,
+        blocking=blocking,
+        pprof_url=pprof_url,
+        heap=heap,
     )
-    if dump:
-        _dump(console, req, fmt)
-        return
-    label = (
-        recipe
-        or req.service
-        or req.container
-        or (f"pid {req.pid}" if req.pid else None)
-        or req.match
-        or req.pprof_url
-        or "target"
-    )
-    with _Ticker(console, req.duration_s, label) as ticker:
-        started = time.monotonic()
-        outcome = run_profile(req, runs_dir=runs_dir, top_n=top_n, on_tick=ticker)
+    try:
+        if dump:
+            _print_dumps(console, dump_threads(req), fmt)
+            return
+        with _Ticker(console) as ticker:
+            started = time.monotonic()
+            outcome = run_profile(
+                req, runs_dir=runs_dir, top_n=top_n, on_start=ticker.start, on_tick=ticker
+            )
+    except OpsError as exc:
+        raise exc.name_fields(FLAGS) from None
     if fmt == "json":
         console.json(
             {**outcome.profile.header(), "top": outcome.top, "run_dir": str(outcome.run_dir)}
@@ -245,7 +246,25 @@ def run(
     )
 
 
-def _warnings(p: Any) -> list[str]:
+#: How the command line spells the fields of ops.profile.ProfileRequest, for
+#: the library's errors that name them.
+FLAGS = {
+    "recipe": "a RECIPE",
+    "stack_path": "--stack FILE",
+    "pid": "--pid",
+    "match": "--match",
+    "container": "--container",
+    "service": "--service",
+    "language": "--language",
+    "profiler": "--profiler",
+    "pprof_url": "--pprof-url URL",
+    "heap": "--heap",
+    "native": "--no-native",
+    "dump": "no --dump",
+}
+
+
+def _warnings(p: Profile) -> list[str]:
     """What makes this profile less than it seems, from its metadata (all replicas)."""
     metas = p.meta.get("replicas") or [p.meta]
     out = []
@@ -270,92 +289,21 @@ def _warnings(p: Any) -> list[str]:
     return out
 
 
-def _request(
-    rec: Any,
-    recipe: str | None,
-    language: str | None,
-    profiler: str | None,
-    duration: float | None,
-    rate: float | None,
-    pid: int | None,
-    match: str | None,
-    container: str | None,
-    service: str | None,
-    pprof_url: str | None,
-    heap: bool,
-    options: dict[str, bool | None],
-    stack_path: str,
-    defaults: dict[str, str],
-) -> Any:
-    from ops.profile import Request
-
-    lang = language or (rec.language if rec else "python")
-    prof = profiler or (rec.chosen_profiler if rec and not language else defaults[lang])
-    if prof == "pprof" and not (pprof_url or (rec and rec.pprof)):
-        raise click.UsageError(
-            "pprof needs --pprof-url http://HOST:PORT (or pprof.url in the recipe)"
-        )
-    if heap and prof != "pprof":
-        raise click.UsageError("--heap is a pprof profile; give --pprof-url (Go, Rust pprof-rs)")
-    if prof == "pprof" and any(x is not None for x in (pid, container, service, match)):
-        raise click.UsageError(
-            "pprof samples the --pprof-url endpoint; --pid/--match/--container/--service do not apply"
-        )
-    if prof == "py-spy" and lang != "python":
-        raise click.UsageError(f"py-spy profiles Python, not {lang}; use --profiler perf or pprof")
-    tgt = rec.target if rec else None
-    cli_target = any(x is not None for x in (pid, container, service))
-    req = Request(
-        language=lang,
-        profiler=prof,
-        duration_s=duration or (rec.duration if rec else 10.0),
-        rate_hz=rate or (rec.rate if rec else (99.0 if prof == "perf" else 100.0)),
-        pid=pid if cli_target else (tgt.pid if tgt else None),
-        container=container if cli_target else (tgt.container if tgt else None),
-        service=service if cli_target else (tgt.service if tgt else None),
-        match=match if match is not None else (tgt.match if tgt else None),
-        pprof_url=pprof_url or (rec.pprof.url if rec and rec.pprof else None),
-        pprof_kind="heap" if heap else (rec.pprof.kind if rec and rec.pprof else "cpu"),
-        options={
-            k: v
-            for k, v in {
-                **(rec.options.model_dump() if rec else {}),
-                **{k: v for k, v in options.items() if v is not None},
-            }.items()
-        },
-        name=recipe or "profile",
-    )
-    if req.service is not None:
-        from ops.stack import load_stack
-
-        req.project = load_stack(Path(stack_path)).stack.project
-    return req
-
-
-def _dump(console: Console, req: Any, fmt: str) -> None:
-    from ops.profile import pyspy, resolve_targets
-
-    if req.profiler != "py-spy":
-        raise click.UsageError("--dump is a py-spy snapshot; it works for Python targets")
-    for target in resolve_targets(req):
-        _, threads = pyspy.dump(
-            target,
-            native=bool(req.options.get("native")),
-            blocking=bool(req.options.get("blocking")),
-        )
+def _print_dumps(console: Console, dumps: list[ThreadDump], fmt: str) -> None:
+    for d in dumps:
         if fmt == "json":
-            console.json({"target": target.label, "pid": target.pid, "threads": threads})
+            console.json({"target": d.target, "pid": d.pid, "threads": d.threads})
             continue
-        lines = [f"{target.label} (PID {target.pid}): {len(threads)} threads"]
-        for th in threads:
+        lines = [f"{d.target} (PID {d.pid}): {len(d.threads)} threads"]
+        for th in d.threads:
             state = "active" if th.get("active") else "idle"
             gil = ", holds the GIL" if th.get("owns_gil") else ""
             name = f" {th['thread_name']}" if th.get("thread_name") else ""
             tid = th.get("os_thread_id") or th.get("thread_id")
             lines.append(f"\nThread {tid}{name} ({state}{gil})")
-            for f in th["frames"]:
+            for f in th.get("frames", []):
                 lines.append(
-                    f"    {f['name']} ({f.get('short_filename') or f['filename']}:{f['line']})"
+                    f"    {f.get('name')} ({f.get('short_filename') or f.get('filename')}:{f.get('line')})"
                 )
         console.text("\n".join(lines) + "\n")
 

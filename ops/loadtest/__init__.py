@@ -15,11 +15,15 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from ops.errors import CheckFailed, OpsError, SpecError
+from ops.errors import CheckFailed, ExternalToolError, OpsError, SpecError, TargetRefused
 from ops.extras import require
 from ops.files import atomic_write, finish_run_dir, new_run_dir
+from ops.loadtest.result import LoadtestResult, Mode, Status
+
+if TYPE_CHECKING:
+    from ops.loadtest.scenario import Scenario
 
 DEFAULT_RUNS = Path("loadtest-runs")
 DEFAULT_SLO = "error_rate < 1%"  # judged when a scenario sets no objectives at all
@@ -37,7 +41,7 @@ def default_scenarios() -> Path:
 
 @dataclass(frozen=True)
 class Overrides:
-    """Command-line values that replace the scenario's own."""
+    """Values that replace the scenario's own (``None``: keep the scenario's)."""
 
     users: int | None = None
     spawn_rate: float | None = None
@@ -48,14 +52,18 @@ class Overrides:
 
 @dataclass
 class Outcome:
-    """A finished run: the result document and where it was written."""
+    """A finished run: the result document and where it was written.
 
-    result: dict[str, Any]
+    A worker (``mode="worker"``) judges nothing: its master does, so it has
+    no result and no run directory, and passes when it ran to its end.
+    """
+
+    result: LoadtestResult | None
     run_dir: Path | None
 
     @property
     def passed(self) -> bool:
-        return self.result.get("verdict") == "pass"
+        return self.result is None or self.result.get("verdict") == "pass"
 
 
 def default_host(stack_path: Path | None) -> tuple[str | None, set[str]]:
@@ -70,8 +78,8 @@ def default_host(stack_path: Path | None) -> tuple[str | None, set[str]]:
     return f"https://{stack.domain}{suffix}", {stack.domain}
 
 
-def apply_overrides(scenario: Any, o: Overrides, path: Path) -> Any:
-    """The scenario with command-line overrides, validated against the same bounds."""
+def apply_overrides(scenario: Scenario, o: Overrides) -> Scenario:
+    """The scenario with the request's overrides, validated against the same bounds."""
     from pydantic import ValidationError
 
     from ops.loadtest.scenario import Scenario
@@ -86,7 +94,7 @@ def apply_overrides(scenario: Any, o: Overrides, path: Path) -> Any:
         err = exc.errors(include_url=False)[0]
         loc = ".".join(str(p) for p in err["loc"]) or "scenario"
         msg = str(err["msg"]).removeprefix("Value error, ")
-        raise OpsError(f"--{loc.replace('_', '-')}: {msg}") from None
+        raise OpsError(f"the {loc.replace('_', ' ')} override: {msg}", fields=(loc,)) from None
 
 
 def run_scenario(
@@ -98,7 +106,7 @@ def run_scenario(
     allow_hosts: tuple[str, ...] = (),
     overrides: Overrides = Overrides(),
     processes: int | None = None,
-    mode: str = "local",
+    mode: Mode = "local",
     expect_workers: int = 1,
     master_host: str = "127.0.0.1",
     master_port: int = 5557,
@@ -106,10 +114,19 @@ def run_scenario(
     runs_dir: Path = DEFAULT_RUNS,
     baseline: Path | None = None,
     tolerance: float = 0.10,
-    on_status: Callable[[dict[str, Any]], None] | None = None,
-    on_start: Callable[[str, Any, str], None] | None = None,
+    on_status: Callable[[Status], None] | None = None,
+    on_start: Callable[[str, Scenario, str], None] | None = None,
 ) -> Outcome:
-    """Run scenario ``name`` and judge it; raises OpsError (exit 2) before any load on bad input."""
+    """Run scenario ``name`` and judge it; raises OpsError (exit 2) before any load on bad input.
+
+    ``scenarios.yaml`` is read once, here. ``stack.yaml`` is read only when it
+    is needed: for the default target when neither ``host`` nor the scenario
+    names one, or when the target is allowed only as the stack's domain; an
+    unrelated broken stack.yaml does not stop a run at ``host``. Errors name
+    the inputs (``fields``: ``host``, ``allow_hosts``, ``duration`` ...), never
+    command-line flags. ``on_start`` gets the target, the scenario as it will
+    run (overrides applied) and why the target is allowed, before any load.
+    """
     require("locust", "loadtest", "loadtest")
     from ops.loadtest import runner, verdict
     from ops.loadtest.safety import check_allowed, preflight
@@ -117,15 +134,20 @@ def run_scenario(
 
     scenarios_path = scenarios_path or default_scenarios()
     loaded = load_scenarios(scenarios_path)
-    scenario = apply_overrides(loaded.get(name), overrides, scenarios_path)
-    stack_host, stack_names = default_host(stack_path)
-    target = (host or scenario.host or stack_host or "").rstrip("/")
+    scenario = apply_overrides(loaded.get(name), overrides)
+    stack_names: set[str] | None = None  # None: stack.yaml not read (yet)
+    target = (host or scenario.host or "").rstrip("/")
+    if not target:
+        stack_host, stack_names = default_host(stack_path)
+        target = (stack_host or "").rstrip("/")
     if not target:
         raise SpecError(
-            "no host: set one in the scenario, pass --host, or point --stack at a stack.yaml",
+            "no host: set one in the scenario, give a target host, or a stack.yaml whose "
+            "domain to use",
             path=str(scenarios_path),
             key=f"scenarios.{name}.host",
             line=loaded.lines.line(("scenarios", name)),
+            fields=("host", "stack_path"),
         )
     if scenario.user_classes and scenario.users < len(scenario.user_classes):
         raise SpecError(
@@ -134,13 +156,23 @@ def run_scenario(
             path=str(scenarios_path),
             key=f"scenarios.{name}.users",
             line=loaded.lines.line(("scenarios", name, "users")),
+            fields=("users",),
         )
     default_slo = not scenario.slo
     if default_slo:
         from ops.loadtest.scenario import OVERALL, parse_threshold
 
         scenario = scenario.model_copy(update={"slo": {OVERALL: [parse_threshold(DEFAULT_SLO)]}})
-    reason = check_allowed(target, {*stack_names, *allow_hosts})
+    try:
+        reason = check_allowed(target, {*(stack_names or ()), *allow_hosts})
+    except TargetRefused:
+        if stack_names is not None:
+            raise
+        # Perhaps the stack's own domain: only now is stack.yaml needed.
+        _, stack_names = default_host(stack_path)
+        if not stack_names:
+            raise
+        reason = check_allowed(target, {*stack_names, *allow_hosts})
     base = verdict.load_baseline(baseline) if baseline is not None else None
     if base is not None:
         where = str(baseline)
@@ -158,7 +190,7 @@ def run_scenario(
     opts = runner.RunOptions(
         host=target,
         processes=nprocs,
-        mode=mode,  # type: ignore[arg-type]
+        mode=mode,
         expect_workers=expect_workers,
         master_host=master_host,
         master_port=master_port,
@@ -178,11 +210,9 @@ def run_scenario(
         tail = runner.log_tail(staging)
         shutil.rmtree(staging, ignore_errors=True)
         if out.exit_code != 0 and not out.interrupted:
-            raise OpsError(f"the Locust worker exited with {out.exit_code}: {tail or 'no output'}")
-        return Outcome({"verdict": "pass"}, None)
+            raise _locust_failed(f"the Locust worker exited with {out.exit_code}", tail)
+        return Outcome(None, None)
     if out.raw.get("stop_reason") == "foreign_host":
-        from ops.errors import TargetRefused
-
         _keep_failed(staging, final)
         raise TargetRefused(
             f"stopped: a request went to {out.raw.get('foreign_url')}, outside {target} "
@@ -191,9 +221,10 @@ def run_scenario(
     if not out.raw:
         failed = _keep_failed(staging, final)
         tail = runner.log_tail(failed)
-        raise OpsError(
-            f"locust exited with {out.exit_code} before writing results: {tail or 'no output'} "
-            f"(log: {failed / 'locust.log'})"
+        raise _locust_failed(
+            f"locust exited with {out.exit_code} before writing results",
+            tail,
+            f" (log: {failed / 'locust.log'})",
         )
     result = verdict.build_result(
         out.raw,
@@ -235,7 +266,17 @@ def run_scenario(
     return Outcome(result, final)
 
 
-def _write_run(workdir: Path, result: dict[str, Any]) -> None:
+def _locust_failed(what: str, tail: str, where: str = "") -> OpsError:
+    """Locust ended without a result: our own refusal in it (a ``vots-ops:`` line,
+    e.g. user classes an arrival rate cannot pace) is bad input; anything else
+    is the tool failing while running (exit 3)."""
+    message = f"{what}: {tail or 'no output'}{where}"
+    if tail.startswith("vots-ops: "):
+        return OpsError(message)
+    return ExternalToolError(message)
+
+
+def _write_run(workdir: Path, result: LoadtestResult) -> None:
     from ops.loadtest.report import html_report
 
     locust_html = workdir / "locust.html"
@@ -255,24 +296,24 @@ def _keep_failed(staging: Path, final: Path) -> Path:
 
 def check_outcome(outcome: Outcome) -> None:
     """Raise CheckFailed (exit 1) naming what broke, for a pipeline."""
-    if outcome.passed:
-        return
     r = outcome.result
+    if outcome.passed or r is None:
+        return
     broken = [f"{s['target']}: {s['threshold']}" for s in r.get("slos", []) if not s["pass"]]
     broken += [
         f"{g['target']}: {g['metric']} {g['change_pct']:+}%"
         for g in r.get("regressions", [])
-        if g.get("change_pct") is not None
+        if g["change_pct"] is not None
     ]
     if r.get("exceptions"):
         n = sum(e["count"] for e in r["exceptions"])
         broken.append(f"{n} task errors (first: {r['exceptions'][0]['msg'][:80]})")
     if r.get("stop_reason") == "interrupted":
         broken.append("run interrupted")
-    if r.get("overall", {}).get("requests") == 0:
+    if r["overall"]["requests"] == 0:
         broken.append("no requests completed")
     where = f" (report: {outcome.run_dir / 'report.html'})" if outcome.run_dir else ""
     raise CheckFailed(f"{len(broken)} failed: " + "; ".join(broken) + where)
 
 
-__all__ = ["Outcome", "Overrides", "check_outcome", "run_scenario"]
+__all__ = ["LoadtestResult", "Outcome", "Overrides", "check_outcome", "run_scenario"]

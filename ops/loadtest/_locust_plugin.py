@@ -23,67 +23,69 @@ import json
 import os
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import gevent
-from hdrh.histogram import HdrHistogram
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
 from ops.loadtest import users
-from ops.loadtest.hdr import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS
+from ops.loadtest.hdr import HIGHEST_US, LOWEST_US, Histogram, decode, encode, new
+from ops.loadtest.result import RawEntry, RawError, RawRun, Status
 
 CONFIG: dict[str, Any] = json.loads(os.environ.get("VOTS_OPS_LOADTEST", "{}"))
 RATE: float | None = CONFIG.get("arrival_rate")
 _HOST: str = str(CONFIG.get("host") or "")
 
 
-def _new() -> HdrHistogram:
-    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _on(hook: Any) -> Callable[[F], F]:
+    """``@events.<hook>.add_listener``, keeping the listener's type (Locust's is untyped)."""
+
+    def register(listener: F) -> F:
+        hook.add_listener(listener)
+        return listener
+
+    return register
 
 
 class _Recorder:
     """Per-endpoint histograms: service time and (arrival-rate mode) time since intended start."""
 
     def __init__(self) -> None:
-        self.service: dict[str, HdrHistogram] = {}
-        self.intended: dict[str, HdrHistogram] = {}
+        self.service: dict[str, Histogram] = {}
+        self.intended: dict[str, Histogram] = {}
 
     def record(self, key: str, service_us: int, late_us: int) -> None:
         h = self.service.get(key)
         if h is None:
-            h = self.service[key] = _new()
+            h = self.service[key] = new()
         h.record_value(service_us)
         if RATE is not None:
             g = self.intended.get(key)
             if g is None:
-                g = self.intended[key] = _new()
+                g = self.intended[key] = new()
             g.record_value(min(service_us + late_us, HIGHEST_US))
 
     def export(self) -> dict[str, list[str | None]]:
         out: dict[str, list[str | None]] = {}
         for key, h in self.service.items():
             g = self.intended.get(key)
-            out[key] = [_encode(h), _encode(g) if g is not None else None]
+            out[key] = [encode(h), encode(g) if g is not None else None]
         return out
 
     def merge(self, data: dict[str, list[str | None]]) -> None:
         for key, (svc, intended) in data.items():
-            self.service.setdefault(key, _new()).add(_decode(svc))
+            self.service.setdefault(key, new()).add(decode(svc))
             if intended is not None:
-                self.intended.setdefault(key, _new()).add(_decode(intended))
+                self.intended.setdefault(key, new()).add(decode(intended))
 
     def reset(self) -> None:
         self.service.clear()
         self.intended.clear()
-
-
-def _encode(h: HdrHistogram) -> str:
-    return h.encode().decode("ascii")
-
-
-def _decode(text: str | None) -> HdrHistogram:
-    return HdrHistogram.decode(text.encode("ascii")) if text else _new()
 
 
 RECORDER = _Recorder()
@@ -91,10 +93,10 @@ STATE: dict[str, Any] = {"stop_reason": "duration", "started": None, "workers": 
 # Each process that runs users stops itself at its share of max_requests, so
 # the bound holds to within the requests in flight, not a reporting interval.
 _SHARE = int(CONFIG.get("max_requests_per_process") or 0)
-_COUNT = [0, False]
+_COUNT: list[Any] = [0, False]
 
 
-@events.request.add_listener
+@_on(events.request)
 def _on_request(
     request_type: str,
     name: str,
@@ -149,7 +151,7 @@ def _stop_self(runner: Any) -> None:
     runner.quit()
 
 
-@events.report_to_master.add_listener
+@_on(events.report_to_master)
 def _on_report_to_master(client_id: str, data: dict[str, Any]) -> None:
     data["vots_hdr"] = RECORDER.export()
     data["vots_stop_reason"] = STATE["stop_reason"]
@@ -157,7 +159,7 @@ def _on_report_to_master(client_id: str, data: dict[str, Any]) -> None:
     RECORDER.reset()
 
 
-@events.worker_report.add_listener
+@_on(events.worker_report)
 def _on_worker_report(client_id: str, data: dict[str, Any]) -> None:
     if "vots_hdr" in data:
         RECORDER.merge(data["vots_hdr"])
@@ -174,7 +176,7 @@ def _on_worker_report(client_id: str, data: dict[str, Any]) -> None:
             gevent.spawn(STATE["env"].runner.quit)
 
 
-@events.init.add_listener
+@_on(events.init)
 def _on_init(environment: Any, **_: Any) -> None:
     if RATE is not None:
         plain = [c.__name__ for c in environment.user_classes if not issubclass(c, users.VotsUser)]
@@ -189,7 +191,7 @@ def _on_init(environment: Any, **_: Any) -> None:
         gevent.spawn(_status_loop, environment)
 
 
-@events.test_start.add_listener
+@_on(events.test_start)
 def _on_test_start(environment: Any, **_: Any) -> None:
     if STATE["started"] is None:
         STATE["started"] = time.time()
@@ -226,7 +228,7 @@ def _status_loop(environment: Any) -> None:
                 gevent.spawn(runner.quit)
         if fd is None:
             continue
-        line = {
+        line: Status = {
             "elapsed": time.time() - STATE["started"] if STATE["started"] else 0.0,
             "state": runner.state,
             "users": runner.user_count,
@@ -244,14 +246,14 @@ def _status_loop(environment: Any) -> None:
             fd = None
 
 
-@events.quit.add_listener
+@_on(events.quit)
 def _on_quit(exit_code: int, **_: Any) -> None:
     environment = STATE.get("env")
     out = CONFIG.get("result")
     if environment is None or not out or isinstance(environment.runner, WorkerRunner):
         return
     stats = environment.stats
-    entries = []
+    entries: list[RawEntry] = []
     for entry in [*stats.entries.values(), stats.total]:
         entries.append(
             {
@@ -270,12 +272,12 @@ def _on_quit(exit_code: int, **_: Any) -> None:
                 "locust_p99_ms": entry.get_response_time_percentile(0.99),
             }
         )
-    errors = [
+    errors: list[RawError] = [
         {"method": e.method, "name": e.name, "error": str(e.error), "count": e.occurrences}
         for e in stats.errors.values()
     ]
     runner = environment.runner
-    raw = {
+    raw: RawRun = {
         "locust_exit_code": exit_code,
         "stop_reason": STATE["stop_reason"],
         "foreign_url": STATE.get("foreign_url"),

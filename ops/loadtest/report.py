@@ -11,6 +11,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from ops.loadtest.result import Figures, Latency, LoadtestResult, SloRow
+
 _LAT = ("p50", "p95", "p99", "max")
 
 
@@ -37,22 +39,25 @@ def fmt_value(value: float | None, unit: str) -> str:
     return f"{value:,.1f}/s"
 
 
-def _margin(row: dict[str, Any]) -> str:
+def _margin(row: SloRow) -> str:
     if row["margin"] is None:
         return row.get("note", "-")
     sign = "+" if row["margin"] >= 0 else "-"
     return sign + fmt_value(abs(row["margin"]), row["unit"])
 
 
-def _rows(result: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+def _rows(result: LoadtestResult) -> list[tuple[str, Figures]]:
     return [*result["endpoints"].items(), ("overall", result["overall"])]
 
 
-def _basis(result: dict[str, Any]) -> str:
-    return "latency_from_intended_ms" if result["latency_basis"] == "intended" else "latency_ms"
+def _latency(result: LoadtestResult, fig: Figures) -> Latency:
+    """The figures' latency on the run's basis (from intended start, or service time)."""
+    if result["latency_basis"] == "intended":
+        return fig["latency_from_intended_ms"] or {}
+    return fig["latency_ms"]
 
 
-def tables(result: dict[str, Any]) -> list[Any]:
+def tables(result: LoadtestResult) -> list[Any]:
     """Rich renderables: endpoints, SLOs, regressions, errors, and the verdict line."""
     from rich.table import Table
     from rich.text import Text
@@ -66,7 +71,7 @@ def tables(result: dict[str, Any]) -> list[Any]:
     for col in ("requests", "failures", "req/s", *_LAT):
         t.add_column(col, justify="right")
     for name, fig in _rows(result):
-        lat = fig[_basis(result)] or {}
+        lat = _latency(result, fig)
         style = "bold" if name == "overall" else None
         t.add_row(
             Text(name),
@@ -107,15 +112,15 @@ def tables(result: dict[str, Any]) -> list[Any]:
         )
         for col in ("target", "metric", "baseline", "now", "change"):
             g.add_column(col, justify="left" if col in ("target", "metric") else "right")
-        for row in result["regressions"]:
-            unit = "%" if row["metric"] == "error_rate" else row["unit"] or "ms"
+        for reg in result["regressions"]:
+            unit = "%" if reg["metric"] == "error_rate" else reg["unit"] or "ms"
             g.add_row(
-                Text(row["target"]),
-                row["metric"],
-                fmt_value(row["baseline"], unit),
-                fmt_value(row["actual"], unit),
+                Text(reg["target"]),
+                reg["metric"],
+                fmt_value(reg["baseline"], unit),
+                fmt_value(reg["actual"], unit),
                 Text(
-                    f"{row['change_pct']:+.1f}%" if row["change_pct"] is not None else "new",
+                    f"{reg['change_pct']:+.1f}%" if reg["change_pct"] is not None else "new",
                     style="bold red",
                 ),
             )
@@ -125,8 +130,8 @@ def tables(result: dict[str, Any]) -> list[Any]:
         e.add_column("endpoint")
         e.add_column("error")
         e.add_column("count", justify="right")
-        for row in result["errors"][:10]:
-            e.add_row(Text(row["endpoint"]), Text(row["error"][:160]), f"{row['count']:,}")
+        for err in result["errors"][:10]:
+            e.add_row(Text(err["endpoint"]), Text(err["error"][:160]), f"{err['count']:,}")
         out.append(e)
     verdict = result["verdict"]
     line = Text(
@@ -153,7 +158,7 @@ _CSS = """
 """
 
 
-def verdict_section(result: dict[str, Any]) -> str:
+def verdict_section(result: LoadtestResult) -> str:
     """The verdict as a self-contained HTML section (inline CSS, no scripts)."""
     ok = result["verdict"] == "pass"
     colour = "#137333" if ok else "#b00020"
@@ -169,7 +174,7 @@ def verdict_section(result: dict[str, Any]) -> str:
         + "</tr>",
     ]
     for name, fig in _rows(result):
-        lat = fig[_basis(result)] or {}
+        lat = _latency(result, fig)
         parts.append(
             f"<tr><td>{_e(name)}</td><td>{fig['requests']:,}</td><td>{fig['failures']:,}</td>"
             f"<td>{fig['rps']:,.1f}</td>"
@@ -193,17 +198,17 @@ def verdict_section(result: dict[str, Any]) -> str:
         parts.append(
             f"<p class='fail'>Regressions against {_e(result['baseline'])} (tolerance {_e(result['tolerance_pct'])}%):</p><ul>"
         )
-        for row in result["regressions"]:
+        for reg in result["regressions"]:
             parts.append(
-                f"<li>{_e(row['target'])} {_e(row['metric'])}: {_e(row['baseline'])} → {_e(row['actual'])} "
-                f"({_e(row['change_pct'])}%)</li>"
+                f"<li>{_e(reg['target'])} {_e(reg['metric'])}: {_e(reg['baseline'])} → {_e(reg['actual'])} "
+                f"({_e(reg['change_pct'])}%)</li>"
             )
         parts.append("</ul>")
     parts.append("</section>")
     return "\n".join(parts)
 
 
-def html_report(result: dict[str, Any], locust_html: str | None) -> str:
+def html_report(result: LoadtestResult, locust_html: str | None) -> str:
     """Locust's report with the verdict first, or the verdict alone when Locust wrote none."""
     section = verdict_section(result)
     if locust_html:

@@ -22,25 +22,21 @@ import json
 import math
 import os
 import re
-import select
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import cast
 
-from ops.errors import OpsError
 from ops.extras import require
+from ops.loadtest.result import Mode, RawRun, Status
 from ops.loadtest.scenario import Scenario
-from ops.proc import free_port
+from ops.proc import free_port, signal_group, supervise
 
 PLUGIN = Path(__file__).with_name("_locust_plugin.py")
 EXPECT_WORKERS_WAIT_S = 60
-Status = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -49,7 +45,7 @@ class RunOptions:
 
     host: str
     processes: int = 1
-    mode: Literal["local", "master", "worker"] = "local"
+    mode: Mode = "local"
     expect_workers: int = 1
     master_host: str = "127.0.0.1"
     master_port: int = 5557
@@ -60,7 +56,7 @@ class RunOptions:
 class RunOutput:
     """What the Locust run left behind, before any verdict."""
 
-    raw: dict[str, Any]
+    raw: RawRun
     workdir: Path
     exit_code: int
     interrupted: bool = False
@@ -156,94 +152,86 @@ def run_locust(
     }
     env = {**os.environ, "VOTS_OPS_LOADTEST": json.dumps(config), "PYTHONUNBUFFERED": "1"}
     argv = locust_argv(scenario, locustfile, opts, workdir)
-    log = (workdir / "locust.log").open("wb")
-    try:
-        proc = subprocess.Popen(  # noqa: S603 - argument list
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=str(locustfile.parent),
-            pass_fds=(write_fd,),
-            start_new_session=True,
-        )
-    finally:
-        os.close(write_fd)
-        log.close()
     statuses: list[Status] = []
-    interrupted = False
-    # systemd, timeout(1) and CI cancellations send SIGTERM: stop Locust the
-    # same way as on Ctrl-C instead of leaving it loading the target.
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if main else None
-    deadline = time.monotonic() + _deadline(scenario, opts)
-    buf = b""
+    reader = _StatusReader(read_fd, statuses, on_status)
+
+    def interrupt(proc: subprocess.Popen[bytes]) -> None:
+        if opts.mode == "worker":
+            signal_group(proc, signal.SIGINT)
+        else:
+            # Only the master: it stops its workers, which send their last
+            # figures first; a SIGINT to each would lose them.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGINT)
+
+    writer_open = [True]
+
+    def close_writer(_proc: object = None) -> None:
+        # The child holds the pipe's write end now: ours must close, or the
+        # pipe never ends; once only, as the number may be reused at once.
+        if writer_open[0]:
+            writer_open[0] = False
+            os.close(write_fd)
+
+    log_path = workdir / "locust.log"
     try:
-        while True:
+        with log_path.open("wb") as log:
             try:
-                ready, _, _ = select.select([read_fd], [], [], 0.5)
-                if ready:
-                    chunk = os.read(read_fd, 65536)
-                    if not chunk and proc.poll() is not None:
-                        break
-                    buf += chunk
-                    *lines, buf = buf.split(b"\n")
-                    for line in lines:
-                        status = json.loads(line)
-                        statuses.append(status)
-                        if on_status is not None:
-                            on_status(status)
-                if proc.poll() is not None and not ready:
-                    break
-                if time.monotonic() > deadline:
-                    _stop(proc, signal.SIGTERM, 15)
-                    raise OpsError(
-                        f"locust did not finish within {_deadline(scenario, opts):.0f}s; stopped it "
-                        f"(log: {workdir / 'locust.log'})"
-                    )
-            except KeyboardInterrupt:
-                if interrupted:  # a second Ctrl-C: stop now
-                    _stop(proc, signal.SIGKILL, 5)
-                    raise
-                interrupted = True
-                if opts.mode == "worker":
-                    _signal(proc, signal.SIGINT)
-                else:
-                    # Only the master: it stops its workers, which send their
-                    # last figures first; a SIGINT to each would lose them.
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(proc.pid, signal.SIGINT)
-                deadline = min(deadline, time.monotonic() + 30)
+                done = supervise(
+                    argv,
+                    name="locust",
+                    timeout_s=_deadline(scenario, opts),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=str(locustfile.parent),
+                    pass_fds=(write_fd,),
+                    on_start=close_writer,
+                    on_tick=lambda _elapsed: reader.read(),
+                    interrupt=interrupt,
+                    stop_signal=signal.SIGTERM,
+                    grace_s=30,
+                    tick_s=0.5,
+                    log=log_path,
+                )
+            finally:
+                close_writer()
+        reader.read()  # what the plugin wrote last
     finally:
         os.close(read_fd)
-        if main:
-            signal.signal(signal.SIGTERM, previous)
-        if proc.poll() is None:
-            _stop(proc, signal.SIGTERM, 10)
-    raw: dict[str, Any] = {}
+    raw: RawRun = {}
     if result_path.exists():
-        raw = json.loads(result_path.read_text(encoding="utf-8"))
+        raw = cast(RawRun, json.loads(result_path.read_text(encoding="utf-8")))
         result_path.unlink()
-    return RunOutput(raw, workdir, proc.returncode, interrupted, statuses)
+    return RunOutput(raw, workdir, done.returncode, done.interrupted, statuses)
 
 
-def _raise_interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
+class _StatusReader:
+    """The status lines the plugin writes to its pipe, passed on as they arrive."""
 
+    def __init__(
+        self, fd: int, into: list[Status], on_status: Callable[[Status], None] | None
+    ) -> None:
+        self.fd, self.into, self.on_status = fd, into, on_status
+        self.buf = b""
+        os.set_blocking(fd, False)
 
-def _signal(proc: subprocess.Popen[bytes], sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, sig)
-
-
-def _stop(proc: subprocess.Popen[bytes], sig: int, grace: float) -> None:
-    _signal(proc, sig)
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        _signal(proc, signal.SIGKILL)
-        proc.wait(5)
+    def read(self) -> None:
+        """Every whole line there is now (never waits)."""
+        while True:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except BlockingIOError:
+                return
+            if not chunk:
+                return
+            self.buf += chunk
+            *lines, self.buf = self.buf.split(b"\n")
+            for line in lines:
+                status = cast(Status, json.loads(line))
+                self.into.append(status)
+                if self.on_status is not None:
+                    self.on_status(status)
 
 
 _CAUSE = re.compile(r"^(vots-ops: |[\w.]*(Error|Exception|Exit)\b)")

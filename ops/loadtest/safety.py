@@ -82,8 +82,8 @@ def check_allowed(url: str, allowed: Iterable[str] = ()) -> str:
     named = f" ({', '.join(sorted(names))})" if names else ""
     raise TargetRefused(
         f"refusing to send load to {url}: {what} is not this machine, not the domain "
-        f"in stack.yaml and not given with --allow-host{named}; add --allow-host {host} if you "
-        "own it and mean it"
+        f"in stack.yaml and not an allowed host{named}; allow {host} if you own it and mean it",
+        fields=("allow_hosts",),
     )
 
 

@@ -19,19 +19,18 @@ import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from ops.errors import SpecError
 from ops.spec import LineMap, format_loc, load_yaml, read_text, validate
+from ops.units import parse_duration_s
 
 MAX_USERS = 10_000
 MAX_DURATION_S = 3 * 3600
 DEFAULT_MAX_REQUESTS = 5_000_000
 
-_DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
-_DUR_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _THRESHOLD_RE = re.compile(
     r"^\s*(?P<metric>p\(\s*(?P<pq>\d+(?:\.\d+)?)\s*\)|p(?P<pn>\d+(?:\.\d+)?)|med|avg|mean|max|min|"
     r"error_rate|errors|rps)\s*(?P<op><=|>=|<|>)\s*(?P<value>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|%|/s)?\s*$"
@@ -40,21 +39,6 @@ _ENDPOINT_RE = re.compile(r"^(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS|[A-Z]+) \S.
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _CLASS_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 OVERALL = "overall"
-
-
-def parse_seconds(value: Any) -> float:
-    """``30s``, ``2m``, ``500ms``, ``1h`` or a plain number of seconds -> seconds."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected a duration like 30s or 2m (got {value!r})")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION_RE.fullmatch(value.strip())):
-        seconds = float(m.group(1)) * _DUR_UNITS[m.group(2)]
-    else:
-        raise ValueError(f"expected a duration like 30s or 2m (got {value!r})")
-    if seconds <= 0:
-        raise ValueError(f"must be more than zero (got {value!r})")
-    return seconds
 
 
 def parse_rate(value: Any) -> float:
@@ -171,7 +155,8 @@ def _locustfile(value: Any) -> str:
 
 
 def parse_run_time(value: Any) -> float:
-    seconds = parse_seconds(value)
+    """A run time in the one duration grammar (``ops.units``), 1s to 3h."""
+    seconds = parse_duration_s(value)
     if seconds > MAX_DURATION_S:
         raise ValueError(
             f"at most {MAX_DURATION_S // 3600}h (got {value!r}); split a soak into runs"
@@ -307,6 +292,3 @@ def parse_scenarios(text: str, path: str | Path) -> LoadedScenarios:
 def load_scenarios(path: str | Path) -> LoadedScenarios:
     """Read and validate a scenarios.yaml from disk."""
     return parse_scenarios(read_text(Path(path)), path)
-
-
-Mode = Literal["local", "master", "worker"]

@@ -11,11 +11,25 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from ops.errors import SpecError
 from ops.loadtest import hdr
+from ops.loadtest.result import (
+    ErrorRow,
+    ExceptionRow,
+    Figures,
+    Latency,
+    LoadtestResult,
+    RawEntry,
+    RawRun,
+    Regression,
+    SloRow,
+)
 from ops.loadtest.scenario import OVERALL, Scenario, Threshold
+
+if TYPE_CHECKING:
+    from ops.loadtest.hdr import Histogram
 
 SCHEMA = "vots-ops/loadtest-result/1"
 REGRESSION_METRICS = ("p50", "p95", "p99")
@@ -32,15 +46,22 @@ def _round(value: float | None, digits: int = 3) -> float | None:
 
 
 def _figures(
-    requests: int, failures: int, seconds: float, nbytes: int, svc: Any, intended: Any, locust: dict
-) -> dict:
+    requests: int,
+    failures: int,
+    seconds: float,
+    nbytes: int,
+    svc: Histogram,
+    intended: Histogram | None,
+    locust: RawEntry,
+) -> Figures:
+    latency: Latency = {k: _round(v) for k, v in hdr.summary(svc).items()}
     return {
         "requests": requests,
         "failures": failures,
         "error_rate": _round(failures / requests if requests else 0.0, 6),
         "rps": _round(requests / seconds if seconds > 0 else 0.0, 2),
         "bytes": nbytes,
-        "latency_ms": {k: _round(v) for k, v in hdr.summary(svc).items()},
+        "latency_ms": latency,
         "latency_from_intended_ms": (
             {k: _round(v) for k, v in hdr.summary(intended).items()}
             if intended is not None
@@ -54,8 +75,15 @@ def _figures(
     }
 
 
+def _hists(raw: RawRun) -> dict[str, tuple[Histogram, Histogram | None]]:
+    return {
+        k: (hdr.decode(v[0]), hdr.decode(v[1]) if v[1] else None)
+        for k, v in raw.get("hdr", {}).items()
+    }
+
+
 def build_result(
-    raw: dict[str, Any],
+    raw: RawRun,
     *,
     name: str,
     scenario: Scenario,
@@ -63,22 +91,21 @@ def build_result(
     processes: int,
     mode: str,
     interrupted: bool = False,
-) -> dict[str, Any]:
+) -> LoadtestResult:
     """The result document (without verdict) from the plugin's raw file."""
     arrival = scenario.arrival_rate is not None
-    by_key = {f"{e['method']} {e['name']}": e for e in raw.get("entries", []) if e["method"]}
-    total: dict[str, Any] = next((e for e in raw.get("entries", []) if not e["method"]), {})
+    entries = raw.get("entries", [])
+    by_key = {f"{e.get('method')} {e.get('name')}": e for e in entries if e.get("method")}
+    total = next((e for e in entries if not e.get("method")), RawEntry())
     seconds = 0.0
-    if total.get("last_request") and total.get("first_request"):
-        seconds = max(0.0, total["last_request"] - total["first_request"])
-    hists = {
-        k: (hdr.decode(v[0]), hdr.decode(v[1]) if v[1] else None)
-        for k, v in raw.get("hdr", {}).items()
-    }
-    endpoints: dict[str, Any] = {}
+    last, first = total.get("last_request"), total.get("first_request")
+    if last and first:
+        seconds = max(0.0, last - first)
+    hists = _hists(raw)
+    endpoints: dict[str, Figures] = {}
     all_svc, all_int = hdr.new(), hdr.new() if arrival else None
     for key in sorted(set(by_key) | set(hists)):
-        entry = by_key.get(key, {})
+        entry = by_key.get(key) or RawEntry()
         svc, intended = hists.get(key, (hdr.new(), None))
         if arrival and intended is None:
             intended = hdr.new()
@@ -103,6 +130,14 @@ def build_result(
         all_int,
         total,
     )
+    errors: list[ErrorRow] = [
+        {"endpoint": f"{e['method']} {e['name']}", "error": e["error"], "count": e["count"]}
+        for e in sorted(raw.get("errors", []), key=lambda e: -e["count"])
+    ]
+    exceptions: list[ExceptionRow] = [
+        {"msg": e["msg"], "count": e["count"]}
+        for e in sorted(raw.get("exceptions", []), key=lambda e: -e["count"])
+    ]
     return {
         "schema": SCHEMA,
         "scenario": name,
@@ -124,41 +159,35 @@ def build_result(
         "latency_basis": "intended" if arrival else "service",
         "endpoints": endpoints,
         "overall": overall,
-        "errors": [
-            {"endpoint": f"{e['method']} {e['name']}", "error": e["error"], "count": e["count"]}
-            for e in sorted(raw.get("errors", []), key=lambda e: -e["count"])
-        ],
-        "exceptions": [
-            {"msg": e["msg"], "count": e["count"]}
-            for e in sorted(raw.get("exceptions", []), key=lambda e: -e["count"])
-        ],
+        "errors": errors,
+        "exceptions": exceptions,
         "hdr_counts_match": all_svc.get_total_count() == total.get("requests", 0),
     }
 
 
-def _actual(figures: dict[str, Any], th: Threshold, basis: str) -> float | None:
+def _actual(figures: Figures, th: Threshold, basis: str) -> float | None:
     if figures["requests"] == 0:
         return None
     if th.metric == "error_rate":
-        return float(figures["error_rate"])
+        return figures["error_rate"]
     if th.metric == "rps":
-        return float(figures["rps"])
+        return figures["rps"]
     lat = figures["latency_from_intended_ms"] if basis == "intended" else figures["latency_ms"]
     key = th.metric
-    if key not in lat:  # a percentile outside the summary set, e.g. p(75)
+    if lat is None or lat.get(key) is None:  # a percentile outside the summary set, e.g. p(75)
         return None
-    return float(lat[key])
+    return lat[key]
 
 
-def judge(result: dict[str, Any], scenario: Scenario) -> list[dict[str, Any]]:
+def judge(result: LoadtestResult, scenario: Scenario) -> list[SloRow]:
     """Each SLO with its actual figure, pass/fail and margin (positive = inside the objective)."""
-    out = []
+    out: list[SloRow] = []
     basis = result["latency_basis"]
     for target, thresholds in scenario.slo.items():
         figures = result["overall"] if target == OVERALL else result["endpoints"].get(target)
         for th in thresholds:
             actual = _actual(figures, th, basis) if figures is not None else None
-            row: dict[str, Any] = {
+            row: SloRow = {
                 "target": target,
                 "threshold": th.text,
                 "metric": th.metric,
@@ -179,15 +208,12 @@ def _percentiles_for(scenario: Scenario) -> set[str]:
     return {th.metric for ths in scenario.slo.values() for th in ths if th.metric.startswith("p")}
 
 
-def extra_percentiles(result: dict[str, Any], raw: dict[str, Any], scenario: Scenario) -> None:
+def extra_percentiles(result: LoadtestResult, raw: RawRun, scenario: Scenario) -> None:
     """Add percentiles an SLO names beyond the standard set (``p(75)``) to the figures it judges."""
     wanted = _percentiles_for(scenario) - {f"p{format(q, 'g')}" for q in hdr.PERCENTILES}
     if not wanted:
         return
-    hists = {
-        k: (hdr.decode(v[0]), hdr.decode(v[1]) if v[1] else None)
-        for k, v in raw.get("hdr", {}).items()
-    }
+    hists = _hists(raw)
     all_svc, all_int = hdr.new(), hdr.new()
     for key, (svc, intended) in hists.items():
         all_svc.add(svc)
@@ -198,17 +224,18 @@ def extra_percentiles(result: dict[str, Any], raw: dict[str, Any], scenario: Sce
             continue
         for metric in wanted:
             fig["latency_ms"][metric] = _round(hdr.value_at(svc, metric))
-            if fig["latency_from_intended_ms"] is not None and intended is not None:
-                fig["latency_from_intended_ms"][metric] = _round(hdr.value_at(intended, metric))
+            from_intended = fig["latency_from_intended_ms"]
+            if from_intended is not None and intended is not None:
+                from_intended[metric] = _round(hdr.value_at(intended, metric))
+    overall = result["overall"]
     for metric in wanted:
-        result["overall"]["latency_ms"][metric] = _round(hdr.value_at(all_svc, metric))
-        if result["overall"]["latency_from_intended_ms"] is not None:
-            result["overall"]["latency_from_intended_ms"][metric] = _round(
-                hdr.value_at(all_int, metric)
-            )
+        overall["latency_ms"][metric] = _round(hdr.value_at(all_svc, metric))
+        intended_overall = overall["latency_from_intended_ms"]
+        if intended_overall is not None:
+            intended_overall[metric] = _round(hdr.value_at(all_int, metric))
 
 
-def load_baseline(path: Path) -> dict[str, Any]:
+def load_baseline(path: Path) -> LoadtestResult:
     """An earlier result file (or a run directory holding ``result.json``)."""
     target = path / "result.json" if path.is_dir() else path
     try:
@@ -225,20 +252,20 @@ def load_baseline(path: Path) -> dict[str, Any]:
             f"not a vots-ops loadtest result (schema {got!r}, expected {SCHEMA!r})",
             path=str(target),
         )
-    return data
+    return cast(LoadtestResult, data)
 
 
-def compare(
-    result: dict[str, Any], baseline: dict[str, Any], tolerance: float
-) -> list[dict[str, Any]]:
+def compare(result: LoadtestResult, baseline: LoadtestResult, tolerance: float) -> list[Regression]:
     """Regressions beyond ``tolerance`` (0.10 = 10%) in latency, error rate or throughput.
 
     Latency is compared on the same basis in both runs (service time, and time
     from intended start when both runs had an arrival rate); tiny absolute
     changes (under 1 ms, under 0.1 percentage points of errors) are noise.
     """
-    rows: list[dict[str, Any]] = []
-    targets = [(OVERALL, result["overall"], baseline.get("overall"))]
+    rows: list[Regression] = []
+    targets: list[tuple[str, Figures, Figures | None]] = [
+        (OVERALL, result["overall"], baseline.get("overall"))
+    ]
     targets += [
         (k, v, baseline.get("endpoints", {}).get(k)) for k, v in result["endpoints"].items()
     ]
@@ -249,8 +276,9 @@ def compare(
         if new.get("latency_from_intended_ms") and old.get("latency_from_intended_ms"):
             bases.append("latency_from_intended_ms")
         for basis in bases:
+            new_lat, old_lat = _latency(new, basis), _latency(old, basis)
             for metric in REGRESSION_METRICS:
-                a, b = new[basis].get(metric), old[basis].get(metric)
+                a, b = new_lat.get(metric), old_lat.get(metric)
                 if a is None or b is None:
                     continue
                 if a > b * (1 + tolerance) and a - b > LATENCY_NOISE_MS:
@@ -264,18 +292,23 @@ def compare(
                             tolerance,
                         )
                     )
-        a, b = new["error_rate"], old["error_rate"]
+        a, b = new["error_rate"] or 0.0, old["error_rate"] or 0.0
         if a > b * (1 + tolerance) and a - b > ERROR_RATE_NOISE:
             rows.append(_row(target, "error_rate", b, a, "", tolerance))
-        a, b = new["rps"], old["rps"]
+        a, b = new["rps"] or 0.0, old["rps"] or 0.0
         if b and a < b * (1 - tolerance):
             rows.append(_row(target, "rps", b, a, "/s", tolerance))
     return rows
 
 
+def _latency(figures: Figures, basis: str) -> Latency:
+    found = figures["latency_ms"] if basis == "latency_ms" else figures["latency_from_intended_ms"]
+    return found or {}
+
+
 def _row(
     target: str, metric: str, base: float, actual: float, unit: str, tolerance: float
-) -> dict[str, Any]:
+) -> Regression:
     change = (actual - base) / base * 100 if base else None
     return {
         "target": target,

@@ -1,6 +1,8 @@
 """Profiles of Python, Go and Rust services: find the process, sample it, show where time goes.
 
-``run_profile()`` is the library entry point: it resolves the target to host
+``run_profile(ProfileRequest(...))`` is the library entry point, the one call
+behind ``vots-ops profile``: ``plan_profile`` merges the request over its
+recipe (request values win) and checks it as a whole, then it resolves the target to host
 PIDs (``target``), runs one backend (py-spy, pprof, perf) that returns the
 common ``Profile`` (``model``), and writes a run directory with the folded
 stacks, a speedscope file, a flamegraph SVG and ``profile.json`` (what was
@@ -10,33 +12,75 @@ sampled and the top functions) in one rename. ``load_profile()`` and
 
 from __future__ import annotations
 
+import functools
 import json
-import signal
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from ops.errors import OpsError, SpecError
+from ops.errors import ExternalToolError, OpsError, SpecError
 from ops.files import atomic_write, finish_run_dir, new_run_dir
-from ops.profile.model import Profile, parse_folded
+from ops.proc import forward_signals
+from ops.profile.model import (
+    DEFAULT_PROFILER,
+    Language,
+    Profile,
+    ProfileMeta,
+    Profiler,
+    TopRow,
+    parse_folded,
+)
 
 if TYPE_CHECKING:
     from ops.profile.pprof import PprofKind
+    from ops.profile.pyspy import DumpThread
+    from ops.profile.target import Target
 
 DEFAULT_RUNS = Path("profile-runs")
 FILES = ("profile.folded", "profile.json", "speedscope.json", "flamegraph.svg")
+TARGET_FIELDS = ("pid", "container", "service")
+
+
+@dataclass(frozen=True)
+class ProfileRequest:
+    """What a user asks to profile: an optional recipe and values that override it.
+
+    ``None`` means "not given": the recipe's value, else the default, applies.
+    :func:`plan_profile` merges and checks them into a :class:`ProfilePlan`;
+    errors name these fields (``fields=("pprof_url",)``), which a front end
+    spells its own way.
+    """
+
+    recipe: str | None = None
+    recipes_dir: Path | None = None
+    stack_path: Path = Path("stack.yaml")
+    pid: int | None = None
+    match: str | None = None
+    container: str | None = None
+    service: str | None = None
+    language: Language | None = None
+    profiler: Profiler | None = None
+    duration_s: float | None = None
+    rate_hz: float | None = None
+    native: bool | None = None
+    gil: bool | None = None
+    idle: bool | None = None
+    subprocesses: bool | None = None
+    blocking: bool | None = None
+    pprof_url: str | None = None
+    heap: bool = False
 
 
 @dataclass
-class Request:
-    """What to profile and how: a recipe after command-line overrides."""
+class ProfilePlan:
+    """What to profile and how, every value decided: a recipe after the request's overrides."""
 
-    language: str
-    profiler: str
+    language: Language
+    profiler: Profiler
     duration_s: float = 10.0
     rate_hz: float = 100.0
     pid: int | None = None
@@ -49,31 +93,149 @@ class Request:
     options: dict[str, bool] = field(default_factory=dict)
     name: str = "profile"
 
+    @property
+    def label(self) -> str:
+        """What is being profiled, in a few words (for progress lines)."""
+        return (
+            (self.name if self.name != "profile" else None)
+            or self.service
+            or self.container
+            or (f"pid {self.pid}" if self.pid else None)
+            or self.match
+            or self.pprof_url
+            or "target"
+        )
+
 
 @dataclass
 class Outcome:
+    """A finished profile: the merged profile, its run directory and top functions."""
+
     profile: Profile
     run_dir: Path
-    top: list[dict[str, Any]]
+    top: list[TopRow]
     note: str = ""
+    plan: ProfilePlan | None = None
 
 
-def resolve_targets(req: Request) -> list[Any]:
-    """The processes ``req`` names, as host PIDs (several for a replicated service)."""
+@dataclass(frozen=True)
+class ThreadDump:
+    """One process's threads at one moment (py-spy dump)."""
+
+    target: str
+    pid: int
+    threads: list[DumpThread]
+
+
+def plan_profile(req: ProfileRequest) -> ProfilePlan:
+    """The request merged over its recipe (request values win), checked as a whole."""
+    from ops.profile.recipe import default_recipes, find_recipe, load_recipe
+
+    given = [f for f in TARGET_FIELDS if getattr(req, f) is not None]
+    if len(given) > 1:
+        raise OpsError(
+            f"give one target, not {' and '.join(given)}: a pid, a container or a service "
+            "(a match may narrow a container or service)",
+            fields=tuple(given),
+        )
+    rec = (
+        load_recipe(find_recipe(req.recipe, req.recipes_dir or default_recipes()))
+        if req.recipe
+        else None
+    )
+    lang: Language = req.language or (rec.language if rec else "python")
+    prof: Profiler = req.profiler or (
+        rec.chosen_profiler if rec and not req.language else DEFAULT_PROFILER[lang]
+    )
+    if prof == "pprof" and not (req.pprof_url or (rec and rec.pprof)):
+        raise OpsError(
+            "the pprof profiler needs the pprof URL, http://HOST:PORT (or pprof.url in the recipe)",
+            fields=("pprof_url",),
+        )
+    if req.heap and prof != "pprof":
+        raise OpsError(
+            "a heap profile comes from a pprof endpoint; give its URL (Go, Rust pprof-rs)",
+            fields=("pprof_url",),
+        )
+    if prof == "pprof" and (given or req.match is not None):
+        raise OpsError(
+            "pprof samples the pprof endpoint; a pid, match, container or service does not apply",
+            fields=(*given, *(("match",) if req.match is not None else ())),
+        )
+    if prof == "py-spy" and lang != "python":
+        raise OpsError(
+            f"py-spy profiles Python, not {lang}; choose the perf or pprof profiler",
+            fields=("profiler",),
+        )
+    tgt = rec.target if rec else None
+    options = rec.options.model_dump() if rec else {}
+    for name in ("native", "gil", "idle", "subprocesses", "blocking"):
+        value = getattr(req, name)
+        if value is not None:
+            options[name] = value
+    plan = ProfilePlan(
+        language=lang,
+        profiler=prof,
+        duration_s=req.duration_s or (rec.duration if rec else 10.0),
+        rate_hz=req.rate_hz or (rec.rate if rec else (99.0 if prof == "perf" else 100.0)),
+        pid=req.pid if given else (tgt.pid if tgt else None),
+        container=req.container if given else (tgt.container if tgt else None),
+        service=req.service if given else (tgt.service if tgt else None),
+        match=req.match if req.match is not None else (tgt.match if tgt else None),
+        pprof_url=req.pprof_url or (rec.pprof.url if rec and rec.pprof else None),
+        pprof_kind="heap" if req.heap else (rec.pprof.kind if rec and rec.pprof else "cpu"),
+        options=options,
+        name=req.recipe or "profile",
+    )
+    if plan.service is not None and prof != "pprof":
+        from ops.stack import load_stack
+
+        plan.project = load_stack(req.stack_path).stack.project
+    return plan
+
+
+def resolve_targets(plan: ProfilePlan) -> list[Target]:
+    """The processes ``plan`` names, as host PIDs (several for a replicated service)."""
     from ops.profile import target as t
 
-    lang = req.language
-    if req.service is not None:
-        if not req.project:
-            raise OpsError("--service needs the stack's project name (from --stack stack.yaml)")
-        return t.by_service(req.service, req.project, language=lang, pattern=req.match)
-    if req.container is not None:
-        return [t.by_container(req.container, language=lang, pattern=req.match)]
-    if req.pid is not None:
-        return [t.by_pid(req.pid)]
-    if req.match is not None:
-        return [t.by_pattern(req.match)]
-    raise OpsError("no target: give a recipe, --pid, --match, --container or --service")
+    lang = plan.language
+    if plan.service is not None:
+        if not plan.project:
+            raise OpsError(
+                "a service is found by its stack's project name; give the stack",
+                fields=("stack_path",),
+            )
+        return t.by_service(plan.service, plan.project, language=lang, pattern=plan.match)
+    if plan.container is not None:
+        return [t.by_container(plan.container, language=lang, pattern=plan.match)]
+    if plan.pid is not None:
+        return [t.by_pid(plan.pid)]
+    if plan.match is not None:
+        return [t.by_pattern(plan.match)]
+    raise OpsError(
+        "no target: give a recipe, a pid, a match, a container or a service",
+        fields=("recipe", "pid", "match", "container", "service"),
+    )
+
+
+def dump_threads(req: ProfileRequest | ProfilePlan) -> list[ThreadDump]:
+    """One stack snapshot of every thread of each target (Python only: py-spy dump)."""
+    from ops.profile import pyspy
+
+    plan = plan_profile(req) if isinstance(req, ProfileRequest) else req
+    if plan.profiler != "py-spy":
+        raise OpsError(
+            "a thread dump is a py-spy snapshot; it works for Python targets", fields=("dump",)
+        )
+    out = []
+    for target in resolve_targets(plan):
+        _, threads = pyspy.dump(
+            target,
+            native=bool(plan.options.get("native")),
+            blocking=bool(plan.options.get("blocking")),
+        )
+        out.append(ThreadDump(target.label, target.pid, threads))
+    return out
 
 
 def _merge(profiles: list[Profile]) -> Profile:
@@ -83,6 +245,7 @@ def _merge(profiles: list[Profile]) -> Profile:
     for p in profiles:
         stacks.update(p.stacks)
     first = profiles[0]
+    meta: ProfileMeta = {**first.meta, "replicas": [p.meta for p in profiles]}
     return Profile(
         stacks=dict(stacks),
         target=", ".join(p.target for p in profiles),
@@ -92,68 +255,73 @@ def _merge(profiles: list[Profile]) -> Profile:
         rate_hz=first.rate_hz,
         weight=first.weight,
         started=min(p.started or 0 for p in profiles) or None,
-        meta={**first.meta, "replicas": [p.meta for p in profiles]},
+        meta=meta,
     )
 
 
+class _Sampler(Protocol):
+    """One replica's sampler: runs to the end, or until Ctrl-C or ``stop``."""
+
+    def __call__(
+        self, *, on_tick: Callable[[float], None] | None, stop: threading.Event | None
+    ) -> Profile: ...
+
+
 def _sample(
-    req: Request, workdir: Path, on_tick: Callable[[float], None] | None
+    plan: ProfilePlan, workdir: Path, on_tick: Callable[[float], None] | None
 ) -> tuple[Profile, str]:
     """Run the backend; returns the profile and a note on what was used."""
-    if req.profiler == "pprof":
-        return _pprof(req, on_tick), f"pprof endpoint {req.pprof_url}"
-    targets = resolve_targets(req)
-    if req.profiler == "perf":
+    if plan.profiler == "pprof":
+        return _pprof(plan, on_tick), f"pprof endpoint {plan.pprof_url}"
+    targets = resolve_targets(plan)
+    runs: list[_Sampler]
+    if plan.profiler == "perf":
         from ops.profile.perf import perf_available, perf_record
 
         reason = perf_available()
         if reason is not None:
-            if req.pprof_url:
-                return _pprof(
-                    req, on_tick
-                ), f"perf unavailable ({reason}); used the pprof endpoint {req.pprof_url}"
+            if plan.pprof_url:
+                note = f"perf unavailable ({reason}); used the pprof endpoint {plan.pprof_url}"
+                return _pprof(plan, on_tick), note
             raise OpsError(
-                f"perf cannot sample here: {reason}; or give the service's pprof URL (--pprof-url)"
+                f"perf cannot sample here: {reason}; or give the service's pprof URL",
+                fields=("pprof_url",),
             )
         runs = [
-            lambda tg=tg, i=i, on_tick=None, stop=None: perf_record(
+            functools.partial(
+                perf_record,
                 tg.pid,
-                duration_s=req.duration_s,
-                rate_hz=req.rate_hz,
+                duration_s=plan.duration_s,
+                rate_hz=plan.rate_hz,
                 target=tg.label,
-                language=req.language,
+                language=plan.language,
                 workdir=_sub(workdir, i),
-                on_tick=on_tick,
-                stop=stop,
             )
             for i, tg in enumerate(targets)
         ]
         return _merge(_parallel(runs, on_tick)), "perf record --call-graph dwarf"
-    if req.profiler == "py-spy":
-        from ops.profile import pyspy
+    from ops.profile import pyspy
 
-        opts = req.options
-        runs = [
-            lambda tg=tg, i=i, **kw: pyspy.record(
-                tg,
-                **kw,
-                duration_s=req.duration_s,
-                rate_hz=req.rate_hz,
-                workdir=_sub(workdir, i),
-                native=opts.get("native", False),
-                gil=opts.get("gil", False),
-                idle=opts.get("idle", False),
-                subprocesses=opts.get("subprocesses", False),
-                blocking=opts.get("blocking", False),
-            )
-            for i, tg in enumerate(targets)
-        ]
-        merged = _merge(_parallel(runs, on_tick))
-        mode = (
-            "blocking" if merged.meta.get("blocking") else "non-blocking"
-        )  # --native implies blocking
-        return merged, f"py-spy record ({mode})"
-    raise OpsError(f"unknown profiler {req.profiler!r}")
+    opts = plan.options
+    runs = [
+        functools.partial(
+            pyspy.record,
+            tg,
+            duration_s=plan.duration_s,
+            rate_hz=plan.rate_hz,
+            workdir=_sub(workdir, i),
+            native=opts.get("native", False),
+            gil=opts.get("gil", False),
+            idle=opts.get("idle", False),
+            subprocesses=opts.get("subprocesses", False),
+            blocking=opts.get("blocking", False),
+        )
+        for i, tg in enumerate(targets)
+    ]
+    merged = _merge(_parallel(runs, on_tick))
+    # native frames imply blocking
+    mode = "blocking" if merged.meta.get("blocking") else "non-blocking"
+    return merged, f"py-spy record ({mode})"
 
 
 def _sub(workdir: Path, i: int) -> Path:
@@ -162,9 +330,7 @@ def _sub(workdir: Path, i: int) -> Path:
     return path
 
 
-def _parallel(
-    runs: list[Callable[..., Profile]], on_tick: Callable[[float], None] | None
-) -> list[Profile]:
+def _parallel(runs: list[_Sampler], on_tick: Callable[[float], None] | None) -> list[Profile]:
     """One sampler per replica, all at once.
 
     A single target samples in this thread, so Ctrl-C reaches the backend,
@@ -203,11 +369,11 @@ def _parallel(
         if r is not None:
             out.append(r)
     if not out:
-        raise OpsError("no sampler returned a profile")
+        raise ExternalToolError("no sampler returned a profile")
     return out
 
 
-def _pprof(req: Request, on_tick: Callable[[float], None] | None = None) -> Profile:
+def _pprof(plan: ProfilePlan, on_tick: Callable[[float], None] | None = None) -> Profile:
     """One pprof request; the program profiles itself and answers at the end.
 
     Ctrl-C therefore cancels (there is nothing partial to keep), unlike the
@@ -215,17 +381,17 @@ def _pprof(req: Request, on_tick: Callable[[float], None] | None = None) -> Prof
     """
     from ops.profile.pprof import fetch_pprof, parse_pprof
 
-    if not req.pprof_url:
-        raise OpsError("the pprof profiler needs --pprof-url (or pprof.url in the recipe)")
-    box: dict[str, Any] = {}
+    url = plan.pprof_url
+    if not url:
+        raise OpsError("the pprof profiler needs the pprof URL", fields=("pprof_url",))
+    data: list[bytes] = []
+    error: list[BaseException] = []
 
     def fetch() -> None:
         try:
-            box["data"] = fetch_pprof(
-                req.pprof_url or "", kind=req.pprof_kind, seconds=req.duration_s
-            )
+            data.append(fetch_pprof(url, kind=plan.pprof_kind, seconds=plan.duration_s))
         except BaseException as exc:
-            box["error"] = exc
+            error.append(exc)
 
     worker = threading.Thread(target=fetch, daemon=True)
     started = time.time()
@@ -234,53 +400,53 @@ def _pprof(req: Request, on_tick: Callable[[float], None] | None = None) -> Prof
         worker.join(0.25)
         if on_tick is not None:
             on_tick(time.time() - started)
-    if "error" in box:
-        raise box["error"]
-    data = box["data"]
+    if error:
+        raise error[0]
     # The profile knows its own length (a heap snapshot has none).
-    return parse_pprof(data, target=req.pprof_url, language=req.language, duration_s=None)
+    return parse_pprof(data[0], target=url, language=plan.language, duration_s=None)
 
 
 def run_profile(
-    req: Request,
+    req: ProfileRequest | ProfilePlan,
     *,
     runs_dir: Path = DEFAULT_RUNS,
     top_n: int = 20,
+    on_start: Callable[[ProfilePlan], None] | None = None,
     on_tick: Callable[[float], None] | None = None,
 ) -> Outcome:
-    """Sample, then write the run directory; raises OpsError (exit 2) on a bad target."""
-    staging, final = new_run_dir(runs_dir, req.name)
+    """Plan (a request), sample, then write the run directory.
+
+    Raises OpsError (exit 2) on a bad request or target, ExternalToolError
+    (exit 3) when a profiler fails while running. ``on_start`` gets the plan
+    before sampling begins, ``on_tick`` the seconds elapsed while it runs.
+    """
+    plan = plan_profile(req) if isinstance(req, ProfileRequest) else req
+    if on_start is not None:
+        on_start(plan)
+    staging, final = new_run_dir(runs_dir, plan.name)
     # SIGTERM (timeout, cron, systemd) stops sampling like Ctrl-C: the profiler
     # is told to stop and write, instead of pausing the target until its end.
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if main else None
-    try:
-        profile, note = _sample(req, staging, on_tick)
-        profile.meta["used"] = note
-        for m in [profile.meta, *profile.meta.get("replicas", [])]:
-            if m.get("perf_data"):  # moved out of the work directory below
-                m["perf_data"] = Path(m["perf_data"]).name
-        write_run(staging, profile, top_n)
-        works = sorted(staging.glob(".work-*"))
-        for i, work in enumerate(works):
-            for f in work.iterdir():  # profiler logs (and perf.data): one set per replica
-                name = f.name if len(works) == 1 else f"{f.stem}-{i + 1}{f.suffix}"
-                f.rename(staging / name)
-            work.rmdir()
-        final = finish_run_dir(staging, final)
-    except BaseException:
-        import shutil
+    with forward_signals():
+        try:
+            profile, note = _sample(plan, staging, on_tick)
+            profile.meta["used"] = note
+            for m in [profile.meta, *profile.meta.get("replicas", [])]:
+                if m.get("perf_data"):  # moved out of the work directory below
+                    m["perf_data"] = Path(m["perf_data"]).name
+            write_run(staging, profile, top_n)
+            works = sorted(staging.glob(".work-*"))
+            for i, work in enumerate(works):
+                for f in work.iterdir():  # profiler logs (and perf.data): one set per replica
+                    name = f.name if len(works) == 1 else f"{f.stem}-{i + 1}{f.suffix}"
+                    f.rename(staging / name)
+                work.rmdir()
+            final = finish_run_dir(staging, final)
+        except BaseException:
+            import shutil
 
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    finally:
-        if main:
-            signal.signal(signal.SIGTERM, previous)
-    return Outcome(profile, final, profile.top(top_n), note)
-
-
-def _raise_interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return Outcome(profile, final, profile.top(top_n), note, plan)
 
 
 def write_run(directory: Path, profile: Profile, top_n: int = 20) -> None:
@@ -332,5 +498,5 @@ def load_profile(path: Path) -> Profile:
         rate_hz=header.get("rate_hz"),
         weight=str(header.get("weight", "samples")),
         started=header.get("started"),
-        meta=header.get("meta", {}),
+        meta=cast(ProfileMeta, header.get("meta") or {}),
     )

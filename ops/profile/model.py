@@ -10,9 +10,64 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
 
 Stack = tuple[str, ...]
+Language = Literal["python", "go", "rust"]
+Profiler = Literal["py-spy", "pprof", "perf"]
+DEFAULT_PROFILER: dict[Language, Profiler] = {"python": "py-spy", "go": "pprof", "rust": "perf"}
+
+
+class ProfileMeta(TypedDict, total=False):
+    """What a backend says about its run, beyond the stacks (``profile.json``'s ``meta``).
+
+    Every key is optional: each backend sets its own. ``replicas`` holds one
+    per sampled process when a service's replicas were merged.
+    """
+
+    # the process (py-spy, perf)
+    pid: int
+    cmdline: str
+    container: str | None
+    comm: str | None
+    threads: int
+    threads_sampled: int
+    # how it was sampled
+    used: str
+    blocking: bool
+    native: bool
+    gil: bool
+    idle: bool
+    subprocesses: bool
+    event: str
+    call_graph: str
+    perf_data: str
+    # what happened
+    interrupted: bool
+    target_exited: bool
+    idle_unknown: bool
+    sample_errors: int | None
+    other_pid_samples: int
+    # pprof's own header
+    format: str
+    sample_type: str
+    sample_types: list[str]
+    totals: dict[str, int]
+    period: int
+    period_type: str | None
+    default_sample_type: str
+    comments: list[str]
+    replicas: list[ProfileMeta]
+
+
+class TopRow(TypedDict):
+    """One row of ``Profile.top``: a function's samples as the leaf (self) and anywhere (total)."""
+
+    function: str
+    self: int
+    total: int
+    self_share: float
+    total_share: float
 
 
 class Change(TypedDict):
@@ -39,7 +94,7 @@ class Profile:
     rate_hz: float | None = None
     weight: str = "samples"  # what one count is: a sample, or for pprof CPU, a sample too
     started: float | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: ProfileMeta = field(default_factory=lambda: ProfileMeta())
 
     @property
     def samples(self) -> int:
@@ -69,20 +124,20 @@ class Profile:
                 out[frame] += n
         return out
 
-    def top(self, n: int = 20, by: str = "self") -> list[dict[str, Any]]:
+    def top(self, n: int = 20, by: str = "self") -> list[TopRow]:
         """The ``n`` functions with the largest self (or total) share of samples."""
         total = self.samples or 1
         selfc, totc = self.self_counts(), self.total_counts()
         order = selfc if by == "self" else totc
         names = sorted(totc, key=lambda f: (-order.get(f, 0), -totc[f], f))[:n]
         return [
-            {
-                "function": name,
-                "self": selfc.get(name, 0),
-                "total": totc[name],
-                "self_share": round(selfc.get(name, 0) / total, 6),
-                "total_share": round(totc[name] / total, 6),
-            }
+            TopRow(
+                function=name,
+                self=selfc.get(name, 0),
+                total=totc[name],
+                self_share=round(selfc.get(name, 0) / total, 6),
+                total_share=round(totc[name] / total, 6),
+            )
             for name in names
         ]
 

@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ops.errors import OpsError, OutputError, ToolMissing
-from ops.proc import INSTALL_HINTS, run, which
-from ops.profile.model import Profile, Stack
+from ops.errors import ExternalToolError, OpsError, OutputError, TargetError, ToolMissing
+from ops.proc import INSTALL_HINTS, run, supervise, which
+from ops.profile.model import Profile, ProfileMeta, Stack
 
 PERF_HINT = INSTALL_HINTS["perf"]
 EVENT = "cpu-clock"
@@ -110,58 +110,36 @@ def perf_record(
     argv = record_argv(
         perf, pid, duration_s=duration_s, rate_hz=rate_hz, output=data, call_graph=call_graph
     )
-    started, t0 = time.time(), time.monotonic()
-    deadline = t0 + duration_s + RECORD_GRACE_S
-    interrupted = False
+    started = time.time()
     with log:
-        # Its own session: the terminal's Ctrl-C reaches only us, and we decide what perf gets.
-        proc = subprocess.Popen(  # noqa: S603 - argument list, resolved executable
+        # perf finishes its file on SIGINT (and then re-raises it).
+        done = supervise(
             argv,
-            stdin=subprocess.DEVNULL,
+            name="perf record",
+            timeout_s=duration_s + RECORD_GRACE_S,
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=workdir,
-            start_new_session=True,
+            on_tick=on_tick,
+            stop=stop,
+            grace_s=STOP_GRACE_S,
+            tick_s=TICK_S,
+            log=log_path,
         )
-    try:
-        while True:
-            try:
-                proc.wait(TICK_S)
-                break
-            except subprocess.TimeoutExpired:
-                if on_tick is not None:
-                    on_tick(time.time() - started)
-                if stop is not None and stop.is_set() and not interrupted:
-                    interrupted = True
-                    _signal(proc, signal.SIGINT)
-                    deadline = min(deadline, time.monotonic() + STOP_GRACE_S)
-                elif time.monotonic() > deadline:
-                    _stop(proc)
-                    raise OpsError(
-                        f"perf record did not finish within {deadline - t0:.0f}s; stopped it "
-                        f"(log: {log_path})"
-                    ) from None
-            except KeyboardInterrupt:
-                if interrupted:  # a second Ctrl-C: stop now
-                    _signal(proc, signal.SIGKILL)
-                    proc.wait(5)
-                    raise
-                interrupted = True
-                _signal(proc, signal.SIGINT)
-                deadline = min(deadline, time.monotonic() + STOP_GRACE_S)
-    finally:
-        if proc.poll() is None:
-            _stop(proc)
-    elapsed = time.monotonic() - t0
+    interrupted, elapsed = done.interrupted, done.elapsed_s
     log_text = log_path.read_text(encoding="utf-8", errors="replace")
     target_exited = not _alive(pid)
     # perf re-raises the SIGINT it was stopped with, after writing the file.
-    ok = proc.returncode == 0 or (interrupted and proc.returncode == -signal.SIGINT)
+    ok = done.returncode == 0 or (interrupted and done.returncode == -signal.SIGINT)
     if not ok and not target_exited:
-        raise OpsError(f"perf record failed for pid {pid}: {explain_failure(log_text, pid=pid)}")
+        raise ExternalToolError(
+            f"perf record failed for pid {pid}: {explain_failure(log_text, pid=pid)}"
+        )
     has_data = data.exists() and data.stat().st_size > 0
     if not has_data and not target_exited:
-        raise OpsError(f"perf record wrote no data for pid {pid}: {explain_failure(log_text)}")
+        raise ExternalToolError(
+            f"perf record wrote no data for pid {pid}: {explain_failure(log_text)}"
+        )
     folded = Folded({})
     if has_data:
         try:
@@ -170,9 +148,9 @@ def perf_record(
             if not target_exited:
                 raise  # else perf left a file without samples behind
     if target_exited and not folded.stacks:
-        raise OpsError(f"pid {pid} exited before perf recorded any samples")
+        raise TargetError(f"pid {pid} exited before perf recorded any samples")
     cut_short = interrupted or target_exited  # then the wall time is the better measure
-    meta = {
+    meta: ProfileMeta = {
         "pid": pid,
         "comm": folded.threads.get(pid) or next(iter(folded.threads.values()), None),
         "threads_sampled": len(folded.threads),
@@ -403,7 +381,7 @@ def _script(perf: str, data: Path, pid: int) -> Folded:
     argv = [perf, "script", "-i", str(data), "-F", SCRIPT_FIELDS, "--no-inline"]
     proc = run(argv, timeout=SCRIPT_TIMEOUT_S, cwd=data.parent)
     if proc.returncode != 0:
-        raise OpsError(f"perf script failed on {data}: {explain_failure(proc.stderr)}")
+        raise ExternalToolError(f"perf script failed on {data}: {explain_failure(proc.stderr)}")
     return fold_perf_script(proc.stdout, pid=pid)
 
 
@@ -416,9 +394,9 @@ def _perf() -> str:
 
 def _check_pid(pid: int) -> None:
     if pid <= 0:
-        raise OpsError(f"not a process id: {pid}")
+        raise TargetError(f"not a process id: {pid}")
     if not _alive(pid):
-        raise OpsError(f"no process with pid {pid}")
+        raise TargetError(f"no process with pid {pid}")
 
 
 def _alive(pid: int) -> bool:
@@ -458,18 +436,3 @@ def _privileged() -> bool:
     m = re.search(r"^CapEff:\s*([0-9a-f]+)$", status, re.M)
     caps = int(m[1], 16) if m else 0
     return bool(caps & (1 << 38) or caps & (1 << 21))
-
-
-def _signal(proc: subprocess.Popen[bytes], sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, sig)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGINT first so perf still writes its file, then SIGKILL."""
-    _signal(proc, signal.SIGINT)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        _signal(proc, signal.SIGKILL)
-        proc.wait(5)

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ops.errors import OpsError, TargetUnreachable
 from ops.extras import require
-from ops.profile.model import Profile, Stack
+from ops.profile.model import Profile, ProfileMeta, Stack
 
 PprofKind = Literal["cpu", "heap"]  # CPU time over a window, or the live heap
 
@@ -414,7 +414,7 @@ def _build(
 
     period_type = "/".join(s(i) for i in raw.period_type if i) or None
     time_based = s(raw.period_type[1]) == "nanoseconds"
-    meta = {
+    meta: ProfileMeta = {
         "format": "profile.proto",
         "sample_type": labels[index],
         "sample_types": labels,

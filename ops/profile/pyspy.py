@@ -22,11 +22,34 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypedDict
 
-from ops.errors import OpsError
+from ops.errors import ExternalToolError, OpsError, TargetError
 from ops.extras import require_tool
+from ops.proc import supervise
 from ops.profile.model import Profile, parse_folded
 from ops.profile.target import Target
+
+
+class DumpFrame(TypedDict, total=False):
+    """One frame of ``py-spy dump --json``."""
+
+    name: str
+    filename: str
+    short_filename: str | None
+    module: str | None
+    line: int
+
+
+class DumpThread(TypedDict, total=False):
+    """One thread of ``py-spy dump --json``: its ids, state and frames (leaf first)."""
+
+    thread_id: int
+    thread_name: str | None
+    os_thread_id: int | None
+    active: bool
+    owns_gil: bool
+    frames: list[DumpFrame]
 
 
 def pyspy_path() -> str:
@@ -51,6 +74,15 @@ def _ptrace_scope() -> str:
         return Path("/proc/sys/kernel/yama/ptrace_scope").read_text().strip()
     except OSError:
         return "?"
+
+
+def _failure(stderr: str, target: Target) -> OpsError:
+    """py-spy's failure as an error: a cause the user can fix (permissions, the
+    target) is bad input; anything else is the tool failing (exit 3)."""
+    line = explain(stderr, target)
+    if line.startswith("py-spy failed"):
+        return ExternalToolError(line)
+    return TargetError(line)
 
 
 def explain(stderr: str, target: Target) -> str:
@@ -99,8 +131,9 @@ def record(
     if native:
         if target.container:
             raise OpsError(
-                f"--native cannot unwind {target.label} from the host (py-spy reads native stacks "
-                "only for processes in its own mount namespace); profile without --native"
+                f"native frames of {target.label} cannot be unwound from the host (py-spy reads "
+                "native stacks only for processes in its own mount namespace); profile without them",
+                fields=("native",),
             )
         blocking = True  # py-spy reads native stacks only while the process is paused
     out = workdir / "py-spy.raw"
@@ -134,33 +167,23 @@ def record(
     started = time.time()
     log = workdir / "py-spy.log"
     with log.open("wb") as err:
-        # Its own session: a SIGTERM to our process group (timeout, systemd)
-        # reaches us, and we tell py-spy to stop and write, instead of it dying.
-        proc = subprocess.Popen(  # noqa: S603
-            argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True
+        # py-spy writes what it has sampled on SIGINT, then exits.
+        done = supervise(
+            argv,
+            name="py-spy",
+            timeout_s=duration_s + 30,
+            stdout=err,
+            stderr=err,
+            on_tick=on_tick,
+            stop=stop,
+            grace_s=15,
+            log=log,
         )
-    interrupted = False
-    deadline = time.monotonic() + duration_s + 30
-    try:
-        while proc.poll() is None:
-            try:
-                proc.wait(0.25)
-            except subprocess.TimeoutExpired:
-                if on_tick is not None:
-                    on_tick(time.time() - started)
-                if stop is not None and stop.is_set():
-                    raise KeyboardInterrupt from None
-                if time.monotonic() > deadline:
-                    proc.kill()
-                    raise OpsError(f"py-spy did not finish within {duration_s + 30:g}s") from None
-    except KeyboardInterrupt:
-        interrupted = True
-        proc.send_signal(signal.SIGINT)  # py-spy writes what it has sampled, then exits
-        proc.wait(15)
+    interrupted = done.interrupted
     elapsed = time.time() - started
     stderr = log.read_text(errors="replace")
-    if not out.exists() or (proc.returncode not in (0, -signal.SIGINT) and not interrupted):
-        raise OpsError(explain(stderr, target))
+    if not out.exists() or (done.returncode not in (0, -signal.SIGINT) and not interrupted):
+        raise _failure(stderr, target)
     exited = not _alive(target.pid)
     try:
         text = out.read_text(encoding="utf-8", errors="replace")
@@ -168,7 +191,9 @@ def record(
             text = _PROCESS_FRAME.sub(r"process \1", text)
         stacks = parse_folded(text)
     except ValueError as exc:
-        raise OpsError(f"py-spy wrote output vots-ops cannot read ({exc}); see {log}") from None
+        raise ExternalToolError(
+            f"py-spy wrote output vots-ops cannot read ({exc}); see {log}"
+        ) from None
     out.unlink()
     counted = re.search(r"Samples: (\d+) Errors: (\d+)", stderr)
     return Profile(
@@ -201,13 +226,15 @@ def record(
 
 def dump(
     target: Target, *, native: bool = False, blocking: bool = False
-) -> tuple[Profile, list[dict]]:
+) -> tuple[Profile, list[DumpThread]]:
     """One snapshot of every thread: a Profile with one sample per thread, and py-spy's threads."""
     argv = [pyspy_path(), "dump", "--pid", str(target.pid), "--json"]
     if native:
         if target.container:
             raise OpsError(
-                f"--native cannot unwind {target.label} from the host; dump without --native"
+                f"native frames of {target.label} cannot be unwound from the host; "
+                "dump without them",
+                fields=("native",),
             )
         blocking = True
         argv.append("--native")
@@ -216,10 +243,15 @@ def dump(
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)  # noqa: S603
     except subprocess.TimeoutExpired:
-        raise OpsError(f"py-spy dump did not finish within 30s on PID {target.pid}") from None
+        raise ExternalToolError(
+            f"py-spy dump did not finish within 30s on PID {target.pid}"
+        ) from None
     if proc.returncode != 0:
-        raise OpsError(explain(proc.stderr or proc.stdout, target))
-    threads = json.loads(proc.stdout)
+        raise _failure(proc.stderr or proc.stdout, target)
+    try:
+        threads: list[DumpThread] = json.loads(proc.stdout)
+    except json.JSONDecodeError as exc:
+        raise ExternalToolError(f"py-spy dump wrote no JSON ({exc.msg})") from None
     stacks: dict[tuple[str, ...], int] = {}
     for th in threads:
         frames = tuple(

@@ -11,23 +11,22 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from ops.errors import SpecError
-from ops.loadtest.scenario import parse_seconds
+from ops.profile.model import DEFAULT_PROFILER, Language, Profiler
 from ops.profile.pprof import PprofKind
 from ops.spec import load_yaml, read_text, validate
+from ops.units import parse_duration_s
 
-Language = Literal["python", "go", "rust"]
-Profiler = Literal["py-spy", "pprof", "perf"]
-DEFAULT_PROFILER: dict[str, str] = {"python": "py-spy", "go": "pprof", "rust": "perf"}
 MAX_DURATION_S = 3600.0
 
 
 def parse_profile_duration(value: Any) -> float:
-    seconds = parse_seconds(value)
+    """A sampling time in the one duration grammar (``ops.units``), up to 1h."""
+    seconds = parse_duration_s(value)
     if seconds > MAX_DURATION_S:
         raise ValueError(f"at most 1h (got {value!r})")
     return seconds
@@ -118,7 +117,7 @@ class Recipe(_Model):
         return self
 
     @property
-    def chosen_profiler(self) -> str:
+    def chosen_profiler(self) -> Profiler:
         return self.profiler or DEFAULT_PROFILER[self.language]
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ops.profile.model import Change, Profile
+from ops.profile.model import Change, Profile, TopRow
 
 
 def _pct(x: float) -> str:
     return f"{x * 100:5.1f}%"
 
 
-def top_table(profile: Profile, top: list[dict[str, Any]]) -> Any:
+def top_table(profile: Profile, top: Sequence[TopRow]) -> Any:
     """Top functions by self share, with total share (time under the function)."""
     from rich.table import Table
 

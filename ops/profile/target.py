@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ops.errors import OpsError, TargetUnreachable
+from ops.errors import TargetError, TargetUnreachable
 
 if TYPE_CHECKING:
     import psutil
@@ -35,10 +35,6 @@ class Target:
     def name(self) -> str:
         """A short, file-name-safe label for run directories."""
         return re.sub(r"[^A-Za-z0-9_.-]+", "-", self.label).strip("-")[:60] or str(self.pid)
-
-
-class TargetError(OpsError):
-    """A target that matches nothing, too much, or cannot be read."""
 
 
 def _cmdline(proc: psutil.Process) -> str:
@@ -81,7 +77,9 @@ def by_pattern(pattern: str, within: list[int] | None = None) -> Target:
     try:
         rx = re.compile(pattern)
     except re.error as exc:
-        raise TargetError(f"--match {pattern!r}: not a regular expression ({exc})") from None
+        raise TargetError(
+            f"match {pattern!r}: not a regular expression ({exc})", fields=("match",)
+        ) from None
     skip = _ours()
     candidates = psutil.process_iter() if within is None else _procs(within)
     found = []
@@ -95,12 +93,14 @@ def by_pattern(pattern: str, within: list[int] | None = None) -> Target:
             found.append(Target(proc.pid, cmd, f"pid {proc.pid}"))
     if not found:
         where = " in that container" if within is not None else ""
-        raise TargetError(f"no process{where} matches {pattern!r}")
+        raise TargetError(f"no process{where} matches {pattern!r}", fields=("match",))
     if len(found) > 1:
         listed = "; ".join(f"{t.pid}: {t.cmdline[:80]}" for t in found[:8])
         more = f"; and {len(found) - 8} more" if len(found) > 8 else ""
         raise TargetError(
-            f"{len(found)} processes match {pattern!r}, give a narrower pattern or --pid: {listed}{more}"
+            f"{len(found)} processes match {pattern!r}, give a narrower pattern or a PID: "
+            f"{listed}{more}",
+            fields=("match", "pid"),
         )
     return found[0]
 

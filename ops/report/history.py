@@ -53,7 +53,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple
 
-from ops.errors import OpsError, OutputError
+from ops.errors import HistoryError, OutputError
 from ops.units import format_utc
 
 HOUR = 3600
@@ -157,10 +157,6 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 _NUMBER = "typeof({}) IN ('integer', 'real')"
-
-
-class HistoryError(OpsError):
-    """The history file cannot be used: not SQLite, not ours, locked, disk full, ..."""
 
 
 class HistoryTooNewError(HistoryError):

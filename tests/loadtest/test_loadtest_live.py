@@ -116,6 +116,20 @@ def test_a_passing_run_exits_0_with_exact_counts(passing: tuple[int, dict[str, A
 
 
 @pytest.mark.slow
+def test_the_result_has_exactly_the_typed_shape(passing: tuple[int, dict[str, Any], str]) -> None:
+    """result.json is ops.loadtest.result.LoadtestResult: no key the type does not name,
+    none it requires missing (the type is what other modules are checked against)."""
+    from ops.loadtest.result import Figures, LoadtestResult, SloRow
+
+    _code, result, _err = passing
+    assert set(result) == set(LoadtestResult.__annotations__)
+    for figures in [result["overall"], *result["endpoints"].values()]:
+        assert set(figures) == set(Figures.__annotations__)
+    for row in result["slos"]:
+        assert SloRow.__required_keys__ <= set(row) <= set(SloRow.__annotations__)
+
+
+@pytest.mark.slow
 def test_run_directory_holds_result_and_reports(
     passing: tuple[int, dict[str, Any], str], tmp_path: Path
 ) -> None:
@@ -206,6 +220,52 @@ def test_an_slo_for_an_endpoint_that_got_no_requests_fails(
     assert slo["pass"] is False and "no requests recorded for 'GET /fasst'" in slo["note"]
 
 
+BROKEN_STACK = "project: vots\nservices: [\n"  # not even YAML
+
+
+@pytest.mark.slow
+def test_an_unrelated_broken_stack_yaml_does_not_stop_a_run_at_host(
+    cli: Cli, standin: Standin, tmp_path: Path
+) -> None:
+    """stack.yaml is read only when it is needed: not for a loopback --host."""
+    (tmp_path / "stack.yaml").write_text(BROKEN_STACK)
+    code, result, err = run_json(
+        cli, "pass", standin.url, tmp_path, "--duration", "1", "--processes", "1"
+    )
+    assert code == 0, err
+    assert result["verdict"] == "pass" and result["planned"]["duration_s"] == 1
+
+
+def test_a_broken_stack_yaml_is_reported_when_it_is_needed(cli: Cli, tmp_path: Path) -> None:
+    """Without --host the target comes from stack.yaml, which must then be valid."""
+    (tmp_path / "stack.yaml").write_text(BROKEN_STACK)
+    proc = vots(cli, "pass", "--scenarios", str(SCENARIOS), cwd=tmp_path)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: stack.yaml:"), line
+
+
+def test_no_host_anywhere_names_the_flags(cli: Cli, tmp_path: Path) -> None:
+    proc = vots(cli, "pass", "--scenarios", str(SCENARIOS), cwd=tmp_path)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"error: {SCENARIOS}:") and "scenarios.pass.host: no host" in line
+    assert line.endswith("[--host URL, --stack FILE]")
+
+
+def test_an_override_out_of_bounds_names_its_flag(
+    cli: Cli, standin: Standin, tmp_path: Path
+) -> None:
+    proc = vots(
+        cli, "pass", "--scenarios", str(SCENARIOS), "--host", standin.url, "--users", "20000",
+        "--out", str(tmp_path / "runs"), cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: the users override: ") and line.endswith("[--users]")
+    assert "10000" in line and not (tmp_path / "runs").exists()
+
+
 def test_unreachable_target_is_found_before_the_run(cli: Cli, tmp_path: Path) -> None:
     port = free_port()
     proc = vots(
@@ -281,11 +341,12 @@ def test_baseline_regression_fails_the_run(cli: Cli, standin: Standin, tmp_path:
     standin.set_delay(DELAY_MS)
     try:
         code, after, err = run_json(
-            cli, "delayed", standin.url, tmp_path, "--baseline", str(baseline)
+            cli, "delayed", standin.url, tmp_path, "--baseline", str(baseline), "--tolerance", "10%"
         )
     finally:
         standin.set_delay(0)
     assert code == 1, err
+    assert after["tolerance_pct"] == 10.0
     flagged = {(r["target"], r["metric"]) for r in after["regressions"]}
     assert {("overall", "p50"), ("GET /delayed", "p95")} <= flagged
     p50 = next(r for r in after["regressions"] if r["target"] == "overall" and r["metric"] == "p50")
@@ -293,6 +354,24 @@ def test_baseline_regression_fails_the_run(cli: Cli, standin: Standin, tmp_path:
     assert p50["actual"] >= DELAY_MS and p50["actual"] > p50["baseline"], p50
     assert p50["change_pct"] > 10
     assert "GET /delayed: p95" in err
+
+
+def test_a_tolerance_out_of_range_is_refused(cli: Cli, tmp_path: Path) -> None:
+    proc = vots(cli, "pass", "--scenarios", str(SCENARIOS), "--tolerance", "2000%", cwd=tmp_path)
+    assert proc.returncode == 2 and "expected 0% to 1000%" in proc.stderr
+
+
+@pytest.mark.slow
+def test_overrides_replace_the_scenarios_own(cli: Cli, standin: Standin, tmp_path: Path) -> None:
+    """--arrival-rate, --spawn-rate and --max-requests change the plan that is run."""
+    code, result, err = run_json(
+        cli, "pass", standin.url, tmp_path, "--arrival-rate", "20/s", "--spawn-rate", "6",
+        "--max-requests", "200", "--duration", "2", "--processes", "1",
+    )  # fmt: skip
+    assert code == 0, err
+    planned = result["planned"]
+    assert (planned["arrival_rate"], planned["spawn_rate"], planned["max_requests"]) == (20, 6, 200)
+    assert result["latency_basis"] == "intended" and result["overall"]["requests"] <= 200 + 10
 
 
 def test_a_bad_baseline_is_refused_before_the_run(

@@ -152,6 +152,11 @@ def test_the_hot_function_tops_the_profile_and_the_files_are_valid(
     assert svg.tag.endswith("svg")
     assert any("alpha" in (t.text or "") for t in svg.iter() if t.tag.endswith("title"))
     assert not list(cli.cwd.joinpath("runs").glob(".*")), "staging left behind"
+    # The metadata and the top table have the typed shape other modules rely on.
+    from ops.profile.model import ProfileMeta, TopRow
+
+    assert set(result["meta"]) <= set(ProfileMeta.__annotations__), set(result["meta"])
+    assert all(set(row) == set(TopRow.__annotations__) for row in result["top"])
 
 
 @pytest.mark.slow
@@ -234,6 +239,7 @@ def test_bad_targets_are_one_line_and_exit_2(
         stop_process(second)
     line = _line(proc)
     assert proc.returncode == 2 and line.startswith(f"error: 2 processes match '{program.name}'")
+    assert line.endswith("[--match, --pid]")
     assert f"{alpha.pid}: " in line and f"{second.pid}: " in line
     assert not (tmp_path / "profile-runs").exists() or not any(
         (tmp_path / "profile-runs").iterdir()
@@ -394,6 +400,111 @@ def test_sigterm_stops_sampling_and_leaves_nothing_half_written(
     _gone, alive = psutil.wait_procs(children, timeout=30)
     assert not alive, f"the profiler kept running: {alive}"
     assert not list((tmp_path / "runs").glob(".*")), "staging left behind"
+
+
+@pytest.mark.slow
+def test_py_spy_switches_reach_py_spy(cli: Cli, alpha: subprocess.Popen[str]) -> None:
+    """Each switch is recorded in the profile's metadata as py-spy ran it."""
+    result = _json_run(
+        cli, "--pid", str(alpha.pid), "--profiler", "py-spy", "--duration", "1", "--rate", "50",
+        "--no-native", "--gil", "--idle", "--no-subprocesses", "--blocking",
+    )  # fmt: skip
+    meta = result["meta"]
+    assert result["rate_hz"] == 50 and result["duration_s"] <= 2
+    assert (meta["native"], meta["gil"], meta["idle"]) == (False, True, True)
+    assert (meta["subprocesses"], meta["blocking"]) == (False, True)
+    assert result["top"][0]["function"].startswith("alpha")
+    result = _json_run(
+        cli, "--pid", str(alpha.pid), "--duration", "1", "--native", "--nonblocking",
+        "--no-gil", "--no-idle", "--subprocesses",
+    )  # fmt: skip
+    meta = result["meta"]
+    # Native frames are read only while the process is paused: --native wins.
+    assert (meta["native"], meta["blocking"]) == (True, True)
+    assert (meta["gil"], meta["idle"], meta["subprocesses"]) == (False, False, True)
+
+
+def test_profiler_and_rate_are_checked_before_sampling(
+    cli: Cli, alpha: subprocess.Popen[str]
+) -> None:
+    proc = vots(cli, "--pid", str(alpha.pid), "--language", "go", "--profiler", "py-spy")
+    assert proc.returncode == 2
+    assert _line(proc) == (
+        "error: py-spy profiles Python, not go; choose the perf or pprof profiler [--profiler]"
+    )
+    proc = vots(cli, "--pid", str(alpha.pid), "--rate", "5000")
+    assert proc.returncode == 2 and "--rate" in proc.stderr
+
+
+def test_diff_min_delta_hides_small_changes(cli: Cli, tmp_path: Path) -> None:
+    base, new = tmp_path / "base.folded", tmp_path / "new.folded"
+    base.write_text("main;a 90\nmain;b 10\n")
+    new.write_text("main;a 60\nmain;b 38\nmain;c 2\n")
+
+    def changed(*extra: str) -> set[str]:
+        proc = vots(cli, "diff", str(base), str(new), "--format", "json", *extra)
+        assert proc.returncode == 0, proc.stderr
+        return {c["function"] for c in json.loads(proc.stdout)["changes"]}
+
+    assert changed("--min-delta", "0.5") == {"a", "b", "c"}
+    assert changed("--min-delta", "5") == {"a", "b"}  # c moved 2 points
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.slow
+def test_started_with_sigint_ignored_sigterm_still_stops_the_profiler(
+    cli: Cli, alpha: subprocess.Popen[str], tmp_path: Path
+) -> None:
+    """A background job of a script (or nohup under some shells) starts with SIGINT
+    ignored, and a child inherits that: the SIGINT vots-ops forwards on SIGTERM would
+    then be lost and py-spy would sample on. py-spy must start with SIGINT at its
+    default, and SIGTERM to vots-ops must stop it, keeping the samples."""
+    import psutil
+
+    proc = cli.start(
+        "profile", "--pid", str(alpha.pid), "--duration", "60s", "--format", "json",
+        "--out", str(tmp_path / "runs"), preexec_fn=_ignore_sigint,
+    )  # fmt: skip
+    sampling = _sampler_running(proc, 2.0)
+    ignored: list[int] = []
+
+    def started() -> bool:
+        if not sampling():
+            return False
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            status = Path(f"/proc/{child.pid}/status").read_text()
+            ignored.append(int(status.split("SigIgn:")[1].split()[0], 16))
+        return True
+
+    out, err, children = signal_midway(
+        proc, signal.SIGTERM, timeout=60, when=started, what="py-spy to sample for 2 s"
+    )
+    assert children and ignored, "py-spy is not running"
+    assert not any(mask & (1 << (signal.SIGINT - 1)) for mask in ignored), ignored
+    assert proc.returncode == 0, err
+    result = json.loads(out)
+    assert result["meta"]["interrupted"] is True and result["samples"] > 0
+    _gone, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive, f"the profiler kept running: {alive}"
+
+
+def test_flags_name_the_fix_and_a_bare_number_is_seconds(
+    cli: Cli, alpha: subprocess.Popen[str]
+) -> None:
+    """The library's errors name its inputs; the CLI adds the flags."""
+    proc = vots(cli, "--pid", str(alpha.pid), "--container", "web", "--duration", "8")
+    assert proc.returncode == 2
+    assert _line(proc) == (
+        "error: give one target, not pid and container: a pid, a container or a service "
+        "(a match may narrow a container or service) [--pid, --container]"
+    )
+    proc = vots(cli, "--pid", str(alpha.pid), "--heap")
+    assert proc.returncode == 2 and _line(proc).endswith("[--pprof-url URL]")
+    proc = vots(cli, "--duration", "0")
+    assert proc.returncode == 2 and "expected a duration above zero" in proc.stderr
 
 
 def test_samples_without_frames_are_skipped_not_fatal() -> None:
