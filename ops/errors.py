@@ -8,6 +8,7 @@ and shows a traceback. The tree (exit code in brackets)::
     ├── SpecError [2]              a spec file is wrong at a file, line and key
     │   └── CapacityError [2]      the services' minimums do not fit on the host
     ├── ToolMissing [2]            an external program is not installed (with a hint)
+    ├── MissingExtra [2]           a package of an extra is not installed (ops.extras)
     ├── ToolFailed [1]             a checker (nginx -t, promtool) rejected a rendered file
     ├── ExternalToolError [3]      an external tool failed while running (crashed,
     │                              timed out, wrote nothing readable: py-spy, perf, Locust)
@@ -199,6 +200,7 @@ _ELSEWHERE = {
     "NoAdviceData": "ops.report.advice",
     "ListenError": "ops.report.serve",
     "ForeignFiles": "ops.plan.pipeline",
+    "MissingExtra": "ops.extras",
 }
 
 

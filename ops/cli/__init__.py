@@ -112,7 +112,8 @@ def cli(ctx: click.Context, quiet: bool) -> None:
     """Operations suite for the VOTS // DYSTOLABS stack.
 
     \b
-    Exit codes: 0 ok, 1 a check failed (drift, SLO breach), 2 bad input or usage.
+    Exit codes: 0 ok, 1 a check failed (drift, SLO breach), 2 bad input or usage,
+    3 an external tool failed while running.
     """
     ctx.obj = Console(quiet=quiet)
 
