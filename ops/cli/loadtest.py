@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ops.cli.options import format_option, lazy, parsed, quiet_option, stack_option
+from ops.cli.options import (
+    FiniteFloat,
+    FiniteInt,
+    format_option,
+    lazy,
+    parsed,
+    quiet_option,
+    stack_option,
+)
 from ops.console import Console, StatusLine
 
 if TYPE_CHECKING:
@@ -109,11 +117,11 @@ class _Progress:
     help="Also allow load on this host name or address (loopback, this machine and the stack's domain always are). Repeatable.",
 )
 @click.option(
-    "--users", type=click.IntRange(min=1), default=None, help="Override the scenario's users."
+    "--users", type=FiniteInt(1, 100_000), default=None, help="Override the scenario's users."
 )
 @click.option(
     "--spawn-rate",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloat(0, 10_000, min_open=True),
     default=None,
     help="Override users started per second.",
 )
@@ -131,13 +139,13 @@ class _Progress:
 )
 @click.option(
     "--max-requests",
-    type=click.IntRange(min=1),
+    type=FiniteInt(1, 10**9),
     default=None,
     help="Stop after about this many requests.",
 )
 @click.option(
     "--processes",
-    type=click.IntRange(min=1),
+    type=FiniteInt(1, 1024),
     default=None,
     help="Locust worker processes on this machine [default: all cores].",
 )
@@ -148,7 +156,7 @@ class _Progress:
 )
 @click.option(
     "--expect-workers",
-    type=click.IntRange(min=1),
+    type=FiniteInt(1, 10_000),
     default=1,
     show_default=True,
     help="With --master: start once this many workers joined (waits up to 60 s).",
@@ -172,7 +180,7 @@ class _Progress:
 )
 @click.option(
     "--master-port",
-    type=click.IntRange(1, 65535),
+    type=FiniteInt(1, 65535),
     default=5557,
     show_default=True,
     help="Master's port (both sides).",

@@ -188,11 +188,9 @@ class Duration(_Bounded):
         from ops.units import parse_duration_s
 
         try:
-            seconds = parse_duration_s(text)
+            seconds = parse_duration_s(text)  # a bare number is seconds there too
         except ValueError:
-            if not _FLOAT.fullmatch(text):
-                return None
-            seconds = float(text)  # a bare number: seconds
+            return None
         return seconds + 0.0 if math.isfinite(seconds) else None
 
     def _check(self, number: float, shown: str, param: Any, ctx: Any) -> None:

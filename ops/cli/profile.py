@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ops.cli.options import format_option, lazy, parsed, quiet_option, stack_option
+from ops.cli.options import (
+    FiniteFloat,
+    FiniteInt,
+    format_option,
+    lazy,
+    parsed,
+    quiet_option,
+    stack_option,
+)
 from ops.console import Console, StatusLine
 
 if TYPE_CHECKING:
@@ -87,7 +95,7 @@ def profile() -> None:
     help="Recipe directory (env VOTS_OPS_RECIPES) [default: profiles/, else the bundled one].",
 )
 @stack_option
-@click.option("--pid", type=click.IntRange(min=1), default=None, help="Profile this process.")
+@click.option("--pid", type=FiniteInt(1, 4_194_304), default=None, help="Profile this process.")
 @click.option(
     "--match",
     default=None,
@@ -121,7 +129,7 @@ def profile() -> None:
 )
 @click.option(
     "--rate",
-    type=click.FloatRange(min=1, max=1000),
+    type=FiniteFloat(1, 1000),
     default=None,
     help="Samples per second [default: 100; perf 99].",
 )
@@ -159,7 +167,7 @@ def profile() -> None:
 @click.option(
     "--top",
     "top_n",
-    type=click.IntRange(1, 500),
+    type=FiniteInt(1, 500),
     default=20,
     show_default=True,
     help="Rows in the top-functions table.",
@@ -314,14 +322,14 @@ def _print_dumps(console: Console, dumps: list[ThreadDump], fmt: str) -> None:
 @click.option(
     "--top",
     "top_n",
-    type=click.IntRange(1, 500),
+    type=FiniteInt(1, 500),
     default=20,
     show_default=True,
     help="Rows to show.",
 )
 @click.option(
     "--min-delta",
-    type=click.FloatRange(0, 100),
+    type=FiniteFloat(0, 100),
     default=0.5,
     show_default=True,
     help="Hide changes smaller than this many percentage points.",

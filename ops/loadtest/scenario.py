@@ -41,6 +41,11 @@ _CLASS_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 OVERALL = "overall"
 
 
+#: Requests per second one run may be asked for: far beyond what Locust drives
+#: from one machine, and a bound on what a typo can ask for.
+MAX_RATE = 1_000_000.0
+
+
 def parse_rate(value: Any) -> float:
     """``50``, ``50/s`` or ``600/m`` -> requests per second."""
     if isinstance(value, bool):
@@ -53,8 +58,10 @@ def parse_rate(value: Any) -> float:
         rate = float(m.group(1)) / (60.0 if m.group(2) == "m" else 1.0)
     else:
         raise ValueError(f"expected a rate like 50/s or 600/m (got {value!r})")
-    if rate <= 0:
+    if not rate > 0:  # nan too
         raise ValueError(f"must be more than zero (got {value!r})")
+    if rate > MAX_RATE:  # inf too
+        raise ValueError(f"at most {MAX_RATE:g}/s (got {value!r})")
     return rate
 
 
