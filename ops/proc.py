@@ -35,7 +35,7 @@ INSTALL_HINTS = {
     "docker-compose": "install it with: apt-get install docker-compose",
     "docker": "install the Docker engine (apt-get install docker.io)",
     "openssl": "install it with: apt-get install openssl",
-    "check-jsonschema": "install it with: pip install check-jsonschema",
+    "check-jsonschema": "install it with: pip install 'vots-ops[verify]'",
     "wrk": "install it with: apt-get install wrk",
     "crontab": "install it with: apt-get install cron (or use --systemd)",
     "perf": "install it with: apt-get install linux-perf",

@@ -18,7 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from ops.errors import SpecError
 from ops.profile.model import DEFAULT_PROFILER, Language, Profiler
 from ops.profile.pprof import PprofKind
-from ops.spec import load_yaml, read_text, validate
+from ops.spec import load_file, validate
 from ops.units import parse_duration_s
 
 MAX_DURATION_S = 3600.0
@@ -123,7 +123,7 @@ class Recipe(_Model):
 
 def load_recipe(path: Path) -> Recipe:
     """Read and validate one recipe file."""
-    data, lines = load_yaml(read_text(path), str(path))
+    data, lines = load_file(path)
     return validate(Recipe, data, lines, str(path))
 
 
