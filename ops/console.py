@@ -65,7 +65,9 @@ class Console:
         width = None
         if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
             width = 200
-        console = RichConsole(file=sys.stdout, highlight=False, soft_wrap=True, width=width)
+        console = RichConsole(
+            file=sys.stdout, highlight=False, emoji=False, soft_wrap=True, width=width
+        )
         console.on_broken_pipe = _closed  # type: ignore[method-assign]  # not Rich's exit 1
         return console
 
@@ -73,7 +75,8 @@ class Console:
     def err(self) -> Any:
         from rich.console import Console as RichConsole
 
-        return RichConsole(file=sys.stderr, highlight=False, soft_wrap=True)
+        # emoji=False: a path or value with `:100:` in it is printed as it is.
+        return RichConsole(file=sys.stderr, highlight=False, emoji=False, soft_wrap=True)
 
     def _status(self, style: str, label: str, message: str) -> None:
         if self.quiet:

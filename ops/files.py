@@ -88,6 +88,20 @@ def atomic_write(path: Path, text: str, mode: int | None = None) -> None:
     write_all(Path(path).parent, {Path(path).name: text}, mode=mode)
 
 
+def usable_dir(directory: Path) -> None:
+    """Refuse, as one OutputError line, a directory path no call can use: a name
+    too long for the file system, a loop of symbolic links, a file on the way."""
+    try:
+        Path(directory).resolve()
+        blocker = not_a_directory(Path(directory))
+    except RuntimeError:  # Python 3.11's resolve(): "Symlink loop from ..."
+        raise OutputError(f"cannot use {directory}: a loop of symbolic links") from None
+    except OSError as exc:
+        raise OutputError(f"cannot use {directory}: {exc.strerror or exc}") from None
+    if blocker is not None:
+        raise OutputError(f"cannot write under {directory}: {blocker} is not a directory")
+
+
 def not_a_directory(directory: Path) -> Path | None:
     """The nearest existing ancestor of ``directory`` if it is a file, else None:
     mkdir would only say "File exists", which names nothing useful."""

@@ -98,13 +98,35 @@ class _Group(click.Group):
             formatter.write_dl(rows)
 
 
+_YES = frozenset({"1", "true", "yes", "on", "y", "t"})
+_NO = frozenset({"0", "false", "no", "off", "n", "f", ""})
+
+
+def env_flag(variable: str) -> bool:
+    """A yes/no variable exported for cron. A value that is neither
+    (``VOTS_OPS_QUIET=banana``) is ignored with one warning line: an exported
+    variable never makes a command refuse what was typed."""
+    value = os.environ.get(variable)
+    if value is None:
+        return False
+    text = value.strip().lower()
+    if text in _YES:
+        return True
+    if text not in _NO:
+        shown = value if len(value) <= 40 else f"{value[:40]}…"
+        sys.stderr.write(
+            f"warning: {variable}={shown!r} is not yes or no (1/true/yes/on, 0/false/no/off);"
+            " ignored\n"
+        )
+    return False
+
+
 @click.group(cls=_Group, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "-V", "--version", prog_name="vots-ops")
 @click.option(
     "-q",
     "--quiet",
     is_flag=True,
-    envvar="VOTS_OPS_QUIET",
     help="Print nothing on success (env VOTS_OPS_QUIET).",
 )
 @click.pass_context
@@ -115,7 +137,8 @@ def cli(ctx: click.Context, quiet: bool) -> None:
     Exit codes: 0 ok, 1 a check failed (drift, SLO breach), 2 bad input or usage,
     3 an external tool failed while running.
     """
-    ctx.obj = Console(quiet=quiet)
+    # VOTS_OPS_QUIET is read here, not by Click, which would refuse a value it cannot read.
+    ctx.obj = Console(quiet=quiet or env_flag("VOTS_OPS_QUIET"))
 
 
 cli.commands = _Commands(COMMANDS)
@@ -134,6 +157,22 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):
         pass
+
+
+#: OSErrors that say a path given to a command cannot be used as it is.
+_PATH_ERRNOS = frozenset(
+    {
+        errno.ENAMETOOLONG,
+        errno.ELOOP,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.ENOENT,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.EEXIST,
+    }
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -170,6 +209,11 @@ def main(argv: list[str] | None = None) -> None:
         if exc.errno == errno.EPIPE:
             _silence_stdout()
             sys.exit(EXIT_BROKEN_PIPE)
+        if exc.filename is not None and exc.errno in _PATH_ERRNOS:
+            # A path no handler on the way expected (a name too long for the file
+            # system, a loop of links): still one line naming it, not a traceback.
+            console.error(f"{exc.filename}: {exc.strerror or exc}")
+            sys.exit(EXIT_BAD_INPUT)
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO):
             # What Click printed itself (help, usage) to a full disk: the same one
             # line as for any other output.

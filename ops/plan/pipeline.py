@@ -28,6 +28,7 @@ from ops.files import (
     dir_lock,
     not_a_directory,
     sweep_temps,
+    usable_dir,
     write_all,
 )
 from ops.plan.capacity import Plan, fit
@@ -339,10 +340,12 @@ def plan_stack(
                 warn(item.line())
     else:
         fitted = fit(loaded, detected)
-    for problem in missing_build_contexts(loaded):
-        warn(problem)
+    if not verify:  # verify names every missing file the stack references, these too
+        for problem in missing_build_contexts(loaded):
+            warn(problem)
 
     out = Path(out_dir) if out_dir is not None else Path(stack_path).resolve().parent
+    usable_dir(out)
     files = render_files(loaded, fitted, out, runtime)
     source = loaded.path.name
 
