@@ -139,6 +139,32 @@ def stop_group(proc: subprocess.Popen[Any], sig: int = signal.SIGINT, grace_s: f
         proc.wait(5)
 
 
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a member that changed its user: still there
+        return True
+    return True
+
+
+def stop_leftovers(pgid: int, sig: int = signal.SIGINT, grace_s: float = 5) -> None:
+    """After a group's leader has exited: ``sig`` to what is left of the group
+    (children it started and did not wait for), then SIGKILL after ``grace_s``."""
+    if not _group_alive(pgid):
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if not _group_alive(pgid):
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
 @dataclass(frozen=True)
 class Finished:
     """How a supervised child ended: its exit status, and whether it was stopped early."""
@@ -225,6 +251,8 @@ def supervise(
         finally:
             if proc.poll() is None:
                 stop_group(proc, stop_signal)
+            else:  # it ended: what it started (Locust's workers) goes with it
+                stop_leftovers(proc.pid, stop_signal)
     return Finished(proc.returncode, interrupted, time.monotonic() - started)
 
 

@@ -56,6 +56,18 @@ def test_past_its_deadline_the_whole_group_is_killed(tmp_path: Path) -> None:
     assert _gone(grandchild), "the grandchild outlived the group kill"
 
 
+@pytest.mark.parametrize("code", [0, 2])
+def test_what_the_child_started_goes_when_the_child_exits(tmp_path: Path, code: int) -> None:
+    """A Locust master that exits on its own (an error, or done) must not leave its
+    workers behind: the rest of its group is stopped, by SIGKILL if it ignores the stop."""
+    pidfile = tmp_path / "grandchild.pid"
+    script = f"(trap '' INT TERM; exec sleep 300) & echo $! > {pidfile}; exit {code}"
+    finished = supervise(["sh", "-c", script], name="sh", timeout_s=60, grace_s=1)
+    assert finished.returncode == code
+    grandchild = int(pidfile.read_text())
+    assert _gone(grandchild), "the grandchild outlived its parent's supervised run"
+
+
 def _child(tmp_path: Path) -> tuple[list[str], Path]:
     script = tmp_path / "child.py"
     script.write_text(CHILD)
