@@ -262,7 +262,7 @@ def run_scenario(
     final = finish_run_dir(staging, final)
     if result["run_dir"] != str(final):  # renamed around a concurrent run
         result["run_dir"] = str(final)
-        atomic_write(final / "result.json", json.dumps(result, indent=2) + "\n")
+        atomic_write(final / "result.json", json.dumps(result, indent=2, allow_nan=False) + "\n")
     return Outcome(result, final)
 
 
@@ -281,7 +281,7 @@ def _write_run(workdir: Path, result: LoadtestResult) -> None:
 
     locust_html = workdir / "locust.html"
     base = locust_html.read_text(encoding="utf-8") if locust_html.exists() else None
-    atomic_write(workdir / "result.json", json.dumps(result, indent=2) + "\n")
+    atomic_write(workdir / "result.json", json.dumps(result, indent=2, allow_nan=False) + "\n")
     atomic_write(workdir / "report.html", html_report(result, base))
 
 
