@@ -69,7 +69,8 @@ def parse_duration_s(text: str | float) -> float:
         raise ValueError(f"expected {DURATION_HINT} (got {shown(text)})")
     if isinstance(text, int | float):
         if isinstance(text, int) and abs(text) > MAX_DURATION_S:
-            raise ValueError(f"at most 10 years (got a number of {len(str(abs(text)))} digits)")
+            digits = round(abs(text).bit_length() * math.log10(2)) or 1  # str() may refuse it
+            raise ValueError(f"at most 10 years (got a number of about {digits} digits)")
         seconds = float(text)
     else:
         value = text.strip().lower()

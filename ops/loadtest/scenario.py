@@ -58,7 +58,8 @@ def parse_rate(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a rate like 50/s (got {shown(value)})")
     if isinstance(value, int) and abs(value) > MAX_RATE:  # float() of 5,000 digits overflows
-        raise ValueError(f"at most {MAX_RATE:g}/s (got a number of {len(str(abs(value)))} digits)")
+        digits = round(abs(value).bit_length() * math.log10(2))  # str() of it may refuse
+        raise ValueError(f"at most {MAX_RATE:g}/s (got a number of about {digits} digits)")
     if isinstance(value, int | float):
         rate = float(value)
     elif isinstance(value, str) and (
