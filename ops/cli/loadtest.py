@@ -342,7 +342,7 @@ def loadtest(
 
 
 #: What ``--list`` reads; any other option typed with it is refused.
-_LIST_USES = {"list_only", "scenarios_path", "fmt"}
+_LIST_USES = {"list_only", "scenarios_path", "fmt", "quiet"}
 #: What a worker takes from its master (users, rates, run time, request cap) or
 #: never produces (a result to compare or print, a run directory to keep); a
 #: worker uses the scenario's user classes, --host, --allow-host, --processes,

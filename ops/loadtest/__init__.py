@@ -21,6 +21,7 @@ from ops.errors import CheckFailed, ExternalToolError, OpsError, SpecError, Targ
 from ops.extras import require
 from ops.files import atomic_write, finish_run_dir, new_run_dir
 from ops.loadtest.result import LoadtestResult, Mode, Status
+from ops.units import shown
 
 if TYPE_CHECKING:
     from ops.loadtest.scenario import Scenario
@@ -178,7 +179,7 @@ def run_scenario(
         where = str(baseline)
         if base.get("scenario") != name:
             raise SpecError(
-                f"the baseline is a run of scenario {base.get('scenario')!r}, not {name!r}",
+                f"the baseline is a run of scenario {shown(base.get('scenario'))}, not {shown(name)}",
                 path=where,
             )
         if not base.get("overall", {}).get("requests"):

@@ -244,7 +244,7 @@ class ScenarioFile(_Model):
         for name in self.scenarios:
             if not _NAME_RE.fullmatch(name):
                 raise ValueError(
-                    f"scenario name {name!r}: use lowercase letters, digits, '-' and '_'"
+                    f"scenario name {shown(name)}: use lowercase letters, digits, '-' and '_'"
                 )
         return self
 
@@ -265,7 +265,7 @@ class LoadedScenarios:
             close = difflib.get_close_matches(name, names, n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
             raise SpecError(
-                f"no scenario named {name!r}; {hint}known: {', '.join(names)}",
+                f"no scenario named {shown(name)}; {hint}known: {', '.join(names)}",
                 path=str(self.path),
                 key="scenarios",
                 line=self.lines.line(("scenarios",)),
@@ -310,7 +310,7 @@ def _check_locustfiles(loaded: LoadedScenarios) -> None:
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
                 at = ("scenarios", name, "user_classes", i)
                 raise SpecError(
-                    f"no class {cls!r} in {sc.locustfile}{hint}",
+                    f"no class {shown(cls)} in {sc.locustfile}{hint}",
                     path=path,
                     line=loaded.lines.line(at),
                     key=format_loc(at),

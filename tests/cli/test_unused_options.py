@@ -85,6 +85,8 @@ def test_loadtest_list_still_works_with_what_it_reads(cli: Cli) -> None:
     proc = cli.run("loadtest", "--list", "--format", "json", timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert '"scenarios"' in proc.stdout
+    quiet = cli.run("loadtest", "--list", "--quiet", timeout=60)
+    assert quiet.returncode == 0, quiet.stderr  # --quiet is every command's, never refused
 
 
 def test_an_exported_runs_dir_is_not_refused_with_list(cli: Cli, tmp_path: Path) -> None:
