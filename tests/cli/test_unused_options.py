@@ -227,3 +227,11 @@ def test_profile_duration_is_ascii_digits(cli: Cli, pid: int) -> None:
 def test_plan_refuses_force_where_nothing_is_written(cli: Cli, mode: str) -> None:
     proc = cli.run("plan", "--stack", str(ROOT / "stack.yaml"), mode, "--force", timeout=60)
     _refused(proc, f"--force does nothing with {mode}")
+
+
+def test_a_long_typed_value_is_cut_short_in_the_error(cli: Cli) -> None:
+    pattern = "no-such-process-" + "x" * 5000
+    proc = cli.run("profile", "--match", pattern, timeout=60)
+    _refused(proc, "no process matches 'no-such-process-xxx")
+    assert f"\u2026 ({len(pattern) + 2} characters)" in proc.stderr
+    assert len(proc.stderr) < 300, proc.stderr
