@@ -22,6 +22,19 @@ def format_cpus(milli: int) -> str:
     return f"{milli / 1000:.3f}".rstrip("0").rstrip(".")
 
 
+#: How much of a value an error line repeats before cutting it short.
+SHOWN_CHARS = 40
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` for an error line, a long one cut short with its length:
+    ``'99999…' (5012 characters)``, so a hostile value never floods the terminal."""
+    text = repr(value)
+    if len(text) <= SHOWN_CHARS:
+        return text
+    return f"{text[:SHOWN_CHARS]}\u2026 ({len(text)} characters)"
+
+
 def format_duration(seconds: float) -> str:
     """A span as people say it: ``45 s``, ``12 min``, ``5 h``, ``400 d``."""
     seconds = abs(seconds)
@@ -53,32 +66,33 @@ def parse_duration_s(text: str | float) -> float:
     and anything above ten years. Callers add the file and key or the flag.
     """
     if isinstance(text, bool) or not isinstance(text, str | int | float):
-        raise ValueError(f"expected {DURATION_HINT} (got {text!r})")
+        raise ValueError(f"expected {DURATION_HINT} (got {shown(text)})")
     if isinstance(text, int | float):
         if isinstance(text, int) and abs(text) > MAX_DURATION_S:
-            raise ValueError(f"at most 10 years (got a number of {len(str(abs(text)))} digits)")
+            digits = round(abs(text).bit_length() * math.log10(2)) or 1  # str() may refuse it
+            raise ValueError(f"at most 10 years (got a number of about {digits} digits)")
         seconds = float(text)
     else:
         value = text.strip().lower()
         if len(value) > _MAX_DURATION_TEXT:
             raise ValueError(f"expected {DURATION_HINT} (got {len(text)} characters)")
         if value.startswith("-"):
-            raise ValueError(f"a duration cannot be negative (got {text!r})")
+            raise ValueError(f"a duration cannot be negative (got {shown(text)})")
         if _NUMBER.fullmatch(value):
             seconds = float(value)
         else:
             parts = _PART.findall(value)
             if not value or "".join(n + u for n, u in parts) != value:
-                raise ValueError(f"expected {DURATION_HINT} (got {text!r})")
+                raise ValueError(f"expected {DURATION_HINT} (got {shown(text)})")
             seconds = sum(float(n) * _SECONDS[u] for n, u in parts)
     if math.isnan(seconds) or math.isinf(seconds):
-        raise ValueError(f"expected {DURATION_HINT} (got {text!r})")
+        raise ValueError(f"expected {DURATION_HINT} (got {shown(text)})")
     if seconds < 0:
-        raise ValueError(f"a duration cannot be negative (got {text!r})")
+        raise ValueError(f"a duration cannot be negative (got {shown(text)})")
     if seconds == 0:
-        raise ValueError(f"expected a duration above zero (got {text!r})")
+        raise ValueError(f"expected a duration above zero (got {shown(text)})")
     if seconds > MAX_DURATION_S:
-        raise ValueError(f"at most 10 years (got {text!r})")
+        raise ValueError(f"at most 10 years (got {shown(text)})")
     return seconds
 
 
@@ -97,8 +111,10 @@ def format_duration_spec(seconds: float) -> str:
     return "".join(out)
 
 
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|min|[smhd])")
+# ASCII digits only: ``\d`` also matches other scripts' digits (``١٢``), which
+# float() would then read as a number.
+_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|min|[smhd])")
 
 
 def format_utc(ts: float) -> str:

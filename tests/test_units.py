@@ -54,7 +54,8 @@ def test_the_grammar(text: str | float, seconds: float) -> None:
         ("11y", "expected a duration like"),
         ("3651d", "at most 10 years"),
         ("1" * 4000, "4000 characters"),
-        (10**4000, "4001 digits"),
+        (10**4000, "about 4000 digits"),
+        pytest.param(10**5000, "about 5000 digits", id="int-of-5001-digits"),
         (True, "expected a duration like"),
         ("soon", "expected a duration like"),
         ("", "expected a duration like"),
@@ -134,3 +135,16 @@ def test_stack_durations_in_the_new_forms_pass_the_real_checkers(tmp_path: Path)
     failed = [(r.name, r.output[-300:]) for r in results if not r.ok]
     assert not failed, failed
     assert {r.name for r in results} >= {"nginx", "docker-compose"} and len(results) >= 3
+
+
+@pytest.mark.parametrize("text", ["\u0661\u0662", "\u0661\u0662s", "1\u0662m", "\uff11\uff12"])
+def test_only_ascii_digits_are_read(text: str) -> None:
+    with pytest.raises(ValueError, match="expected a duration like"):
+        parse_duration_s(text)
+
+
+def test_a_long_value_is_cut_short_in_the_error() -> None:
+    with pytest.raises(ValueError) as info:
+        parse_duration_s("9" * 60 + "x")  # under the length cap, so echoed
+    message = str(info.value)
+    assert "\u2026 (63 characters)" in message and len(message) < 160

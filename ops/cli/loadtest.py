@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from ops.cli.options import (
+    MAX_NUMBER_CHARS,
     FiniteFloat,
     FiniteInt,
     format_option,
     lazy,
     parsed,
     quiet_option,
+    refuse_unused,
     stack_option,
 )
 from ops.console import Console, StatusLine
@@ -23,14 +26,19 @@ if TYPE_CHECKING:
     from ops.loadtest.scenario import Scenario
 
 
+_PERCENT = re.compile(r"[0-9]+(?:\.[0-9]+)?%?")
+
+
 def _tolerance(_ctx: click.Context, _param: click.Parameter, value: str) -> float:
-    text = value.strip().removesuffix("%")
-    try:
-        number = float(text)
-    except ValueError:
-        raise click.BadParameter(f"expected a percentage like 10% (got {value!r})") from None
+    """``10%`` or ``10`` -> 0.10, read strictly: ASCII digits, no exponent, 0% to 1000%."""
+    from ops.units import shown
+
+    text = value.strip()
+    if len(text) > MAX_NUMBER_CHARS or not text.isascii() or not _PERCENT.fullmatch(text):
+        raise click.BadParameter(f"expected a percentage like 10% (got {shown(value)})")
+    number = float(text.removesuffix("%"))
     if not 0 <= number <= 1000:
-        raise click.BadParameter(f"expected 0% to 1000% (got {value!r})")
+        raise click.BadParameter(f"expected 0% to 1000% (got {shown(value)})")
     return number / 100.0
 
 
@@ -273,6 +281,16 @@ def loadtest(
         raise click.UsageError(
             "--processes applies to workers; start workers with --worker --processes N"
         )
+    if list_only:  # --list reads the scenario file and prints it, in --format
+        refuse_unused(
+            ctx,
+            [p.name or "" for p in ctx.command.params if p.name not in _LIST_USES],
+            "with --list",
+        )
+    if worker:
+        refuse_unused(ctx, _MASTER_DECIDES, "with --worker (its master runs and judges the load)")
+    if baseline is None:
+        refuse_unused(ctx, ["tolerance"], "without --baseline")
     scenarios_path = scenarios_path or default_scenarios()
     if list_only:
         _list(console, scenarios_path, fmt)
@@ -321,6 +339,25 @@ def loadtest(
         for renderable in tables(outcome.result):
             console.print(renderable)
     check_outcome(outcome)
+
+
+#: What ``--list`` reads; any other option typed with it is refused.
+_LIST_USES = {"list_only", "scenarios_path", "fmt", "quiet"}
+#: What a worker takes from its master (users, rates, run time, request cap) or
+#: never produces (a result to compare or print, a run directory to keep); a
+#: worker uses the scenario's user classes, --host, --allow-host, --processes,
+#: --master-host and --master-port.
+_MASTER_DECIDES = (
+    "users",
+    "spawn_rate",
+    "duration",
+    "arrival_rate",
+    "max_requests",
+    "runs_dir",
+    "baseline",
+    "tolerance",
+    "fmt",
+)
 
 
 #: How the command line spells the inputs of ops.loadtest.run_scenario, for the

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import click
@@ -249,3 +249,38 @@ def renamed(old: str, new: str, dest: str, **option: Any) -> Callable[[F], F]:
         )(command)
 
     return decorate
+
+
+# ------------------------------------------------------------------ options that would do nothing
+
+
+def _spelled(param: click.Parameter, value: Any) -> str:
+    """How a parameter is written on the command line: its long flag (``--no-native``
+    for a false ``--native/--no-native``), or an argument's metavar."""
+    if not isinstance(param, click.Option):
+        return param.human_readable_name
+    opts = param.secondary_opts if value is False and param.secondary_opts else param.opts
+    return next((o for o in opts if o.startswith("--")), opts[0])
+
+
+def typed(ctx: click.Context, *names: str) -> list[str]:
+    """Of the parameters ``names``, those typed on the command line, spelled as typed,
+    in the command's order. A default, an exported variable or a recipe's value is
+    never "typed": only what the user wrote is refused as doing nothing."""
+    wanted = set(names)
+    return [
+        _spelled(p, ctx.params.get(p.name))
+        for p in ctx.command.params
+        if p.name in wanted
+        and ctx.get_parameter_source(p.name) is click.core.ParameterSource.COMMANDLINE
+    ]
+
+
+def refuse_unused(ctx: click.Context, names: Iterable[str], why: str) -> None:
+    """Refuse (usage, exit 2) the parameters of ``names`` that were typed, in one line:
+    ``--tolerance does nothing without --baseline``."""
+    spelled = typed(ctx, *names)
+    if spelled:
+        verb = "does" if len(spelled) == 1 else "do"
+        listed = ", ".join(spelled[:-1]) + " and " + spelled[-1] if len(spelled) > 1 else spelled[0]
+        raise click.UsageError(f"{listed} {verb} nothing {why}")

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ops.cli.options import format_option, quiet_option, stack_option
+from ops.cli.options import format_option, quiet_option, refuse_unused, stack_option
 from ops.console import Console
 
 if TYPE_CHECKING:
@@ -88,6 +88,8 @@ def plan(
         raise click.UsageError("--check and --dry-run cannot be combined")
     if strict and not verify:
         raise click.UsageError("--strict needs --verify")
+    if check or dry_run:  # --force only lets a write replace hand-written files
+        refuse_unused(ctx, ["force"], "with --check" if check else "with --dry-run")
     if out_dir == "":
         raise click.BadParameter("must not be empty", param_hint="'--out'")
     try:

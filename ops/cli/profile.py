@@ -15,6 +15,7 @@ from ops.cli.options import (
     lazy,
     parsed,
     quiet_option,
+    refuse_unused,
     stack_option,
 )
 from ops.console import Console, StatusLine
@@ -202,7 +203,7 @@ def run(
 ) -> None:
     """Sample a process and write speedscope, flamegraph and folded stacks."""
     from ops.errors import OpsError
-    from ops.profile import ProfileRequest, dump_threads, run_profile
+    from ops.profile import ProfileRequest, dump_threads, plan_profile, run_profile
 
     req = ProfileRequest(
         recipe=recipe,
@@ -224,14 +225,19 @@ def run(
         pprof_url=pprof_url,
         heap=heap,
     )
+    ctx = click.get_current_context()
+    if dump:
+        refuse_unused(ctx, ["top_n", "runs_dir"], "with --dump (it prints one snapshot)")
     try:
+        plan = plan_profile(req, dump=dump)
+        _refuse(ctx, plan)
         if dump:
-            _print_dumps(console, dump_threads(req), fmt)
+            _print_dumps(console, dump_threads(plan), fmt)
             return
         with _Ticker(console) as ticker:
             started = time.monotonic()
             outcome = run_profile(
-                req, runs_dir=runs_dir, top_n=top_n, on_start=ticker.start, on_tick=ticker
+                plan, runs_dir=runs_dir, top_n=top_n, on_start=ticker.start, on_tick=ticker
             )
     except OpsError as exc:
         raise exc.name_fields(FLAGS) from None
@@ -270,6 +276,19 @@ FLAGS = {
     "native": "--no-native",
     "dump": "no --dump",
 }
+
+
+#: The command's parameter behind a ProfileRequest field, where the names differ.
+_PARAMS = {"duration_s": "duration", "rate_hz": "rate"}
+
+
+def _refuse(ctx: click.Context, plan: ProfilePlan) -> None:
+    """Refuse, naming the flags, what the plan says the typed request does not use."""
+    if not plan.unused:
+        return
+    why = next(iter(plan.unused.values()))
+    names = [_PARAMS.get(f, f) for f, w in plan.unused.items() if w == why]
+    refuse_unused(ctx, names, why)
 
 
 def _warnings(p: Profile) -> list[str]:

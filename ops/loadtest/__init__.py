@@ -21,6 +21,7 @@ from ops.errors import CheckFailed, ExternalToolError, OpsError, SpecError, Targ
 from ops.extras import require
 from ops.files import atomic_write, finish_run_dir, new_run_dir
 from ops.loadtest.result import LoadtestResult, Mode, Status
+from ops.units import shown
 
 if TYPE_CHECKING:
     from ops.loadtest.scenario import Scenario
@@ -178,7 +179,7 @@ def run_scenario(
         where = str(baseline)
         if base.get("scenario") != name:
             raise SpecError(
-                f"the baseline is a run of scenario {base.get('scenario')!r}, not {name!r}",
+                f"the baseline is a run of scenario {shown(base.get('scenario'))}, not {shown(name)}",
                 path=where,
             )
         if not base.get("overall", {}).get("requests"):
@@ -262,7 +263,7 @@ def run_scenario(
     final = finish_run_dir(staging, final)
     if result["run_dir"] != str(final):  # renamed around a concurrent run
         result["run_dir"] = str(final)
-        atomic_write(final / "result.json", json.dumps(result, indent=2) + "\n")
+        atomic_write(final / "result.json", json.dumps(result, indent=2, allow_nan=False) + "\n")
     return Outcome(result, final)
 
 
@@ -281,7 +282,7 @@ def _write_run(workdir: Path, result: LoadtestResult) -> None:
 
     locust_html = workdir / "locust.html"
     base = locust_html.read_text(encoding="utf-8") if locust_html.exists() else None
-    atomic_write(workdir / "result.json", json.dumps(result, indent=2) + "\n")
+    atomic_write(workdir / "result.json", json.dumps(result, indent=2, allow_nan=False) + "\n")
     atomic_write(workdir / "report.html", html_report(result, base))
 
 

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from ops.errors import TargetRefused, TargetUnreachable
+from ops.units import shown
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -57,7 +58,7 @@ def _resolve(host: str, port: int) -> list[IPAddress]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise TargetUnreachable(f"cannot resolve {host!r} ({exc.strerror})") from None
+        raise TargetUnreachable(f"cannot resolve {shown(host)} ({exc.strerror})") from None
     return sorted({ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos}, key=str)
 
 
@@ -112,7 +113,7 @@ def preflight(url: str, *, timeout: float = 5.0, path: str = "/") -> int:
     except TimeoutError:
         raise TargetUnreachable(f"{url} did not answer within {timeout:g}s") from None
     except socket.gaierror as exc:
-        raise TargetUnreachable(f"cannot resolve {host!r} ({exc.strerror})") from None
+        raise TargetUnreachable(f"cannot resolve {shown(host)} ({exc.strerror})") from None
     except ssl.SSLError as exc:
         raise TargetUnreachable(f"{url}: TLS handshake failed ({exc.reason or exc})") from None
     except (OSError, http.client.HTTPException) as exc:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,16 +26,22 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from ops.errors import SpecError
 from ops.spec import LineMap, format_loc, load_yaml, read_text, validate
-from ops.units import parse_duration_s
+from ops.units import parse_duration_s, shown
 
 MAX_USERS = 10_000
 MAX_DURATION_S = 3 * 3600
 DEFAULT_MAX_REQUESTS = 5_000_000
 
+# ASCII digits only (``\d`` matches other scripts' digits too), and numbers of at
+# most MAX_NUMBER_DIGITS: thousands of digits would read as inf and reach the JSON.
 _THRESHOLD_RE = re.compile(
-    r"^\s*(?P<metric>p\(\s*(?P<pq>\d+(?:\.\d+)?)\s*\)|p(?P<pn>\d+(?:\.\d+)?)|med|avg|mean|max|min|"
-    r"error_rate|errors|rps)\s*(?P<op><=|>=|<|>)\s*(?P<value>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|%|/s)?\s*$"
+    r"^\s*(?P<metric>p\(\s*(?P<pq>[0-9]+(?:\.[0-9]+)?)\s*\)|p(?P<pn>[0-9]+(?:\.[0-9]+)?)|med|avg|mean|"
+    r"max|min|error_rate|errors|rps)\s*(?P<op><=|>=|<|>)\s*(?P<value>[0-9]+(?:\.[0-9]+)?)\s*"
+    r"(?P<unit>ms|s|%|/s)?\s*$"
 )
+#: Longest threshold expression, and longest number in one, that are read at all.
+MAX_THRESHOLD_CHARS = 80
+MAX_NUMBER_DIGITS = 24
 _ENDPOINT_RE = re.compile(r"^(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS|[A-Z]+) \S.*$")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _CLASS_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -49,19 +56,23 @@ MAX_RATE = 1_000_000.0
 def parse_rate(value: Any) -> float:
     """``50``, ``50/s`` or ``600/m`` -> requests per second."""
     if isinstance(value, bool):
-        raise ValueError(f"expected a rate like 50/s (got {value!r})")
+        raise ValueError(f"expected a rate like 50/s (got {shown(value)})")
+    if isinstance(value, int) and abs(value) > MAX_RATE:  # float() of 5,000 digits overflows
+        digits = round(abs(value).bit_length() * math.log10(2))  # str() of it may refuse
+        raise ValueError(f"at most {MAX_RATE:g}/s (got a number of about {digits} digits)")
     if isinstance(value, int | float):
         rate = float(value)
     elif isinstance(value, str) and (
-        m := re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*/\s*([sm])\s*", value)
+        len(value) <= MAX_NUMBER_DIGITS + 8
+        and (m := re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*/\s*([sm])\s*", value))
     ):
         rate = float(m.group(1)) / (60.0 if m.group(2) == "m" else 1.0)
     else:
-        raise ValueError(f"expected a rate like 50/s or 600/m (got {value!r})")
+        raise ValueError(f"expected a rate like 50/s or 600/m (got {shown(value)})")
     if not rate > 0:  # nan too
-        raise ValueError(f"must be more than zero (got {value!r})")
+        raise ValueError(f"must be more than zero (got {shown(value)})")
     if rate > MAX_RATE:  # inf too
-        raise ValueError(f"at most {MAX_RATE:g}/s (got {value!r})")
+        raise ValueError(f"at most {MAX_RATE:g}/s (got {shown(value)})")
     return rate
 
 
@@ -92,19 +103,38 @@ class Threshold:
 
 
 def parse_threshold(text: Any) -> Threshold:
+    """``"p(95) < 300ms"`` -> a Threshold; a ValueError saying what is expected otherwise.
+
+    Only ASCII digits are read, and a number of more than MAX_NUMBER_DIGITS
+    digits (or an expression over MAX_THRESHOLD_CHARS) is refused before it is
+    read: the value must stay a finite float all the way to result.json.
+    """
     if not isinstance(text, str):
-        raise ValueError(f"expected a threshold like 'p(95) < 300ms' (got {text!r})")
+        raise ValueError(f"expected a threshold like 'p(95) < 300ms' (got {shown(text)})")
+    if len(text) > MAX_THRESHOLD_CHARS:
+        raise ValueError(
+            f"a threshold is one short expression like 'p(95) < 300ms' (got {len(text)} "
+            f"characters; at most {MAX_THRESHOLD_CHARS})"
+        )
     m = _THRESHOLD_RE.fullmatch(text)
     if not m:
         raise ValueError(
-            f"expected a threshold like 'p(95) < 300ms', 'error_rate < 1%' or 'rps >= 50' (got {text!r})"
+            "expected a threshold like 'p(95) < 300ms', 'error_rate < 1%' or 'rps >= 50' "
+            f"(got {shown(text)})"
+        )
+    numbers = [m.group(g) for g in ("pq", "pn", "value") if m.group(g) is not None]
+    if any(len(n) > MAX_NUMBER_DIGITS for n in numbers) or not all(
+        math.isfinite(float(n)) for n in numbers
+    ):
+        raise ValueError(
+            f"a number in a threshold has at most {MAX_NUMBER_DIGITS} digits (got {shown(text)})"
         )
     raw, unit = m.group("metric"), m.group("unit")
     value = float(m.group("value"))
     q = m.group("pq") or m.group("pn")
     if q is not None:
         if not 0 < float(q) < 100 and float(q) != 100:
-            raise ValueError(f"percentile must be in (0, 100] (got {text!r})")
+            raise ValueError(f"percentile must be in (0, 100] (got {shown(text)})")
         metric = "p" + format(float(q), "g")
     else:
         metric = {"med": "p50", "mean": "avg", "errors": "error_rate"}.get(raw, raw)
@@ -112,17 +142,17 @@ def parse_threshold(text: Any) -> Threshold:
         if unit == "%":
             value /= 100.0
         elif unit is not None:
-            raise ValueError(f"an error rate is a fraction or a percentage (got {text!r})")
+            raise ValueError(f"an error rate is a fraction or a percentage (got {shown(text)})")
         if value > 1:
-            raise ValueError(f"an error rate above 100% makes no sense (got {text!r})")
+            raise ValueError(f"an error rate above 100% makes no sense (got {shown(text)})")
     elif metric == "rps":
         if unit not in (None, "/s"):
             raise ValueError(
-                f"a request rate is in requests per second, e.g. 'rps >= 50' (got {text!r})"
+                f"a request rate is in requests per second, e.g. 'rps >= 50' (got {shown(text)})"
             )
     else:
         if unit in ("%", "/s"):
-            raise ValueError(f"a latency is in ms or s, e.g. 'p(95) < 300ms' (got {text!r})")
+            raise ValueError(f"a latency is in ms or s, e.g. 'p(95) < 300ms' (got {shown(text)})")
         if unit == "s":
             value *= 1000.0
     return Threshold(metric, m.group("op"), value, " ".join(text.split()))
@@ -132,20 +162,20 @@ def _endpoint_key(value: Any) -> str:
     if not isinstance(value, str) or not (value == OVERALL or _ENDPOINT_RE.fullmatch(value)):
         raise ValueError(
             f"expected 'overall' or an endpoint as Locust names it, 'METHOD name' like "
-            f"'GET /healthz' (got {value!r})"
+            f"'GET /healthz' (got {shown(value)})"
         )
     return value
 
 
 def _class_name(value: Any) -> str:
     if not isinstance(value, str) or not _CLASS_RE.fullmatch(value):
-        raise ValueError(f"expected a Python class name like AgentUser (got {value!r})")
+        raise ValueError(f"expected a Python class name like AgentUser (got {shown(value)})")
     return value
 
 
 def _host(value: Any) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"https?://[^\s/?#]+", value.rstrip("/")):
-        raise ValueError(f"expected a base URL like https://127.0.0.1:8443 (got {value!r})")
+        raise ValueError(f"expected a base URL like https://127.0.0.1:8443 (got {shown(value)})")
     return value.rstrip("/")
 
 
@@ -156,7 +186,7 @@ def _locustfile(value: Any) -> str:
         or ".." in value
     ):
         raise ValueError(
-            f"expected a .py file next to scenarios.yaml, like vots.py (got {value!r})"
+            f"expected a .py file next to scenarios.yaml, like vots.py (got {shown(value)})"
         )
     return value
 
@@ -166,10 +196,10 @@ def parse_run_time(value: Any) -> float:
     seconds = parse_duration_s(value)
     if seconds > MAX_DURATION_S:
         raise ValueError(
-            f"at most {MAX_DURATION_S // 3600}h (got {value!r}); split a soak into runs"
+            f"at most {MAX_DURATION_S // 3600}h (got {shown(value)}); split a soak into runs"
         )
     if seconds < 1:
-        raise ValueError(f"at least 1s (got {value!r})")
+        raise ValueError(f"at least 1s (got {shown(value)})")
     return seconds
 
 
@@ -214,7 +244,7 @@ class ScenarioFile(_Model):
         for name in self.scenarios:
             if not _NAME_RE.fullmatch(name):
                 raise ValueError(
-                    f"scenario name {name!r}: use lowercase letters, digits, '-' and '_'"
+                    f"scenario name {shown(name)}: use lowercase letters, digits, '-' and '_'"
                 )
         return self
 
@@ -235,7 +265,7 @@ class LoadedScenarios:
             close = difflib.get_close_matches(name, names, n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
             raise SpecError(
-                f"no scenario named {name!r}; {hint}known: {', '.join(names)}",
+                f"no scenario named {shown(name)}; {hint}known: {', '.join(names)}",
                 path=str(self.path),
                 key="scenarios",
                 line=self.lines.line(("scenarios",)),
@@ -280,7 +310,7 @@ def _check_locustfiles(loaded: LoadedScenarios) -> None:
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
                 at = ("scenarios", name, "user_classes", i)
                 raise SpecError(
-                    f"no class {cls!r} in {sc.locustfile}{hint}",
+                    f"no class {shown(cls)} in {sc.locustfile}{hint}",
                     path=path,
                     line=loaded.lines.line(at),
                     key=format_loc(at),

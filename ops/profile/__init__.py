@@ -92,6 +92,10 @@ class ProfilePlan:
     pprof_kind: PprofKind = "cpu"
     options: dict[str, bool] = field(default_factory=dict)
     name: str = "profile"
+    #: Settings the request gave that this plan does not use, field -> why
+    #: (``{"native": "with the pprof profiler"}``). A front end refuses them;
+    #: :func:`run_profile` and :func:`dump_threads` do given a request.
+    unused: dict[str, str] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -127,8 +131,17 @@ class ThreadDump:
     threads: list[DumpThread]
 
 
-def plan_profile(req: ProfileRequest) -> ProfilePlan:
-    """The request merged over its recipe (request values win), checked as a whole."""
+#: Request fields only py-spy uses.
+PYSPY_FIELDS = ("native", "gil", "idle", "subprocesses", "blocking")
+
+
+def plan_profile(req: ProfileRequest, *, dump: bool = False) -> ProfilePlan:
+    """The request merged over its recipe (request values win), checked as a whole.
+
+    ``dump``: for :func:`dump_threads`, which samples nothing. What the request
+    gives that the chosen profiler (or the dump) does not use is listed in the
+    plan's ``unused``; a recipe's values never are.
+    """
     from ops.profile.recipe import default_recipes, find_recipe, load_recipe
 
     given = [f for f in TARGET_FIELDS if getattr(req, f) is not None]
@@ -187,11 +200,47 @@ def plan_profile(req: ProfileRequest) -> ProfilePlan:
         options=options,
         name=req.recipe or "profile",
     )
+    plan.unused = _unused(req, plan, dump)
     if plan.service is not None and prof != "pprof":
         from ops.stack import load_stack
 
         plan.project = load_stack(req.stack_path).stack.project
     return plan
+
+
+def _unused(req: ProfileRequest, plan: ProfilePlan, dump: bool) -> dict[str, str]:
+    """The request's settings ``plan`` does not use, field -> why."""
+    out: dict[str, str] = {}
+
+    def given(*names: str) -> list[str]:
+        return [n for n in names if getattr(req, n) is not None]
+
+    if plan.profiler == "pprof":
+        for name in given(*PYSPY_FIELDS, "rate_hz"):
+            out[name] = "with the pprof profiler (the program samples itself)"
+    elif plan.profiler == "perf":
+        for name in given(*PYSPY_FIELDS):
+            out[name] = "with the perf profiler (a py-spy setting)"
+    else:
+        for name in given("pprof_url"):
+            out[name] = "with the py-spy profiler"
+    if (
+        req.match is not None
+        and plan.pid is not None
+        and plan.container is None
+        and plan.service is None
+    ):
+        out["match"] = "with a pid (a match narrows a container or service)"
+    if dump:
+        for name in given("duration_s", "rate_hz", "gil", "idle", "subprocesses"):
+            out.setdefault(name, "with a thread dump (one snapshot, not sampling)")
+    return out
+
+
+def _refuse_unused(plan: ProfilePlan) -> None:
+    if plan.unused:
+        name, why = next(iter(plan.unused.items()))
+        raise OpsError(f"{name} does nothing {why}", fields=tuple(plan.unused))
 
 
 def resolve_targets(plan: ProfilePlan) -> list[Target]:
@@ -222,7 +271,11 @@ def dump_threads(req: ProfileRequest | ProfilePlan) -> list[ThreadDump]:
     """One stack snapshot of every thread of each target (Python only: py-spy dump)."""
     from ops.profile import pyspy
 
-    plan = plan_profile(req) if isinstance(req, ProfileRequest) else req
+    if isinstance(req, ProfileRequest):
+        plan = plan_profile(req, dump=True)
+        _refuse_unused(plan)
+    else:
+        plan = req
     if plan.profiler != "py-spy":
         raise OpsError(
             "a thread dump is a py-spy snapshot; it works for Python targets", fields=("dump",)
@@ -420,7 +473,11 @@ def run_profile(
     (exit 3) when a profiler fails while running. ``on_start`` gets the plan
     before sampling begins, ``on_tick`` the seconds elapsed while it runs.
     """
-    plan = plan_profile(req) if isinstance(req, ProfileRequest) else req
+    if isinstance(req, ProfileRequest):
+        plan = plan_profile(req)
+        _refuse_unused(plan)
+    else:
+        plan = req
     if on_start is not None:
         on_start(plan)
     staging, final = new_run_dir(runs_dir, plan.name)
@@ -460,7 +517,10 @@ def write_run(directory: Path, profile: Profile, top_n: int = 20) -> None:
     title = f"{profile.language} {profile.target} — {profile.backend}, {profile.samples} samples"
     atomic_write(directory / "profile.folded", profile.folded())
     header = {**profile.header(), "top": profile.top(top_n), "files": list(FILES)}
-    atomic_write(directory / "profile.json", json.dumps(header, indent=2, default=str) + "\n")
+    atomic_write(
+        directory / "profile.json",
+        json.dumps(header, indent=2, default=str, allow_nan=False) + "\n",
+    )
     atomic_write(directory / "speedscope.json", speedscope_json(profile, name=title))
     atomic_write(directory / "flamegraph.svg", flamegraph_svg(profile, title))
 

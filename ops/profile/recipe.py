@@ -19,7 +19,7 @@ from ops.errors import SpecError
 from ops.profile.model import DEFAULT_PROFILER, Language, Profiler
 from ops.profile.pprof import PprofKind
 from ops.spec import load_file, validate
-from ops.units import parse_duration_s
+from ops.units import parse_duration_s, shown
 
 MAX_DURATION_S = 3600.0
 
@@ -28,23 +28,23 @@ def parse_profile_duration(value: Any) -> float:
     """A sampling time in the one duration grammar (``ops.units``), up to 1h."""
     seconds = parse_duration_s(value)
     if seconds > MAX_DURATION_S:
-        raise ValueError(f"at most 1h (got {value!r})")
+        raise ValueError(f"at most 1h (got {shown(value)})")
     return seconds
 
 
 def _regex(value: Any) -> str:
     if not isinstance(value, str) or not value:
-        raise ValueError(f"expected a regular expression (got {value!r})")
+        raise ValueError(f"expected a regular expression (got {shown(value)})")
     try:
         re.compile(value)
     except re.error as exc:
-        raise ValueError(f"not a regular expression: {exc} (got {value!r})") from None
+        raise ValueError(f"not a regular expression: {exc} (got {shown(value)})") from None
     return value
 
 
 def _url(value: Any) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
-        raise ValueError(f"expected a base URL like http://127.0.0.1:6060 (got {value!r})")
+        raise ValueError(f"expected a base URL like http://127.0.0.1:6060 (got {shown(value)})")
     return value.rstrip("/")
 
 
@@ -148,4 +148,6 @@ def find_recipe(name: str, directory: Path) -> Path:
     close = difflib.get_close_matches(name, known, n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
     listing = ", ".join(known) if known else "none"
-    raise SpecError(f"no recipe {name!r}; {hint}recipes in {directory}: {listing}", path=str(path))
+    raise SpecError(
+        f"no recipe {shown(name)}; {hint}recipes in {directory}: {listing}", path=str(path)
+    )

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ops.errors import TargetError, TargetUnreachable
+from ops.units import shown
 
 if TYPE_CHECKING:
     import psutil
@@ -78,7 +79,7 @@ def by_pattern(pattern: str, within: list[int] | None = None) -> Target:
         rx = re.compile(pattern)
     except re.error as exc:
         raise TargetError(
-            f"match {pattern!r}: not a regular expression ({exc})", fields=("match",)
+            f"match {shown(pattern)}: not a regular expression ({exc})", fields=("match",)
         ) from None
     skip = _ours()
     candidates = psutil.process_iter() if within is None else _procs(within)
@@ -93,12 +94,12 @@ def by_pattern(pattern: str, within: list[int] | None = None) -> Target:
             found.append(Target(proc.pid, cmd, f"pid {proc.pid}"))
     if not found:
         where = " in that container" if within is not None else ""
-        raise TargetError(f"no process{where} matches {pattern!r}", fields=("match",))
+        raise TargetError(f"no process{where} matches {shown(pattern)}", fields=("match",))
     if len(found) > 1:
         listed = "; ".join(f"{t.pid}: {t.cmdline[:80]}" for t in found[:8])
         more = f"; and {len(found) - 8} more" if len(found) > 8 else ""
         raise TargetError(
-            f"{len(found)} processes match {pattern!r}, give a narrower pattern or a PID: "
+            f"{len(found)} processes match {shown(pattern)}, give a narrower pattern or a PID: "
             f"{listed}{more}",
             fields=("match", "pid"),
         )
@@ -161,10 +162,10 @@ def by_container(name: str, *, language: str | None = None, pattern: str | None 
             info = engine.inspect(name)
     except NotFound:
         raise TargetError(
-            f"no container named {name!r} (docker ps lists the running ones)"
+            f"no container named {shown(name)} (docker ps lists the running ones)"
         ) from None
     except EngineError as exc:
-        raise TargetUnreachable(f"cannot ask about container {name!r}: {exc}") from None
+        raise TargetUnreachable(f"cannot ask about container {shown(name)}: {exc}") from None
     state = info.get("State") or {}
     pid = int(state.get("Pid") or 0)
     cname = str(info.get("Name", name)).lstrip("/")
@@ -198,7 +199,7 @@ def by_service(
     )
     if not names:
         raise TargetError(
-            f"no running container of service {service!r} in project {project!r} "
+            f"no running container of service {shown(service)} in project {shown(project)} "
             "(is the stack up? docker-compose ps)"
         )
     return [by_container(n, language=language, pattern=pattern) for n in names]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ops.errors import SpecError
-from ops.loadtest.scenario import load_scenarios, parse_scenarios, parse_threshold
+from ops.loadtest.scenario import load_scenarios, parse_rate, parse_scenarios, parse_threshold
 from tests.support.cli import Cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -246,3 +246,59 @@ def test_cli_bad_scenarios_file_exits_2_with_one_line(cli: Cli, tmp_path: Path) 
 def test_scenarios_must_not_be_empty(tmp_path: Path) -> None:
     err = _error(tmp_path, "scenarios: {}\n")
     assert err.key == "scenarios" and "at least 1 item" in str(err)
+
+
+HUGE = "9" * 5000
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"p(95) < {HUGE}ms",
+        f"rps >= {HUGE}",
+        "p(95) < " + "9" * 25 + "ms",
+        "p(95) < \u0663\u0660\u0660ms",
+        "p(\u0669\u0665) < 300ms",
+        "rps >= \uff15\uff10",
+    ],
+    ids=[
+        "huge-latency",
+        "huge-rate",
+        "25-digits",
+        "arabic-indic",
+        "arabic-percentile",
+        "fullwidth",
+    ],
+)
+def test_thresholds_read_short_ascii_numbers_only(text: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_threshold(text)
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 200, message
+
+
+def test_a_long_threshold_number_is_refused_at_load_with_line_and_key(tmp_path: Path) -> None:
+    text = GOOD.replace('"rps >= 10"', f'"p(95) < {HUGE}ms"')
+    err = _error(tmp_path, text)
+    assert err.key is not None and err.key.startswith("scenarios.smoke.slo"), str(err)
+    assert err.line == _line_of(text, "GET /fast"), str(err)
+    assert "\n" not in str(err) and len(str(err)) < 400, str(err)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["\u0661\u0660/s", "1\u0660/m", 10**5000, "9" * 5000 + "/s"],
+    ids=["arabic-indic", "mixed", "huge-int", "huge-text"],
+)
+def test_rates_read_ascii_digits_and_refuse_huge_numbers(value: object) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_rate(value)
+    assert len(str(info.value)) < 200
+
+
+def test_cli_json_never_carries_infinity_from_a_threshold(cli: Cli, tmp_path: Path) -> None:
+    path = _write(tmp_path, GOOD.replace('"rps >= 10"', f'"p(95) < {HUGE}ms"'))
+    proc = cli.run("loadtest", "--list", "--scenarios", str(path), "--format", "json", timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "Infinity" not in proc.stdout and proc.stdout == ""

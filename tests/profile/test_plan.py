@@ -91,3 +91,36 @@ def test_conflicts_name_the_fields(
 def test_an_unknown_recipe_lists_the_known_ones(recipes: Path) -> None:
     with pytest.raises(SpecError, match=r"no recipe 'agnet'; did you mean 'agent'\?"):
         plan_profile(ProfileRequest(recipe="agnet", recipes_dir=recipes))
+
+
+def test_what_the_request_gives_and_the_plan_does_not_use(recipes: Path) -> None:
+    pprof = plan_profile(
+        ProfileRequest(language="go", pprof_url="http://127.0.0.1:9", native=True, rate_hz=50)
+    )
+    assert set(pprof.unused) == {"native", "rate_hz"}
+    perf = plan_profile(ProfileRequest(language="rust", pid=1, gil=False))
+    assert set(perf.unused) == {"gil"}
+    pyspy = plan_profile(ProfileRequest(pid=1, match="python", pprof_url="http://127.0.0.1:9"))
+    assert set(pyspy.unused) == {"match", "pprof_url"}
+    dump = plan_profile(ProfileRequest(pid=1, duration_s=5, idle=True, native=True), dump=True)
+    assert set(dump.unused) == {"duration_s", "idle"}  # a dump reads native frames
+
+
+def test_a_recipes_values_are_never_unused(recipes: Path) -> None:
+    # The recipe's match and subprocesses switch stay, though a pid is given.
+    plan = plan_profile(
+        ProfileRequest(recipe="agent", recipes_dir=recipes, stack_path=STACK, pid=1)
+    )
+    assert plan.unused == {}
+    req = ProfileRequest(recipe="agent", recipes_dir=recipes, stack_path=STACK)
+    assert plan_profile(req, dump=True).unused == {}
+
+
+def test_run_profile_refuses_an_unused_setting_before_sampling(tmp_path: Path) -> None:
+    from ops.profile import run_profile
+
+    req = ProfileRequest(language="go", pprof_url="http://127.0.0.1:9", gil=True)
+    with pytest.raises(OpsError, match="gil does nothing with the pprof profiler") as info:
+        run_profile(req, runs_dir=tmp_path / "runs")
+    assert info.value.fields == ("gil",)
+    assert not (tmp_path / "runs").exists()
