@@ -130,9 +130,23 @@ class Console:
             sys.stdout.flush()
 
     def json(self, data: Any) -> None:
+        """``data`` as JSON on stdout; a non-finite number is written as null, so the
+        output stays JSON that jq and every other reader accept (never NaN/Infinity)."""
         import json
 
-        self.text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+        self.text(json.dumps(_finite(data), indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def _finite(data: Any) -> Any:
+    import math
+
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(v) for v in data]
+    return data
 
 
 class StdoutClosed(Exception):

@@ -26,10 +26,10 @@ _UNITS = {"k": 1024, "m": MiB, "g": GiB, "t": 1024**4}
 
 # --------------------------------------------------------------------------- scalars
 
-_SIZE_RE = re.compile(r"^(\d{1,15}(?:\.\d{1,9})?)([kKmMgGtT])$")
-_CPU_RE = re.compile(r"^(\d{1,9})m$")
-_DUR_RE = re.compile(r"^(\d+)(ms|s|m|h|d)$")
-_RATE_RE = re.compile(r"^(\d{1,9})r/(s|m)$")
+_SIZE_RE = re.compile(r"^([0-9]{1,15}(?:\.[0-9]{1,9})?)([kKmMgGtT])$")
+_CPU_RE = re.compile(r"^([0-9]{1,9})m$")
+_DUR_RE = re.compile(r"^([0-9]+)(ms|s|m|h|d)$")
+_RATE_RE = re.compile(r"^([0-9]{1,9})r/(s|m)$")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _PATH_RE = re.compile(r"^/[A-Za-z0-9._~/-]*$")
 _HOST_RE = re.compile(
