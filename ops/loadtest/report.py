@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from ops.loadtest.driver import ADVICE
 from ops.loadtest.result import Figures, Latency, LoadtestResult, SloRow
 
 _LAT = ("p50", "p95", "p99", "max")
@@ -91,6 +92,8 @@ def tables(result: LoadtestResult) -> list[Any]:
                 f"{_ms((o['latency_from_intended_ms'] or {}).get('p99'))}"
             )
         )
+    if result.get("driver_saturated"):
+        out.append(Text(f"driver saturated: {ADVICE}", style="bold yellow"))
     if result.get("slos"):
         s = Table(title="SLOs", title_justify="left")
         for col in ("target", "objective", "actual", "margin", "result"):
@@ -182,6 +185,8 @@ def verdict_section(result: LoadtestResult) -> str:
             + "</tr>"
         )
     parts.append("</table>")
+    if result.get("driver_saturated"):
+        parts.append(f"<p id='vots-driver' class='fail'>Driver saturated: {_e(ADVICE)}.</p>")
     if result.get("slos"):
         parts.append(
             "<table id='vots-slos'><tr><th>target</th><th>objective</th><th>actual</th><th>margin</th><th>result</th></tr>"
