@@ -167,11 +167,11 @@ def _role(runner: Any) -> str:
 
 
 def _sample_loop(environment: Any) -> None:
-    """Once a second while users run, how much of a core this process wanted."""
+    """Twice a second while users run, how much of a core this process wanted."""
     sampler = SAMPLER[0]
     running = False
     while True:
-        gevent.sleep(1.0)
+        gevent.sleep(driver.INTERVAL_S)
         runner = environment.runner
         now_running = runner is not None and runner.state in ("spawning", "running")
         if now_running and running:

@@ -3,10 +3,10 @@
 Against a fast server the driver is the bottleneck: a Locust process that
 always has work queued adds its own queueing to every latency it records and
 caps the request rate below what the server could take. Each process samples
-its main thread once a second while users run: the share of wall time it
+its main thread every ``INTERVAL_S`` while users run: the share of wall time it
 spent on a CPU (``/proc/self/schedstat`` run time) and waiting for one (run
 queue delay, which on a shared machine is time the driver wanted but did not
-get). A process whose median second is at or above ``SATURATED`` of a core
+get). A process whose median sample is at or above ``SATURATED`` of a core
 was the bottleneck, whatever else competed for the cores. The machine's busy
 share comes from ``/proc/stat``.
 
@@ -22,7 +22,8 @@ import time
 
 from ops.loadtest.result import DriverProcess
 
-SATURATED = 0.90  # of one core, median over the run's seconds
+SATURATED = 0.90  # of one core, median over the run's samples
+INTERVAL_S = 0.5
 ADVICE = "these latencies include the load generator's own queueing; add --processes or machines"
 
 
@@ -55,7 +56,7 @@ def machine_busy() -> tuple[float, float] | None:
 
 
 class Sampler:
-    """Per-second samples of this process's demand for a core (and the machine's load)."""
+    """Samples of this process's demand for a core (and the machine's load)."""
 
     def __init__(self, role: str) -> None:
         self.role = role
@@ -94,7 +95,7 @@ class Sampler:
         return {
             "role": self.role,
             "pid": os.getpid(),
-            "seconds": len(self.demand),
+            "samples": len(self.demand),
             "core_demand": demand,
             "cpu": median(self.cpu),
             "cpu_max": round(max(self.cpu), 3) if self.cpu else None,

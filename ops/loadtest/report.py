@@ -47,6 +47,11 @@ def _margin(row: SloRow) -> str:
     return sign + fmt_value(abs(row["margin"]), row["unit"])
 
 
+def _mark(row: SloRow) -> str:
+    """``*`` on a verdict judged on latencies that include the driver's own queueing."""
+    return "*" if "driver saturated" in row.get("note", "") else ""
+
+
 def _rows(result: LoadtestResult) -> list[tuple[str, Figures]]:
     return [*result["endpoints"].items(), ("overall", result["overall"])]
 
@@ -92,8 +97,6 @@ def tables(result: LoadtestResult) -> list[Any]:
                 f"{_ms((o['latency_from_intended_ms'] or {}).get('p99'))}"
             )
         )
-    if result.get("driver_saturated"):
-        out.append(Text(f"driver saturated: {ADVICE}", style="bold yellow"))
     if result.get("slos"):
         s = Table(title="SLOs", title_justify="left")
         for col in ("target", "objective", "actual", "margin", "result"):
@@ -105,9 +108,13 @@ def tables(result: LoadtestResult) -> list[Any]:
                 Text(row["threshold"]),
                 fmt_value(row["actual"], row["unit"]),
                 _margin(row),
-                Text("pass", style="green") if ok else Text("FAIL", style="bold red"),
+                Text("pass" + _mark(row), style="green")
+                if ok
+                else Text("FAIL" + _mark(row), style="bold red"),
             )
         out.append(s)
+    if result.get("driver_saturated"):
+        out.append(Text(f"* driver saturated: {ADVICE}", style="bold yellow"))
     if result.get("regressions"):
         g = Table(
             title=f"Regressions against {result['baseline']} (tolerance {result['tolerance_pct']:g}%)",
@@ -186,7 +193,7 @@ def verdict_section(result: LoadtestResult) -> str:
         )
     parts.append("</table>")
     if result.get("driver_saturated"):
-        parts.append(f"<p id='vots-driver' class='fail'>Driver saturated: {_e(ADVICE)}.</p>")
+        parts.append(f"<p id='vots-driver' class='fail'>* Driver saturated: {_e(ADVICE)}.</p>")
     if result.get("slos"):
         parts.append(
             "<table id='vots-slos'><tr><th>target</th><th>objective</th><th>actual</th><th>margin</th><th>result</th></tr>"
@@ -196,7 +203,7 @@ def verdict_section(result: LoadtestResult) -> str:
             parts.append(
                 f"<tr class='{cls}'><td>{_e(row['target'])}</td><td>{_e(row['threshold'])}</td>"
                 f"<td>{_e(fmt_value(row['actual'], row['unit']))}</td><td>{_e(_margin(row))}</td>"
-                f"<td class='{cls}'>{'pass' if row['pass'] else 'FAIL'}</td></tr>"
+                f"<td class='{cls}'>{'pass' if row['pass'] else 'FAIL'}{_mark(row)}</td></tr>"
             )
         parts.append("</table>")
     if result.get("regressions"):

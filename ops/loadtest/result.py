@@ -36,7 +36,7 @@ class DriverProcess(TypedDict):
 
     role: str  # "local", "worker" or "master"
     pid: int
-    seconds: int  # one-second samples taken
+    samples: int  # half-second samples taken while users ran
     core_demand: float | None  # median share of a core on it or waiting for it
     cpu: float | None  # median share of a core used
     cpu_max: float | None
