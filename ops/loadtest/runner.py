@@ -149,6 +149,7 @@ def run_locust(
             math.ceil(scenario.max_requests / opts.processes) if opts.mode == "local" else 0
         ),
         "host": opts.host,
+        "locustfile": locustfile.name,  # for Locust's report, which names the first -f file
     }
     env = {**os.environ, "VOTS_OPS_LOADTEST": json.dumps(config), "PYTHONUNBUFFERED": "1"}
     argv = locust_argv(scenario, locustfile, opts, workdir)
