@@ -260,8 +260,10 @@ def run(
     elif not console.quiet:
         _print_outcome(console, outcome, started)
     if empty is not None:  # nothing to read in it: say why, and fail the command
+        from ops.errors import CheckFailed
+
         console.warning(empty)
-        ctx.exit(1)
+        raise CheckFailed("")  # exit 1; the warning said it
 
 
 def _print_outcome(console: Console, outcome: Outcome, started: float) -> None:
