@@ -220,7 +220,7 @@ def test_a_pid_reused_during_sampling_is_noticed(cli: Cli, program: Path, tmp_pa
         pytest.skip("PID reuse is produced through kernel.ns_last_pid, which needs root")
     target = _start(program, "alpha")
     proc = cli.start(
-        "profile", "--pid", str(target.pid), "--duration", "30s", "--format", "json",
+        "profile", "--pid", str(target.pid), "--duration", "5", "--format", "json",
         "--out", str(tmp_path / "runs"),
     )  # fmt: skip
     new: subprocess.Popen[bytes] | None = None
