@@ -57,7 +57,8 @@ def pyspy_path() -> str:
     return require_tool("py-spy", "profile", "profile")
 
 
-_PROCESS_FRAME = re.compile(r'(?m)(?<![^;\n])process \d+:(".*?")')
+#: A root frame of --subprocesses; its command line may span lines (``python -c "…"``).
+_PROCESS_FRAME = re.compile(r'(?ms)(?<![^;\n])process \d+:(".*?")(?=;)')
 
 
 def _alive(pid: int) -> bool:
@@ -226,7 +227,7 @@ def record(
     try:
         text = out.read_text(encoding="utf-8", errors="replace")
         if subprocesses:  # root frames `process 123:"cmd"`: drop the PID so runs compare
-            text = _PROCESS_FRAME.sub(r"process \1", text)
+            text = _PROCESS_FRAME.sub(lambda m: "process " + " ".join(m[1].split()), text)
         stacks = parse_folded(text)
     except ValueError as exc:
         raise ExternalToolError(
