@@ -169,9 +169,9 @@ _ADDRESS = re.compile(r"^0x[0-9a-fA-F]+ \((.*)\)$")
 
 def function_of(frame: str) -> str:
     """``deflate_slow (deflate.c:1630)`` -> ``deflate_slow (deflate.c)``; an
-    unsymbolized ``0x7f3a… (libz.so.1)`` -> ``[libz.so.1]``; others unchanged."""
+    unsymbolized ``0x7f3a… (libz.so.1)`` -> ``?? (libz.so.1)``; others unchanged."""
     if m := _ADDRESS.match(frame):
-        return f"[{m.group(1)}]"
+        return f"?? ({m.group(1)})"
     if m := _LINE.match(frame):
         return f"{m.group(1)} ({m.group(2)})"
     return frame

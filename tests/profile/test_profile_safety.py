@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -323,7 +324,7 @@ def test_native_frames_are_grouped_by_function_and_the_folded_output_keeps_lines
     assert not any(":374" in f or ":380" in f for f in rows)
     impl = rows["zlib_compress_impl (zlibmodule.c)"]
     assert impl["self"] == 2 and impl["total"] == 10
-    assert rows["[libz.so.1]"]["self"] == 2  # unsymbolized addresses, by library
+    assert rows["?? (libz.so.1)"]["self"] == 2  # unsymbolized addresses, by library
     assert rows["deflate (libz.so.1)"]["self"] == 8
     folded = p.folded()
     assert "zlib_compress_impl (zlibmodule.c:374)" in folded
@@ -343,3 +344,41 @@ def test_list_shows_the_recipes(cli: Cli, tmp_path: Path) -> None:
     assert table.returncode == 0 and "agent" in table.stdout and "go-service" in table.stdout
     refused = cli.run("profile", "--list", "--pid", "3")
     assert refused.returncode == 2 and "--pid does nothing with --list" in refused.stderr
+
+
+ZLIB = """\
+import os, zlib
+data = os.urandom(200000)
+print("ready", flush=True)
+while True:
+    zlib.compress(data, 9)
+"""
+
+
+@pytest.mark.slow
+def test_native_frames_of_a_real_c_extension_are_one_row_per_function(
+    cli: Cli, tmp_path: Path
+) -> None:
+    script = tmp_path / "zlib_target.py"
+    script.write_text(ZLIB)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        done = cli.run(
+            "profile", "--pid", str(proc.pid), "--native", "--duration", "2", "--top", "100",
+            "--format", "json", "--out", str(tmp_path / "runs"),
+        )  # fmt: skip
+    finally:
+        stop_process(proc)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    functions = [r["function"] for r in result["top"]]
+    assert len(functions) == len(set(functions))
+    assert not [f for f in functions if re.search(r":\d+\)$", f)], functions
+    assert any(f.startswith("zlib_compress") for f in functions), functions
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert re.search(
+        r"zlib_compress\w* \(zlibmodule\.c[.h]*:\d+\)", (run_dir / "profile.folded").read_text()
+    )
