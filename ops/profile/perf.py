@@ -191,7 +191,15 @@ def record_argv(
     output: Path,
     call_graph: CallGraph = "dwarf",
 ) -> list[str]:
-    """The ``perf record`` command line: sample ``pid`` while perf's own ``sleep`` runs."""
+    """The ``perf record`` command line: sample ``pid`` while perf's own ``sleep`` runs.
+
+    The sleep dies with perf where ``setpriv`` can say so (util-linux), so a
+    SIGKILLed vots-ops (whose perf the kernel then kills) leaves nothing behind.
+    """
+    import shutil
+
+    setpriv = shutil.which("setpriv")
+    tie = [setpriv, "--pdeathsig", "KILL"] if setpriv else []
     return [
         perf,
         "record",
@@ -208,6 +216,7 @@ def record_argv(
         "--no-buildid-cache",
         "--no-bpf-event",
         "--",
+        *tie,
         "sleep",
         f"{duration_s:g}",
     ]

@@ -99,6 +99,28 @@ def test_sigkill_takes_the_profiler_with_it_and_the_next_run_sweeps_its_partial(
     assert len(list(runs.iterdir())) == 1
 
 
+@pytest.mark.slow
+def test_sigkill_takes_perf_with_it(cli: Cli, alpha: subprocess.Popen[str], tmp_path: Path) -> None:
+    from ops.profile.perf import perf_available
+
+    reason = perf_available()
+    if reason is not None:
+        pytest.fail(f"perf cannot sample here: {reason}", pytrace=False)
+    proc = cli.start(
+        "profile", "--pid", str(alpha.pid), "--profiler", "perf", "--duration", "60s",
+        "--out", str(tmp_path / "runs"),
+    )  # fmt: skip
+    wait_for(_sampler_running(proc, 1.0), timeout=60, what="perf to record", proc=proc)
+    children = psutil.Process(proc.pid).children(recursive=True)
+    assert any(c.name() == "perf" for c in children), children
+    proc.kill()
+    proc.communicate(timeout=30)
+    _gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, f"perf outlived vots-ops: {alive}"
+    states = _running_after(alpha.pid)
+    assert not {"T", "t"} & set(states), f"the target is stopped: {states}"
+
+
 def test_a_partial_directory_a_running_profile_holds_is_not_swept(tmp_path: Path) -> None:
     """Two runs at once: the sweep of one must not take the other's directory."""
     import fcntl
