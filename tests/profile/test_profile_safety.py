@@ -35,7 +35,7 @@ IDLE = """\
 import time
 print("ready", flush=True)
 while True:
-    time.sleep(1)
+    time.sleep(3600)  # off the CPU the whole run
 """
 
 
