@@ -84,6 +84,30 @@ def run(
 
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM)
+#: Also SIGHUP (a dropped ssh session), for commands that stop on it like on SIGTERM.
+WITH_HANGUP = (*FORWARDED, signal.SIGHUP)
+PR_SET_PDEATHSIG = 1
+
+
+def parent_death_signal(sig: int = signal.SIGKILL) -> Callable[[], None]:
+    """A ``preexec_fn`` that has the kernel send ``sig`` to the child when the
+    thread that started it ends (vots-ops SIGKILLed, OOM-killed): a profiler
+    never outlives its caller. Linux only; elsewhere it does nothing."""
+    import ctypes
+
+    parent = os.getpid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return lambda: None
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
 
 
 def _interrupt(_signum: int, _frame: object) -> None:
@@ -95,8 +119,8 @@ def _ignore(_signum: int, _frame: object) -> None:
 
 
 @contextlib.contextmanager
-def forward_signals() -> Iterator[None]:
-    """SIGINT and SIGTERM raise KeyboardInterrupt in the main thread while inside.
+def forward_signals(signals: Sequence[int] = FORWARDED) -> Iterator[None]:
+    """SIGINT and SIGTERM (``signals``: also SIGHUP, :data:`WITH_HANGUP`) raise KeyboardInterrupt in the main thread while inside.
 
     systemd, timeout(1) and CI cancellations send SIGTERM: it then stops a
     child the same way as Ctrl-C, instead of leaving it running. A signal the
@@ -109,7 +133,7 @@ def forward_signals() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.getsignal(sig) for sig in FORWARDED}
+    previous = {sig: signal.getsignal(sig) for sig in signals}
     for sig, old in previous.items():
         signal.signal(sig, _ignore if old in (signal.SIG_IGN, _ignore) else _interrupt)
     try:
@@ -192,6 +216,7 @@ def supervise(
     grace_s: float = 30,
     tick_s: float = 0.25,
     log: Path | None = None,
+    die_with_parent: bool = False,
 ) -> Finished:
     """Run ``argv`` to its end, a graceful stop, or its deadline; never leave it running.
 
@@ -201,6 +226,8 @@ def supervise(
     A second Ctrl-C kills the group and re-raises. Past ``timeout_s`` the group
     gets ``stop_signal``, then SIGKILL, and ExternalToolError names the tool
     (and ``log``). ``on_tick`` gets the seconds elapsed about every ``tick_s``.
+    ``die_with_parent``: the kernel SIGKILLs the child if vots-ops dies without
+    stopping it (SIGKILL, the OOM killer), see :func:`parent_death_signal`.
     """
     ask = interrupt or (lambda p: signal_group(p, stop_signal))
     with forward_signals():
@@ -215,6 +242,7 @@ def supervise(
             env=dict(env) if env is not None else None,
             pass_fds=tuple(pass_fds),
             start_new_session=True,
+            preexec_fn=parent_death_signal() if die_with_parent else None,
         )
         interrupted = False
         try:

@@ -21,7 +21,7 @@ from ops.cli.options import (
 from ops.console import Console, StatusLine
 
 if TYPE_CHECKING:
-    from ops.profile import ProfilePlan, ThreadDump
+    from ops.profile import Outcome, ProfilePlan, ThreadDump
     from ops.profile.model import Language, Profile, Profiler
 
 
@@ -77,7 +77,8 @@ def profile() -> None:
     Examples:
       vots-ops profile agent                         # profiles/agent.yaml: every agent replica
       vots-ops profile --match 'uvicorn .*agent' --duration 20s
-      vots-ops profile --container vots_rag_1 --native
+      vots-ops profile --list                        # the recipes
+      vots-ops profile --pid 4242 --native           # C-extension frames too (host processes)
       vots-ops profile --language go --pprof-url http://127.0.0.1:6060
       vots-ops profile --pid 4242 --language rust    # perf record --call-graph dwarf
       vots-ops profile --pid 4242 --dump             # one stack snapshot of every thread
@@ -156,6 +157,7 @@ def profile() -> None:
     help="pprof base URL (Go net/http/pprof, Rust pprof-rs), e.g. http://127.0.0.1:6060.",
 )
 @click.option("--heap", is_flag=True, help="pprof: the heap profile instead of CPU.")
+@click.option("--list", "list_only", is_flag=True, help="List the recipes and exit.")
 @click.option(
     "--out",
     "runs_dir",
@@ -197,14 +199,24 @@ def run(
     dump: bool,
     pprof_url: str | None,
     heap: bool,
+    list_only: bool,
     runs_dir: Path,
     top_n: int,
     fmt: str,
 ) -> None:
     """Sample a process and write speedscope, flamegraph and folded stacks."""
     from ops.errors import OpsError
-    from ops.profile import ProfileRequest, dump_threads, plan_profile, run_profile
+    from ops.profile import ProfileRequest, dump_threads, empty_cause, plan_profile, run_profile
 
+    ctx = click.get_current_context()
+    if list_only:
+        refuse_unused(
+            ctx,
+            [p.name or "" for p in ctx.command.params if p.name not in _LIST_USES],
+            "with --list",
+        )
+        _list(console, recipes_dir, fmt)
+        return
     req = ProfileRequest(
         recipe=recipe,
         recipes_dir=recipes_dir,
@@ -225,7 +237,6 @@ def run(
         pprof_url=pprof_url,
         heap=heap,
     )
-    ctx = click.get_current_context()
     if dump:
         refuse_unused(ctx, ["top_n", "runs_dir"], "with --dump (it prints one snapshot)")
     try:
@@ -241,13 +252,21 @@ def run(
             )
     except OpsError as exc:
         raise exc.name_fields(FLAGS) from None
+    empty = empty_cause(outcome.profile)
     if fmt == "json":
         console.json(
             {**outcome.profile.header(), "top": outcome.top, "run_dir": str(outcome.run_dir)}
         )
-        return
-    if console.quiet:
-        return
+    elif not console.quiet:
+        _print_outcome(console, outcome, started)
+    if empty is not None:  # nothing to read in it: say why, and fail the command
+        from ops.errors import CheckFailed
+
+        console.warning(empty)
+        raise CheckFailed("")  # exit 1; the warning said it
+
+
+def _print_outcome(console: Console, outcome: Outcome, started: float) -> None:
     from ops.profile.report import top_table
 
     console.print(top_table(outcome.profile, outcome.top))
@@ -274,8 +293,49 @@ FLAGS = {
     "pprof_url": "--pprof-url URL",
     "heap": "--heap",
     "native": "--no-native",
+    "blocking": "--blocking",
+    "runs_dir": "--out DIR",
     "dump": "no --dump",
 }
+
+#: What ``--list`` reads; any other option typed with it is refused.
+_LIST_USES = {"list_only", "recipes_dir", "fmt", "quiet"}
+
+
+def _list(console: Console, recipes_dir: Path | None, fmt: str) -> None:
+    from rich.table import Table
+
+    from ops.profile.recipe import default_recipes, list_recipes
+
+    directory = recipes_dir or default_recipes()
+    recipes = list_recipes(directory)
+    if fmt == "json":
+        console.json(
+            {
+                "directory": str(directory),
+                "recipes": {
+                    name: {
+                        "description": r.description,
+                        "language": r.language,
+                        "profiler": r.chosen_profiler,
+                        "target": r.target.model_dump(exclude_none=True) if r.target else None,
+                        "pprof": r.pprof.model_dump() if r.pprof else None,
+                        "duration_s": r.duration,
+                        "rate_hz": r.rate,
+                    }
+                    for name, r in recipes
+                },
+            }
+        )
+        return
+    t = Table(title=str(directory), title_justify="left")
+    for col in ("recipe", "language", "profiler", "target", "duration", "description"):
+        t.add_column(col)
+    for name, r in recipes:
+        tgt = r.target.model_dump(exclude_none=True) if r.target else {}
+        where = ", ".join(f"{k} {v}" for k, v in tgt.items()) or (r.pprof.url if r.pprof else "-")
+        t.add_row(name, r.language, r.chosen_profiler, where, f"{r.duration:g}s", r.description)
+    console.print(t)
 
 
 #: The command's parameter behind a ProfileRequest field, where the names differ.
@@ -299,16 +359,22 @@ def _warnings(p: Profile) -> list[str]:
         out.append(
             f"the target exited during sampling: {p.duration_s:g}s of samples, not the planned duration"
         )
+    reused = [m for m in metas if m.get("pid_reused")]
+    for m in reused:
+        out.append(
+            f"PID {m.get('pid')} was taken by a new process while sampling: the target exited "
+            "and the profile covers it until then (unreadable samples after that are not torn stacks)"
+        )
     if any(m.get("interrupted") for m in metas):
         out.append(
-            "stopped early (Ctrl-C or SIGTERM): the profile covers what was sampled until then"
+            "stopped early (Ctrl-C, SIGTERM or SIGHUP): the profile covers what was sampled until then"
         )
     if any(m.get("idle_unknown") for m in metas):
         out.append(
             "in a container py-spy cannot tell idle threads from running ones: time spent waiting "
             "(sleep, I/O, locks) counts as busy here"
         )
-    errors = sum(m.get("sample_errors") or 0 for m in metas)
+    errors = sum(m.get("sample_errors") or 0 for m in metas if not m.get("target_exited"))
     if errors and p.samples and errors > 0.05 * p.samples:
         out.append(
             f"{errors} samples could not be read (torn stacks in non-blocking mode); --blocking reads exact stacks"

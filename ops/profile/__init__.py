@@ -12,19 +12,22 @@ sampled and the top functions) in one rename. ``load_profile()`` and
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import json
+import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from ops.errors import ExternalToolError, OpsError, SpecError
+from ops.errors import ExternalToolError, OpsError, OutputError, SpecError
 from ops.files import atomic_write, finish_run_dir, new_run_dir
-from ops.proc import forward_signals
+from ops.proc import WITH_HANGUP, forward_signals
 from ops.profile.model import (
     DEFAULT_PROFILER,
     Language,
@@ -186,6 +189,16 @@ def plan_profile(req: ProfileRequest, *, dump: bool = False) -> ProfilePlan:
         value = getattr(req, name)
         if value is not None:
             options[name] = value
+    if options.get("native") and prof == "py-spy":
+        from_recipe = rec is not None and {"native", "blocking"} <= rec.options.model_fields_set
+        if req.blocking is False or (
+            req.blocking is None and req.native is None and from_recipe and not options["blocking"]
+        ):
+            raise OpsError(
+                "native frames are read only while the target is paused for each sample: "
+                "native and non-blocking sampling do not go together; choose one",
+                fields=("native", "blocking"),
+            )
     plan = ProfilePlan(
         language=lang,
         profiler=prof,
@@ -480,10 +493,12 @@ def run_profile(
         plan = req
     if on_start is not None:
         on_start(plan)
+    sweep_partials(runs_dir)
     staging, final = new_run_dir(runs_dir, plan.name)
-    # SIGTERM (timeout, cron, systemd) stops sampling like Ctrl-C: the profiler
-    # is told to stop and write, instead of pausing the target until its end.
-    with forward_signals():
+    # SIGTERM (timeout, cron, systemd) and SIGHUP (a dropped ssh session) stop
+    # sampling like Ctrl-C: the profiler is told to stop and write, instead of
+    # pausing the target until its end.
+    with forward_signals(WITH_HANGUP), _hold(staging):
         try:
             profile, note = _sample(plan, staging, on_tick)
             profile.meta["used"] = note
@@ -497,13 +512,111 @@ def run_profile(
                     name = f.name if len(works) == 1 else f"{f.stem}-{i + 1}{f.suffix}"
                     f.rename(staging / name)
                 work.rmdir()
+            (staging / LOCK).unlink(missing_ok=True)
             final = finish_run_dir(staging, final)
-        except BaseException:
+        except BaseException as exc:
             import shutil
 
             shutil.rmtree(staging, ignore_errors=True)
-            raise
+            if isinstance(exc, OpsError) or not isinstance(exc, OSError):
+                raise
+            from ops.profile.pyspy import disk_full
+
+            full = disk_full(runs_dir / ".")
+            if full is not None:
+                raise full from None
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise OutputError(
+                    f"{runs_dir}: the disk is full (or the quota used up); free some space "
+                    "or write the run elsewhere",
+                    fields=("runs_dir",),
+                ) from None
+            raise OutputError(f"cannot write the run under {runs_dir}: {exc.strerror}") from None
     return Outcome(profile, final, profile.top(top_n), note, plan)
+
+
+#: Held (flock) inside a run's hidden staging directory while the run is going.
+LOCK = ".lock"
+#: A staging directory without a lock is swept once older than the longest run.
+STALE_S = 2 * 3600.0
+
+
+@contextlib.contextmanager
+def _hold(staging: Path) -> Iterator[None]:
+    """Hold the staging directory's lock, so that no other run sweeps it."""
+    import fcntl
+
+    try:
+        fd = os.open(staging / LOCK, os.O_CREAT | os.O_WRONLY, 0o644)
+    except OSError:  # nothing to sweep it by but its age
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def sweep_partials(runs_dir: Path) -> list[Path]:
+    """Remove hidden ``.NAME-STAMP.partial-*`` run directories left by a profile
+    run that was killed (SIGKILL, the OOM killer): only those whose lock no run
+    holds, or, without a lock, older than :data:`STALE_S`. Returns what went."""
+    import fcntl
+    import shutil
+
+    gone: list[Path] = []
+    try:
+        candidates = [p for p in runs_dir.glob(".*.partial-*") if p.is_dir()]
+    except OSError:
+        return gone
+    for path in candidates:
+        try:
+            fd = os.open(path / LOCK, os.O_RDONLY)
+        except FileNotFoundError:
+            try:
+                stale = time.time() - path.stat().st_mtime > STALE_S
+            except OSError:
+                continue
+            if stale:
+                shutil.rmtree(path, ignore_errors=True)
+                gone.append(path)
+            continue
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # a run is writing it
+            os.close(fd)
+            continue
+        try:
+            shutil.rmtree(path, ignore_errors=True)
+            gone.append(path)
+        finally:
+            os.close(fd)
+    return gone
+
+
+def empty_cause(profile: Profile) -> str | None:
+    """Why a profile holds no samples, in one line, or None if it has some."""
+    if profile.samples:
+        return None
+    metas = profile.meta.get("replicas") or [profile.meta]
+    what = profile.target
+    if profile.backend == "perf":
+        return (
+            f"perf recorded no samples of {what}: the target was idle (off the CPU) the whole "
+            "time, or perf could not see it (kernel.perf_event_paranoid, another PID namespace)"
+        )
+    if profile.backend.startswith("py-spy"):
+        if any(m.get("target_exited") for m in metas):
+            return f"no samples of {what}: it exited before py-spy could read a stack"
+        idle = "" if all(m.get("idle") for m in metas) else "; --idle counts waiting threads too"
+        return (
+            f"no samples of {what}: its threads were idle (sleeping, waiting on I/O or a lock) "
+            f"the whole time{idle}"
+        )
+    return f"no samples of {what}: the program was idle for the whole profile"
 
 
 def write_run(directory: Path, profile: Profile, top_n: int = 20) -> None:

@@ -8,6 +8,7 @@ is a tuple of frame names from the root to the leaf; a frame name is
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, TypedDict
@@ -45,6 +46,7 @@ class ProfileMeta(TypedDict, total=False):
     # what happened
     interrupted: bool
     target_exited: bool
+    pid_reused: bool
     idle_unknown: bool
     sample_errors: int | None
     other_pid_samples: int
@@ -108,19 +110,29 @@ class Profile:
         data["distinct_stacks"] = len(self.stacks)
         return data
 
+    @property
+    def by_function(self) -> bool:
+        """Whether the counts group frames by function: a ``--native`` py-spy
+        profile names each native frame with a line (a call site), so one C
+        function would fill a row per line. The stacks keep the lines."""
+        return bool(self.meta.get("native"))
+
+    def _key(self, frame: str) -> str:
+        return function_of(frame) if self.by_function else frame
+
     def self_counts(self) -> Counter[str]:
         """Samples in which each frame was the leaf (its own code was running)."""
         out: Counter[str] = Counter()
         for stack, n in self.stacks.items():
             if stack:
-                out[stack[-1]] += n
+                out[self._key(stack[-1])] += n
         return out
 
     def total_counts(self) -> Counter[str]:
         """Samples in which each frame was anywhere on the stack (counted once per sample)."""
         out: Counter[str] = Counter()
         for stack, n in self.stacks.items():
-            for frame in set(stack):
+            for frame in {self._key(f) for f in stack}:
                 out[frame] += n
         return out
 
@@ -149,6 +161,20 @@ class Profile:
             if stack
         ]
         return "\n".join(lines) + ("\n" if lines else "")
+
+
+_LINE = re.compile(r"^(.*) \((.*):\d+\)$")
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]+ \((.*)\)$")
+
+
+def function_of(frame: str) -> str:
+    """``deflate_slow (deflate.c:1630)`` -> ``deflate_slow (deflate.c)``; an
+    unsymbolized ``0x7f3a… (libz.so.1)`` -> ``?? (libz.so.1)``; others unchanged."""
+    if m := _ADDRESS.match(frame):
+        return f"?? ({m.group(1)})"
+    if m := _LINE.match(frame):
+        return f"{m.group(1)} ({m.group(2)})"
+    return frame
 
 
 def _fold_safe(frame: str) -> str:

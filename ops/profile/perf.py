@@ -110,6 +110,9 @@ def perf_record(
     argv = record_argv(
         perf, pid, duration_s=duration_s, rate_hz=rate_hz, output=data, call_graph=call_graph
     )
+    from ops.profile.target import start_time
+
+    born = start_time(pid)
     started = time.time()
     with log:
         # perf finishes its file on SIGINT (and then re-raises it).
@@ -125,10 +128,13 @@ def perf_record(
             grace_s=STOP_GRACE_S,
             tick_s=TICK_S,
             log=log_path,
+            die_with_parent=True,
         )
     interrupted, elapsed = done.interrupted, done.elapsed_s
     log_text = log_path.read_text(encoding="utf-8", errors="replace")
-    target_exited = not _alive(pid)
+    now = start_time(pid)
+    reused = born is not None and now is not None and now != born
+    target_exited = reused or not _alive(pid)
     # perf re-raises the SIGINT it was stopped with, after writing the file.
     ok = done.returncode == 0 or (interrupted and done.returncode == -signal.SIGINT)
     if not ok and not target_exited:
@@ -158,6 +164,7 @@ def perf_record(
         "call_graph": call_graph,
         "interrupted": interrupted,
         "target_exited": target_exited,
+        "pid_reused": reused,
         "perf_data": str(data),
     }
     if folded.other_samples:
@@ -184,7 +191,15 @@ def record_argv(
     output: Path,
     call_graph: CallGraph = "dwarf",
 ) -> list[str]:
-    """The ``perf record`` command line: sample ``pid`` while perf's own ``sleep`` runs."""
+    """The ``perf record`` command line: sample ``pid`` while perf's own ``sleep`` runs.
+
+    The sleep dies with perf where ``setpriv`` can say so (util-linux), so a
+    SIGKILLed vots-ops (whose perf the kernel then kills) leaves nothing behind.
+    """
+    import shutil
+
+    setpriv = shutil.which("setpriv")
+    tie = [setpriv, "--pdeathsig", "KILL"] if setpriv else []
     return [
         perf,
         "record",
@@ -201,6 +216,7 @@ def record_argv(
         "--no-buildid-cache",
         "--no-bpf-event",
         "--",
+        *tie,
         "sleep",
         f"{duration_s:g}",
     ]

@@ -24,11 +24,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypedDict
 
-from ops.errors import ExternalToolError, OpsError, TargetError
+from ops.errors import ExternalToolError, OpsError, OutputError, TargetError
 from ops.extras import require_tool
 from ops.proc import supervise
 from ops.profile.model import Profile, parse_folded
-from ops.profile.target import Target
+from ops.profile.target import Target, start_time
 
 
 class DumpFrame(TypedDict, total=False):
@@ -57,7 +57,8 @@ def pyspy_path() -> str:
     return require_tool("py-spy", "profile", "profile")
 
 
-_PROCESS_FRAME = re.compile(r'(?m)(?<![^;\n])process \d+:(".*?")')
+#: A root frame of --subprocesses; its command line may span lines (``python -c "…"``).
+_PROCESS_FRAME = re.compile(r'(?ms)(?<![^;\n])process \d+:(".*?")(?=;)')
 
 
 def _alive(pid: int) -> bool:
@@ -113,6 +114,33 @@ def explain(stderr: str, target: Target) -> str:
     return f"py-spy failed on PID {target.pid}: {best[:200]}"
 
 
+#: Below this many free bytes a failed write is put down to a full disk.
+FULL_BYTES = 1 << 20
+
+
+def disk_full(directory: Path) -> OutputError | None:
+    """The error to give when the file system holding ``directory`` is (nearly)
+    full: a profiler then fails writing its output, often without saying why."""
+    import os
+
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return None
+    free = st.f_bavail * st.f_frsize
+    if free >= FULL_BYTES:
+        return None
+    return OutputError(
+        f"{directory.parent}: the disk is full ({free:,} bytes free); "
+        "free some space or write the run elsewhere",
+        fields=("runs_dir",),
+    )
+
+
+def _write_error(workdir: Path, exc: OSError) -> OutputError:
+    return disk_full(workdir) or OutputError(f"cannot write in {workdir}: {exc.strerror}")
+
+
 def record(
     target: Target,
     *,
@@ -164,9 +192,14 @@ def record(
             argv.append(flag)
     if not blocking:
         argv.append("--nonblocking")
+    born = start_time(target.pid)
     started = time.time()
     log = workdir / "py-spy.log"
-    with log.open("wb") as err:
+    try:
+        err = log.open("wb")
+    except OSError as exc:
+        raise _write_error(workdir, exc) from None
+    with err:
         # py-spy writes what it has sampled on SIGINT, then exits.
         done = supervise(
             argv,
@@ -178,17 +211,23 @@ def record(
             stop=stop,
             grace_s=15,
             log=log,
+            die_with_parent=True,
         )
     interrupted = done.interrupted
     elapsed = time.time() - started
     stderr = log.read_text(errors="replace")
     if not out.exists() or (done.returncode not in (0, -signal.SIGINT) and not interrupted):
+        full = disk_full(workdir)
+        if full is not None:
+            raise full
         raise _failure(stderr, target)
-    exited = not _alive(target.pid)
+    now = start_time(target.pid)
+    reused = born is not None and now is not None and now != born
+    exited = reused or not _alive(target.pid)
     try:
         text = out.read_text(encoding="utf-8", errors="replace")
         if subprocesses:  # root frames `process 123:"cmd"`: drop the PID so runs compare
-            text = _PROCESS_FRAME.sub(r"process \1", text)
+            text = _PROCESS_FRAME.sub(lambda m: "process " + " ".join(m[1].split()), text)
         stacks = parse_folded(text)
     except ValueError as exc:
         raise ExternalToolError(
@@ -215,6 +254,8 @@ def record(
             "subprocesses": subprocesses,
             "interrupted": interrupted,
             "target_exited": exited,
+            # the target exited and a new process got its PID while sampling
+            "pid_reused": reused,
             # py-spy cannot tell idle threads from running ones in a container
             # (its thread ids are the container's): idle time counts as busy.
             "idle_unknown": bool(target.container),

@@ -151,3 +151,10 @@ def find_recipe(name: str, directory: Path) -> Path:
     raise SpecError(
         f"no recipe {shown(name)}; {hint}recipes in {directory}: {listing}", path=str(path)
     )
+
+
+def list_recipes(directory: Path) -> list[tuple[str, Recipe]]:
+    """Every recipe in ``directory``, by name, each read and validated."""
+    if not directory.is_dir():
+        raise SpecError("no recipe directory here", path=str(directory))
+    return [(p.stem, load_recipe(p)) for p in sorted(directory.glob("*.yaml"))]

@@ -15,6 +15,7 @@ def _pct(x: float) -> str:
 def top_table(profile: Profile, top: Sequence[TopRow]) -> Any:
     """Top functions by self share, with total share (time under the function)."""
     from rich.table import Table
+    from rich.text import Text
 
     title = (
         f"{profile.target} — {profile.language}, {profile.backend}, {profile.samples:,} "
@@ -25,7 +26,7 @@ def top_table(profile: Profile, top: Sequence[TopRow]) -> Any:
     t.add_column("total", justify="right")
     t.add_column("function")
     for row in top:
-        t.add_row(_pct(row["self_share"]), _pct(row["total_share"]), row["function"])
+        t.add_row(_pct(row["self_share"]), _pct(row["total_share"]), Text(row["function"]))
     return t
 
 
@@ -49,7 +50,7 @@ def diff_table(rows: Sequence[Change], before: Profile, after: Profile, base: st
             Text(f"{delta:+.1f} pp", style=style),
             _pct(r["total_before"]),
             _pct(r["total_after"]),
-            r["function"],
+            Text(r["function"]),  # frames like `[unknown]` are not Rich markup
         )
     if not rows:
         t.caption = "no function's share changed by more than the threshold"

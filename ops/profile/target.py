@@ -14,6 +14,7 @@ import contextlib
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ops.errors import TargetError, TargetUnreachable
@@ -48,6 +49,19 @@ def _cmdline(proc: psutil.Process) -> str:
     except psutil.NoSuchProcess:
         return ""
     return " ".join(parts) or f"[{proc.name()}]"
+
+
+def start_time(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, /proc/PID/stat), or
+    None if there is none. A PID with another start time later is another process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    try:  # the command name (field 2) may hold spaces and parentheses
+        return int(stat[stat.rindex(b")") + 2 :].split()[19])
+    except (ValueError, IndexError):
+        return None
 
 
 def by_pid(pid: int) -> Target:

@@ -415,11 +415,12 @@ def test_py_spy_switches_reach_py_spy(cli: Cli, alpha: subprocess.Popen[str]) ->
     assert (meta["subprocesses"], meta["blocking"]) == (False, True)
     assert result["top"][0]["function"].startswith("alpha")
     result = _json_run(
-        cli, "--pid", str(alpha.pid), "--duration", "1", "--native", "--nonblocking",
+        cli, "--pid", str(alpha.pid), "--duration", "1", "--native",
         "--no-gil", "--no-idle", "--subprocesses",
     )  # fmt: skip
     meta = result["meta"]
-    # Native frames are read only while the process is paused: --native wins.
+    # Native frames are read only while the process is paused: --native implies
+    # --blocking (and --native --nonblocking is refused, see test_profile_safety).
     assert (meta["native"], meta["blocking"]) == (True, True)
     assert (meta["gil"], meta["idle"], meta["subprocesses"]) == (False, False, True)
 
