@@ -166,6 +166,8 @@ class LoadtestResult(TypedDict):
     errors: list[ErrorRow]
     exceptions: list[ExceptionRow]
     hdr_counts_match: bool
+    # https: "verified", "not verified (loopback)" or "not verified (--insecure)"; None for http
+    tls: NotRequired[str | None]
     # set once judged
     slos: NotRequired[list[SloRow]]
     baseline: NotRequired[str | None]
