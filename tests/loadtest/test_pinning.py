@@ -385,3 +385,76 @@ print(" ".join(out), len(seen))
             break
         time.sleep(0.05)
     assert hosts.target.counts.connections == 2
+
+
+def _own_address() -> str:
+    import ipaddress
+
+    import psutil
+
+    return next(
+        a.address
+        for addrs in psutil.net_if_addrs().values()
+        for a in addrs
+        if a.family == socket.AF_INET and not ipaddress.ip_address(a.address).is_loopback
+    )
+
+
+@pytest.fixture
+def tls_on_this_machine(tmp_path: Path) -> Iterator[Listener]:
+    """A self-signed TLS listener on this machine's own (non-loopback) address."""
+    import ssl
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(cert), "-days", "1", "-subj", "/CN=vots.test"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server, listener = _serve(_own_address(), 0)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    listener.port = server.server_address[1]
+    try:
+        yield listener
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+TLS_USER = """
+class Secure(VotsUser):
+    @task
+    def get(self):
+        self.client.get("/ok")
+"""
+
+
+@pytest.mark.slow
+def test_certificates_are_verified_off_loopback_unless_insecure(
+    cli: Cli, tmp_path: Path, hosts: Hosts, tls_on_this_machine: Listener
+) -> None:
+    url = f"https://{tls_on_this_machine.ip}:{tls_on_this_machine.port}"
+    code, _result, err = _run(cli, tmp_path, hosts, "Secure", TLS_USER, url)
+    assert code == 2
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"error: {url}: the certificate was not accepted (")
+    assert line.endswith("[--insecure]")
+    assert not (tmp_path / "runs").exists()
+
+    # Opted out: the run works, and both the table and result.json say how TLS was used.
+    (tmp_path / "users.py").write_text(
+        HEADER.format(other=hosts.other.url, near=hosts.near.url) + TLS_USER
+    )
+    proc = cli.run(
+        "loadtest", "run", "--scenarios", str(tmp_path / "scenarios.yaml"), "--host", url,
+        "--insecure", "--processes", "1", "--out", str(tmp_path / "runs"),
+        cwd=tmp_path, timeout=RUN_TIMEOUT_S,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "TLS certificates not verified (--insecure)" in proc.stdout
+    (result_file,) = (tmp_path / "runs").glob("*/result.json")
+    result = json.loads(result_file.read_text())
+    assert result["tls"] == "not verified (--insecure)" and result["overall"]["requests"] > 5
+    assert tls_on_this_machine.counts.requests.count("/ok") >= result["overall"]["requests"]
