@@ -54,7 +54,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's spelling
+    def do_GET(self) -> None:
         self.server.counts.requests.append(self.path)
         if self.path == "/away":
             self._answer(302, {"Location": f"{self.server.other}/stolen"})
@@ -71,7 +71,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -458,3 +458,33 @@ def test_certificates_are_verified_off_loopback_unless_insecure(
     result = json.loads(result_file.read_text())
     assert result["tls"] == "not verified (--insecure)" and result["overall"]["requests"] > 5
     assert tls_on_this_machine.counts.requests.count("/ok") >= result["overall"]["requests"]
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_stacks_domain_is_not_a_default_target_off_this_machine(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """Run in a checkout without --host, the stack's domain (production) needs an explicit allow."""
+    stack = (
+        (ROOT / "stack.yaml").read_text().replace("domain: vots.example.com", "domain: 203.0.113.9")
+    )
+    (tmp_path / "stack.yaml").write_text(stack)
+    (tmp_path / "scenarios.yaml").write_text(
+        SCENARIO.format(cls="Any", duration="2s") + "    allow_hosts: [staging.vots.test]\n"
+    )
+    (tmp_path / "users.py").write_text(
+        "from locust import HttpUser\nclass Any(HttpUser):\n    pass\n"
+    )
+    proc = cli.run(
+        "loadtest", "run", "--scenarios", str(tmp_path / "scenarios.yaml"),
+        "--out", str(tmp_path / "runs"), cwd=tmp_path, timeout=RUN_TIMEOUT_S,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: refusing to send load to https://203.0.113.9: 203.0.113.9 is ")
+    # The scenario's allow_hosts were read (and do not include the domain).
+    assert "not an allowed host (staging.vots.test)" in line
+    assert line.endswith("[--allow-host HOST]")
+    assert not (tmp_path / "runs").exists()
