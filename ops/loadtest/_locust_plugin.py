@@ -25,6 +25,7 @@ import sys
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import gevent
 from locust import events
@@ -134,9 +135,23 @@ def _foreign_url(url: str | None, response: Any) -> str | None:
         return None
     final = getattr(response, "url", None)
     for candidate in (final, url):  # where the response came from is what matters most
-        if candidate and not same_origin(str(candidate), _HOST):
-            return str(candidate)
+        if not candidate:
+            continue
+        text = str(candidate)
+        # Fast path for every request: the authority ends at the first "/".
+        if text.startswith(_ORIGIN_PREFIX) or (text.startswith("/") and not text.startswith("//")):
+            continue
+        if not same_origin(text, _HOST):
+            return text
     return None
+
+
+def _origin_prefix(base: str) -> str:
+    parts = urlsplit(base)
+    return f"{parts.scheme}://{parts.netloc}/" if parts.scheme and parts.netloc else "\0"
+
+
+_ORIGIN_PREFIX = _origin_prefix(_HOST)
 
 
 def _pin_connections() -> None:
