@@ -193,6 +193,21 @@ def configure_tls(verify: bool) -> None:
         import gevent.ssl
 
         fasthttp.insecure_ssl_context_factory = gevent.ssl.create_default_context
+        # geventhttpclient skips the host name check for insecure=True even with
+        # a verifying context: every session is made with insecure=False.
+        session_init = fasthttp.FastHttpSession.__init__
+        if getattr(session_init, "_vots_verified", False):
+            return
+
+        def verified_init(self: Any, *args: Any, **kwargs: Any) -> None:
+            if len(args) > 3:  # base_url, request_event, user, insecure, ...
+                args = (*args[:3], False, *args[4:])
+            else:
+                kwargs["insecure"] = False
+            session_init(self, *args, **kwargs)
+
+        verified_init._vots_verified = True  # type: ignore[attr-defined]
+        fasthttp.FastHttpSession.__init__ = verified_init  # type: ignore[method-assign]
         return
     init = clients.HttpSession.__init__
     if getattr(init, "_vots_insecure", False):
