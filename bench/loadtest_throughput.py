@@ -6,10 +6,12 @@ as a managed subprocess has a start-up cost to account for. Stock Locust
 percentiles) and wrk -t2 -c64 (the ceiling) take turns, no wait time, against
 one 12,800-byte JSON file on an nginx started here. nginx runs one worker, so
 it never takes more than one of the two cores from the driver; its CPU per run
-is printed. vots-ops -p2 also runs with its connect-time guard off (an
-environment variable only this bench sets), to measure what the guard costs.
-The ratios come last: the goal (vots-ops -p2 >= 6x stock), then, on the final
-line, the guard's cost (goal < 2%).
+is printed. The ratios come last: the goal (vots-ops -p2 >= 6x stock), then
+the connect-time guard's cost: vots-ops -p2 also runs with the guard off (an
+environment variable only this bench sets; goal < 2%). Then the
+driver-saturation flag is checked: every vots-ops run here is driver-bound and
+must carry ``driver_saturated: true``; one more run, 4 users against a server
+that takes 200 ms per answer, must not (exit 1 if either is wrong).
 
 Run: .venv/bin/python bench/loadtest_throughput.py [--seconds 8] [--rounds 3]
 (about 2 minutes with the defaults).
@@ -129,6 +131,7 @@ class Run:
     nginx_cpu_s: float
     p99_ms: float | None = None
     other_cpu_s: float = 0.0  # the rest of the machine: other processes, softirq
+    driver_saturated: bool | None = None  # vots-ops runs: result.json's flag
 
     @property
     def other_share(self) -> float:
@@ -306,6 +309,7 @@ class Bench:
             cpu_s=cpu,
             nginx_cpu_s=0.0,
             p99_ms=overall["latency_ms"].get("p99"),
+            driver_saturated=result.get("driver_saturated"),
         )
 
     def _wrk(self, out: Path, err: Path, seconds: int) -> Run:
@@ -334,6 +338,56 @@ class Bench:
             nginx_cpu_s=0.0,
             p99_ms=float(p99.group(1)) * unit_ms[p99.group(2)] if p99 else None,
         )
+
+
+def check_saturation_flag(bench: Bench, runs: list[Run]) -> list[str]:
+    """What is wrong with the driver-saturation flag: it must be set on every vots-ops
+    run above (no think time against nginx: driver-bound by design) and not on a run
+    of 4 users against a server that takes 200 ms per answer (slower than the driver)."""
+    import http.server
+    import threading
+
+    problems = [
+        f"{r.driver}: driver_saturated is {r.driver_saturated}, expected true"
+        for r in runs
+        if r.driver in (VOTS1, VOTS2, UNGUARDED) and r.driver_saturated is not True
+    ]
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            time.sleep(0.2)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    assert bench.vots is not None
+    out, err = bench.tmp / "slow.out", bench.tmp / "slow.err"
+    argv = [bench.vots, "loadtest", "throughput", "--scenarios", str(bench.scenarios)]
+    argv += ["--host", f"http://127.0.0.1:{server.server_address[1]}", "--users", "4"]
+    argv += ["--processes", "1", "--duration", "4s", "--out", str(bench.tmp / "runs")]
+    argv += ["--format", "json", "-q"]
+    try:
+        code, _wall, _cpu = spawn(argv, bench.tmp, out, err)
+    finally:
+        server.shutdown()
+    if code != 0:
+        problems.append(f"the run against a 200 ms server exited {code}")
+    else:
+        result = json.loads(out.read_text())
+        if result.get("driver_saturated") is not False:
+            problems.append(
+                f"the run against a 200 ms server has driver_saturated "
+                f"{result.get('driver_saturated')}: {result.get('driver')}"
+            )
+    return problems
 
 
 def line(prefix: str, run: Run) -> str:
@@ -376,6 +430,7 @@ def main() -> int:
                 run = bench.run(driver, args.seconds)
                 runs.append(run)
                 print(line(f"round {i + 1}", run), flush=True)
+        flag_problems = check_saturation_flag(bench, runs)
     finally:
         nginx.stop()
         if args.keep:
@@ -419,7 +474,11 @@ def main() -> int:
         f"ratio requests/s {VOTS2} / {UNGUARDED}: {guard:.3f}x, the connect-time guard costs "
         f"{max(0.0, 1 - guard):.1%} (goal < 2%)"
     )
-    return 0
+    for problem in flag_problems:
+        print(f"FAIL saturation flag: {problem}")
+    if not flag_problems:
+        print("saturation flag: set on every vots-ops run, not against the 200 ms server")
+    return 1 if flag_problems else 0
 
 
 if __name__ == "__main__":

@@ -55,7 +55,6 @@ class _Progress:
         self.console, self.duration = console, 0.0
         self.worker, self.baseline, self.tolerance = worker, baseline, tolerance
         self.line: StatusLine | None = None
-        self.history: list[tuple[float, int]] = []
 
     def start(self, host: str, scenario: Scenario, reason: str) -> None:
         self.duration = scenario.duration  # as it will run: overrides applied
@@ -78,23 +77,23 @@ class _Progress:
     def __call__(self, s: Status) -> None:
         if self.console.quiet:
             return
-        elapsed = s.get("elapsed", 0.0)
+        if self.line is not None:
+            self.line.update(self.text(s))
+
+    def text(self, s: Status) -> str:
+        """The status line: elapsed of planned seconds (never past them: Locust's shutdown
+        is not run time), and requests/s as the result defines it, requests over the
+        seconds since the first request."""
+        elapsed = min(s.get("elapsed", 0.0), self.duration) if self.duration else 0.0
         p95 = s.get("p95_ms")
-        # Requests/s over the last ~5 s of status lines: workers report every
-        # 3 s, and Locust's own "current" rate lags by several seconds.
-        self.history.append((elapsed, s.get("requests", 0)))
-        while len(self.history) > 2 and elapsed - self.history[0][0] > 5:
-            self.history.pop(0)
-        (t0, n0), (t1, n1) = self.history[0], self.history[-1]
-        rps = (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
+        requests, measured = s.get("requests", 0), s.get("measured_s", 0.0)
+        rps = requests / measured if measured > 0 else 0.0
         workers = f" w{s['workers']}" if s.get("workers") else ""
-        text = (
+        return (
             f"{elapsed:3.0f}/{self.duration:.0f}s  users {s.get('users', 0)}{workers}  {rps:7.0f} req/s  "
-            f"p95 {p95 if p95 is not None else '-'} ms  {s.get('requests', 0):,} req  "
+            f"p95 {p95 if p95 is not None else '-'} ms  {requests:,} req  "
             f"{s.get('failures', 0):,} fail"
         )
-        if self.line is not None:
-            self.line.update(text)
 
     def stop(self) -> None:
         if self.line is not None:
@@ -220,6 +219,12 @@ class _Progress:
     show_default=True,
     help="Allowed worsening against --baseline.",
 )
+@click.option(
+    "--force",
+    "force_baseline",
+    is_flag=True,
+    help="Compare with a --baseline from another scenario or target (with a warning).",
+)
 @format_option("table", "json")
 @quiet_option
 @click.pass_obj
@@ -247,6 +252,7 @@ def loadtest(
     runs_dir: Path,
     baseline: Path | None,
     tolerance: float,
+    force_baseline: bool,
     fmt: str,
 ) -> None:
     """Run a Locust scenario headless and judge its SLOs.
@@ -298,7 +304,7 @@ def loadtest(
     if worker:
         refuse_unused(ctx, _MASTER_DECIDES, "with --worker (its master runs and judges the load)")
     if baseline is None:
-        refuse_unused(ctx, ["tolerance"], "without --baseline")
+        refuse_unused(ctx, ["tolerance", "force_baseline"], "without --baseline")
     scenarios_path = scenarios_path or default_scenarios()
     if list_only:
         _list(console, scenarios_path, fmt)
@@ -330,6 +336,7 @@ def loadtest(
             runs_dir=runs_dir,
             baseline=baseline,
             tolerance=tolerance,
+            force_baseline=force_baseline,
             on_status=progress,
             on_start=progress.start,
         )
@@ -340,6 +347,8 @@ def loadtest(
     if outcome.result is None:  # a worker: its master judges the run
         check_outcome(outcome)
         return
+    for why in outcome.result.get("baseline_mismatch") or []:
+        console.warning(f"compared anyway (--force): the baseline is {why}")
     if fmt == "json":
         console.json(outcome.result)
     elif not console.quiet:
@@ -365,6 +374,7 @@ _MASTER_DECIDES = (
     "runs_dir",
     "baseline",
     "tolerance",
+    "force_baseline",
     "fmt",
 )
 
@@ -381,6 +391,7 @@ FLAGS = {
     "duration": "--duration",
     "arrival_rate": "--arrival-rate",
     "max_requests": "--max-requests",
+    "force_baseline": "--force to compare anyway",
 }
 
 

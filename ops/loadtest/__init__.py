@@ -116,6 +116,7 @@ def run_scenario(
     runs_dir: Path = DEFAULT_RUNS,
     baseline: Path | None = None,
     tolerance: float = 0.10,
+    force_baseline: bool = False,
     on_status: Callable[[Status], None] | None = None,
     on_start: Callable[[str, Scenario, str], None] | None = None,
 ) -> Outcome:
@@ -128,6 +129,8 @@ def run_scenario(
     the inputs (``fields``: ``host``, ``allow_hosts``, ``duration`` ...), never
     command-line flags. ``on_start`` gets the target, the scenario as it will
     run (overrides applied) and why the target is allowed, before any load.
+    A baseline from another scenario or target is refused unless
+    ``force_baseline``; then the result lists why (``baseline_mismatch``).
     """
     require("locust", "loadtest", "loadtest")
     from ops.loadtest import runner, verdict
@@ -169,12 +172,15 @@ def run_scenario(
     checked = check_target(target, {*scenario.allow_hosts, *allow_hosts})
     reason = checked.reason
     base = verdict.load_baseline(baseline) if baseline is not None else None
+    mismatch: list[str] = []
     if base is not None:
         where = str(baseline)
-        if base.get("scenario") != name:
+        mismatch = baseline_mismatch(base, name, target)
+        if mismatch and not force_baseline:
             raise SpecError(
-                f"the baseline is a run of scenario {shown(base.get('scenario'))}, not {shown(name)}",
+                f"the baseline is {mismatch[0]}: its figures are not comparable",
                 path=where,
+                fields=("force_baseline",),
             )
         if not base.get("overall", {}).get("requests"):
             raise SpecError(
@@ -238,8 +244,10 @@ def run_scenario(
     result["slos"] = verdict.judge(result, scenario)
     if default_slo:
         for row in result["slos"]:
-            row["note"] = "default objective: the scenario sets none"
+            note = "default objective: the scenario sets none"
+            row["note"] = f"{note}; {row['note']}" if "note" in row else note
     result["baseline"] = str(baseline) if baseline is not None else None
+    result["baseline_mismatch"] = mismatch
     result["tolerance_pct"] = round(tolerance * 100, 1) if baseline is not None else None
     result["regressions"] = verdict.compare(result, base, tolerance) if base is not None else []
     ok = (
@@ -263,6 +271,29 @@ def run_scenario(
         result["run_dir"] = str(final)
         atomic_write(final / "result.json", json.dumps(result, indent=2, allow_nan=False) + "\n")
     return Outcome(result, final)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url.strip().rstrip("/"))
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def baseline_mismatch(base: LoadtestResult, name: str, target: str) -> list[str]:
+    """Why a baseline run is not this run's counterpart: another scenario or another target."""
+    out: list[str] = []
+    if base.get("scenario") != name:
+        out.append(f"a run of scenario {shown(base.get('scenario'))}, not {shown(name)}")
+    host = str(base.get("host") or "")
+    if _origin(host) != _origin(target):
+        out.append(f"a run against {shown(host)}, not {shown(target)}")
+    return out
 
 
 def _locust_failed(what: str, tail: str, where: str = "") -> OpsError:

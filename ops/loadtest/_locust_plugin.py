@@ -31,7 +31,7 @@ import gevent
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
-from ops.loadtest import pinning, users
+from ops.loadtest import driver, pinning, users
 from ops.loadtest.hdr import HIGHEST_US, LOWEST_US, Histogram, decode, encode, new
 from ops.loadtest.result import RawEntry, RawError, RawRun, Status
 from ops.loadtest.safety import same_origin, split_host
@@ -194,8 +194,100 @@ def _stop_self(runner: Any) -> None:
     runner.quit()
 
 
+# --- measurement of the driver itself and of task errors -------------------
+# (separate from connection handling above: what the run says about itself)
+
+SAMPLER: list[driver.Sampler] = []
+DRIVERS: dict[str, Any] = {}  # master: worker id -> its latest DriverProcess
+#: "KeyError: 'missing_key'" -> [count, traceback]; Locust's own table drops the type
+TASK_ERRORS: dict[str, list[Any]] = {}
+
+
+def _role(runner: Any) -> str:
+    if isinstance(runner, WorkerRunner):
+        return "worker"
+    return "master" if isinstance(runner, MasterRunner) else "local"
+
+
+def _sample_loop(environment: Any) -> None:
+    """Twice a second while users run, how much of a core this process wanted."""
+    sampler = SAMPLER[0]
+    running = False
+    while True:
+        gevent.sleep(driver.INTERVAL_S)
+        runner = environment.runner
+        now_running = runner is not None and runner.state in ("spawning", "running")
+        if now_running and running:
+            sampler.sample()
+        elif now_running:
+            sampler.restart()
+        running = now_running
+
+
+def _start_sampling(environment: Any) -> None:
+    SAMPLER.append(driver.Sampler(_role(environment.runner)))
+    gevent.spawn(_sample_loop, environment)
+
+
+@_on(events.user_error)
+def _on_user_error(user_instance: Any, exception: BaseException, tb: Any, **_: Any) -> None:
+    import traceback
+
+    key = f"{type(exception).__name__}: {exception}"
+    row = TASK_ERRORS.setdefault(key, [0, "".join(traceback.format_tb(tb))[-2000:]])
+    row[0] += 1
+
+
+def _merge_task_errors(rows: dict[str, list[Any]]) -> None:
+    for key, (count, tb) in rows.items():
+        TASK_ERRORS.setdefault(key, [0, tb])[0] += int(count)
+
+
+def _count_requests_that_raised() -> None:
+    """A task that raises inside ``with client.get(..., catch_response=True)`` sent its
+    request, but Locust reports only ResponseErrors there: the request vanishes from the
+    figures (a run of them said "no requests completed"). Report it as a failure with
+    the exception, then let the exception go on to Locust's task error handling."""
+    from locust.clients import ResponseContextManager as Plain
+    from locust.contrib.fasthttp import ResponseContextManager as Fast
+
+    for cls in (Plain, Fast):
+        if getattr(cls, "_vots_counts_raised", False):
+            continue
+        original = cls.__exit__
+
+        def __exit__(self: Any, exc: Any, value: Any, tb: Any, _orig: Any = original) -> Any:
+            if exc is not None and getattr(self, "_manual_result", None) is None:
+                from locust.exception import ResponseError
+
+                if not isinstance(value, ResponseError):
+                    self.request_meta["exception"] = value
+                    self._report_request()
+                    return False
+            return _orig(self, exc, value, tb)
+
+        cls.__exit__ = __exit__  # type: ignore[method-assign]
+        setattr(cls, "_vots_counts_raised", True)  # noqa: B010
+
+
+_count_requests_that_raised()
+
+
+def _name_the_users_locustfile(environment: Any) -> None:
+    """Locust's HTML report says ``Script:`` of the first ``-f`` file, which is this one."""
+    name = CONFIG.get("locustfile")
+    if name:
+        environment.locustfile = name
+        if getattr(environment, "parsed_options", None) is not None:
+            environment.parsed_options.locustfile = name
+
+
 @_on(events.report_to_master)
 def _on_report_to_master(client_id: str, data: dict[str, Any]) -> None:
+    if SAMPLER:
+        data["vots_driver"] = SAMPLER[0].export()
+    data["vots_task_errors"] = dict(TASK_ERRORS)
+    TASK_ERRORS.clear()
     data["vots_hdr"] = RECORDER.export()
     data["vots_stop_reason"] = STATE["stop_reason"]
     data["vots_foreign_url"] = STATE.get("foreign_url")
@@ -206,6 +298,10 @@ def _on_report_to_master(client_id: str, data: dict[str, Any]) -> None:
 def _on_worker_report(client_id: str, data: dict[str, Any]) -> None:
     if "vots_hdr" in data:
         RECORDER.merge(data["vots_hdr"])
+    if data.get("vots_driver"):
+        DRIVERS[client_id] = data["vots_driver"]
+    if data.get("vots_task_errors"):
+        _merge_task_errors(data["vots_task_errors"])
     if (
         data.get("vots_stop_reason") in ("max_requests", "foreign_host")
         and STATE["stop_reason"] != "foreign_host"
@@ -230,6 +326,8 @@ def _on_init(environment: Any, **_: Any) -> None:
             )
             sys.exit(2)
     STATE["env"] = environment
+    _name_the_users_locustfile(environment)
+    _start_sampling(environment)
     if not isinstance(environment.runner, WorkerRunner):
         gevent.spawn(_status_loop, environment)
 
@@ -280,6 +378,7 @@ def _status_loop(environment: Any) -> None:
             "failures": total.num_failures,
             "rps": total.current_rps,
             "p95_ms": total.get_current_response_time_percentile(0.95),
+            "measured_s": _measured_s(total),
         }
         try:
             os.write(fd, (json.dumps(line) + "\n").encode())
@@ -287,6 +386,34 @@ def _status_loop(environment: Any) -> None:
             pass  # the reader is behind; the next line supersedes this one
         except OSError:
             fd = None
+
+
+def _measured_s(total: Any) -> float:
+    """Seconds from the first request to the last one so far: the final req/s's span."""
+    first, last = total.start_time, total.last_request_timestamp
+    return max(0.0, float(last - first)) if first and last else 0.0
+
+
+def _exceptions(runner: Any) -> list[Any]:
+    """Task errors with their type (``KeyError: 'missing_key'``), most frequent first."""
+    if TASK_ERRORS:
+        return [
+            {"msg": key, "count": int(count), "traceback": str(tb)}
+            for key, (count, tb) in TASK_ERRORS.items()
+        ]
+    return [
+        {
+            "msg": str(row["msg"]),
+            "count": int(row["count"]),
+            "traceback": str(row["traceback"])[-2000:],
+        }
+        for row in runner.exceptions.values()
+    ]
+
+
+def _drivers() -> list[Any]:
+    own = [SAMPLER[0].export()] if SAMPLER else []
+    return [*own, *DRIVERS.values()]
 
 
 @_on(events.quit)
@@ -324,14 +451,8 @@ def _on_quit(exit_code: int, **_: Any) -> None:
         "locust_exit_code": exit_code,
         "stop_reason": STATE["stop_reason"],
         "foreign_url": STATE.get("foreign_url"),
-        "exceptions": [
-            {
-                "msg": str(row["msg"]),
-                "count": int(row["count"]),
-                "traceback": str(row["traceback"])[-2000:],
-            }
-            for row in runner.exceptions.values()
-        ],
+        "exceptions": _exceptions(runner),
+        "driver": _drivers(),
         "started": STATE["started"],
         "ended": time.time(),
         "runner": "master" if isinstance(runner, MasterRunner) else "local",

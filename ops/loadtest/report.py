@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from ops.loadtest.driver import ADVICE
 from ops.loadtest.result import Figures, Latency, LoadtestResult, SloRow
 
 _LAT = ("p50", "p95", "p99", "max")
@@ -44,6 +45,11 @@ def _margin(row: SloRow) -> str:
         return row.get("note", "-")
     sign = "+" if row["margin"] >= 0 else "-"
     return sign + fmt_value(abs(row["margin"]), row["unit"])
+
+
+def _mark(row: SloRow) -> str:
+    """``*`` on a verdict judged on latencies that include the driver's own queueing."""
+    return "*" if "driver saturated" in row.get("note", "") else ""
 
 
 def _rows(result: LoadtestResult) -> list[tuple[str, Figures]]:
@@ -104,9 +110,13 @@ def tables(result: LoadtestResult) -> list[Any]:
                 Text(row["threshold"]),
                 fmt_value(row["actual"], row["unit"]),
                 _margin(row),
-                Text("pass", style="green") if ok else Text("FAIL", style="bold red"),
+                Text("pass" + _mark(row), style="green")
+                if ok
+                else Text("FAIL" + _mark(row), style="bold red"),
             )
         out.append(s)
+    if result.get("driver_saturated"):
+        out.append(Text(f"* driver saturated: {ADVICE}", style="bold yellow"))
     if result.get("regressions"):
         g = Table(
             title=f"Regressions against {result['baseline']} (tolerance {result['tolerance_pct']:g}%)",
@@ -186,6 +196,8 @@ def verdict_section(result: LoadtestResult) -> str:
             + "</tr>"
         )
     parts.append("</table>")
+    if result.get("driver_saturated"):
+        parts.append(f"<p id='vots-driver' class='fail'>* Driver saturated: {_e(ADVICE)}.</p>")
     if result.get("slos"):
         parts.append(
             "<table id='vots-slos'><tr><th>target</th><th>objective</th><th>actual</th><th>margin</th><th>result</th></tr>"
@@ -195,7 +207,7 @@ def verdict_section(result: LoadtestResult) -> str:
             parts.append(
                 f"<tr class='{cls}'><td>{_e(row['target'])}</td><td>{_e(row['threshold'])}</td>"
                 f"<td>{_e(fmt_value(row['actual'], row['unit']))}</td><td>{_e(_margin(row))}</td>"
-                f"<td class='{cls}'>{'pass' if row['pass'] else 'FAIL'}</td></tr>"
+                f"<td class='{cls}'>{'pass' if row['pass'] else 'FAIL'}{_mark(row)}</td></tr>"
             )
         parts.append("</table>")
     if result.get("regressions"):

@@ -28,6 +28,27 @@ class Status(TypedDict, total=False):
     failures: int
     rps: float
     p95_ms: float | None
+    measured_s: float  # since the first request: the final req/s's denominator
+
+
+class DriverProcess(TypedDict):
+    """How busy one Locust process was while users ran (``ops.loadtest.driver``)."""
+
+    role: str  # "local", "worker" or "master"
+    pid: int
+    samples: int  # half-second samples taken while users ran
+    core_demand: float | None  # median share of a core on it or waiting for it
+    cpu: float | None  # median share of a core used
+    cpu_max: float | None
+    machine_busy: float | None  # median share of all cores busy, as this process saw it
+    saturated: bool
+
+
+class Driver(TypedDict):
+    processes: list[DriverProcess]
+    machine_busy: float | None
+    cores: int
+    threshold: float
 
 
 class RawEntry(TypedDict, total=False):
@@ -75,6 +96,7 @@ class RawRun(TypedDict, total=False):
     workers: int
     entries: list[RawEntry]
     errors: list[RawError]
+    driver: list[DriverProcess]
     #: endpoint -> [service-time histogram, intended-start histogram or None], encoded
     hdr: dict[str, list[str | None]]
 
@@ -168,9 +190,14 @@ class LoadtestResult(TypedDict):
     hdr_counts_match: bool
     # https: "verified", "not verified (loopback)" or "not verified (--insecure)"; None for http
     tls: NotRequired[str | None]
+    #: a process generating load sat at a full core: the latencies include its queueing
+    driver_saturated: bool
+    driver: Driver
     # set once judged
     slos: NotRequired[list[SloRow]]
     baseline: NotRequired[str | None]
+    #: why the baseline is not this run's counterpart (compared anyway: --force)
+    baseline_mismatch: NotRequired[list[str]]
     tolerance_pct: NotRequired[float | None]
     regressions: NotRequired[list[Regression]]
     verdict: NotRequired[Literal["pass", "fail"]]

@@ -154,6 +154,7 @@ def run_locust(
         "host": opts.host,
         "addresses": list(opts.addresses),
         "verify_tls": opts.verify_tls,
+        "locustfile": locustfile.name,  # for Locust's report, which names the first -f file
     }
     env = {**os.environ, "VOTS_OPS_LOADTEST": json.dumps(config), "PYTHONUNBUFFERED": "1"}
     argv = locust_argv(scenario, locustfile, opts, workdir)

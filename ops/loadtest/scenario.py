@@ -143,6 +143,13 @@ def parse_threshold(text: Any) -> Threshold:
             value /= 100.0
         elif unit is not None:
             raise ValueError(f"an error rate is a fraction or a percentage (got {shown(text)})")
+        elif value >= 1:
+            # "error_rate < 1" read as the fraction 1.0 would pass at any error
+            # rate short of 100%: almost always a percentage without its sign.
+            raise ValueError(
+                f"an error rate without % is a fraction, so {shown(text)} allows up to "
+                f"{value * 100:g}% errors; did you mean {m.group('value')}%?"
+            )
         if value > 1:
             raise ValueError(f"an error rate above 100% makes no sense (got {shown(text)})")
     elif metric == "rps":

@@ -9,13 +9,15 @@ intended start (what a user waiting in line sees), otherwise on service time.
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from ops.errors import SpecError
-from ops.loadtest import hdr
+from ops.loadtest import driver, hdr
 from ops.loadtest.result import (
+    Driver,
     ErrorRow,
     ExceptionRow,
     Figures,
@@ -162,6 +164,24 @@ def build_result(
         "errors": errors,
         "exceptions": exceptions,
         "hdr_counts_match": all_svc.get_total_count() == total.get("requests", 0),
+        "driver_saturated": saturated(raw),
+        "driver": _driver(raw),
+    }
+
+
+def saturated(raw: RawRun) -> bool:
+    """A process generating the load sat at a full core (``ops.loadtest.driver``)."""
+    return any(p.get("saturated") for p in raw.get("driver", []))
+
+
+def _driver(raw: RawRun) -> Driver:
+    procs = raw.get("driver", [])
+    busy = [b for b in (p.get("machine_busy") for p in procs) if b is not None]
+    return {
+        "processes": procs,
+        "machine_busy": max(busy) if busy else None,
+        "cores": os.cpu_count() or 1,
+        "threshold": driver.SATURATED,
     }
 
 
@@ -200,6 +220,8 @@ def judge(result: LoadtestResult, scenario: Scenario) -> list[SloRow]:
             }
             if figures is None or figures["requests"] == 0:
                 row["note"] = f"no requests recorded for {target!r}"
+            elif result.get("driver_saturated"):
+                row["note"] = f"driver saturated: {driver.ADVICE}"
             out.append(row)
     return out
 

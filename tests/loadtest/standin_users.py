@@ -77,3 +77,28 @@ class Broken(VotsUser):
     @task
     def broken(self) -> None:
         self.client.get("/fast").json()["missing_key"]
+
+
+class Sleep200(VotsUser):
+    """A server slower than the driver: each request waits 200 ms."""
+
+    @task
+    def sleep200(self) -> None:
+        self.client.get("/sleep/200")
+
+
+class Static(VotsUser):
+    """A file nginx serves from memory: the driver, not the server, is the limit."""
+
+    @task
+    def static(self) -> None:
+        self.client.get("/static.json")
+
+
+class BrokenCatch(VotsUser):
+    """Raises inside a catch_response block, after the request was answered."""
+
+    @task
+    def broken(self) -> None:
+        with self.client.get("/fast", catch_response=True) as response:
+            response.json()["missing_key"]

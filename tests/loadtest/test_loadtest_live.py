@@ -500,7 +500,11 @@ def test_the_bundled_smoke_scenario_through_the_rendered_nginx(
             str(ROOT / "stack.yaml"),
             scenarios=ROOT / "loadtests" / "scenarios.yaml",
         )
-    assert code == 0, err
+    # The latency SLOs are judged on this machine's timing, which a busy CI machine
+    # does not promise: only they may fail; the error-rate SLO must pass.
+    failed = [row for row in result["slos"] if not row["pass"]]
+    assert code == (1 if failed else 0), err
+    assert all(row["metric"] != "error_rate" for row in failed), failed
     endpoints = set(result["endpoints"])
     dashboard = {"GET /", "GET /_next/static/[chunk]"}
     assert endpoints <= {"POST /api/v1/analyze_code", "GET /api/v1/search", *dashboard}
@@ -582,6 +586,8 @@ def test_live_progress_on_a_terminal(cli: Cli, standin: Standin, tmp_path: Path)
     assert re.search(
         r"\b\d/5s  users 6( w\d+)?  +\d+ req/s  p95 [\d-]+ ms  [\d,]+ req  0 fail", screen
     ), screen[-1500:]
+    # Locust's shutdown is not run time: elapsed never passes the planned 5 s.
+    assert max(int(n) for n in re.findall(r"\b(\d+)/5s  users", screen)) <= 5, screen[-1500:]
     assert json.loads(out)["verdict"] == "pass"  # stdout stays the result alone
 
 
@@ -666,7 +672,7 @@ def test_task_exceptions_fail_the_run(cli: Cli, standin: Standin, tmp_path: Path
     assert code == 1, err
     assert result["overall"]["failures"] == 0  # the requests themselves were fine
     (exc,) = result["exceptions"]
-    assert "missing_key" in exc["msg"] and exc["count"] > 1
+    assert exc["msg"] == "KeyError: 'missing_key'" and exc["count"] > 1
     assert "task errors (first: " in err.strip().splitlines()[-1]
     # No SLOs in this scenario: the default objective was judged and says so.
     (slo,) = result["slos"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -302,3 +303,23 @@ def test_cli_json_never_carries_infinity_from_a_threshold(cli: Cli, tmp_path: Pa
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "Infinity" not in proc.stdout and proc.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "meant"),
+    [("error_rate < 1", "1%"), ("errors <= 5", "5%"), ("error_rate < 1.0", "1.0%")],
+)
+def test_an_error_rate_fraction_of_1_or_more_asks_for_a_percentage(text: str, meant: str) -> None:
+    """``error_rate < 1`` as the fraction 1.0 would pass a run with 8.8% errors."""
+    with pytest.raises(ValueError, match=rf"did you mean {re.escape(meant)}\?"):
+        parse_threshold(text)
+    assert parse_threshold("error_rate < 0.99").value == pytest.approx(0.99)
+    assert parse_threshold("error_rate < 1%").value == pytest.approx(0.01)
+
+
+def test_an_error_rate_fraction_of_1_is_refused_at_load_with_line_and_key(tmp_path: Path) -> None:
+    text = GOOD.replace('"error_rate < 1%"', '"error_rate < 1"')
+    assert text != GOOD
+    err = _error(tmp_path, text)
+    assert err.key is not None and err.key.startswith("scenarios.smoke.slo"), str(err)
+    assert "did you mean 1%?" in str(err) and "\n" not in str(err), str(err)
