@@ -6,11 +6,12 @@ as a managed subprocess has a start-up cost to account for. Stock Locust
 percentiles) and wrk -t2 -c64 (the ceiling) take turns, no wait time, against
 one 12,800-byte JSON file on an nginx started here. nginx runs one worker, so
 it never takes more than one of the two cores from the driver; its CPU per run
-is printed. The ratios come last, the goal (vots-ops -p2 >= 6x stock) on the
-final line. Then the driver-saturation flag is checked: every vots-ops run here
-is driver-bound and must carry ``driver_saturated: true``; one more run, 4
-users against a server that takes 200 ms per answer, must not (exit 1 if
-either is wrong).
+is printed. The ratios come last: the goal (vots-ops -p2 >= 6x stock), then
+the connect-time guard's cost: vots-ops -p2 also runs with the guard off (an
+environment variable only this bench sets; goal < 2%). Then the
+driver-saturation flag is checked: every vots-ops run here is driver-bound and
+must carry ``driver_saturated: true``; one more run, 4 users against a server
+that takes 200 ms per answer, must not (exit 1 if either is wrong).
 
 Run: .venv/bin/python bench/loadtest_throughput.py [--seconds 8] [--rounds 3]
 (about 2 minutes with the defaults).
@@ -43,6 +44,9 @@ BIN = Path(sys.executable).parent
 PATH = "/data.json"
 BODY_BYTES = 12_800
 STOCK, VOTS1, VOTS2, WRK = "stock Locust", "vots-ops -p1", "vots-ops -p2", "wrk -t2 -c64"
+# The same as VOTS2 with the connect-time guard (ops.loadtest.pinning) turned off:
+# what pinning every connection to the checked addresses costs.
+UNGUARDED = "-p2 no guard"
 
 NGINX_CONF = """\
 {user}
@@ -203,11 +207,15 @@ def busy_cpu() -> float:
     return sum(fields) / os.sysconf("SC_CLK_TCK")
 
 
-def spawn(argv: list[str], cwd: Path, out: Path, err: Path) -> tuple[int, float, float]:
+def spawn(
+    argv: list[str], cwd: Path, out: Path, err: Path, env: dict[str, str] | None = None
+) -> tuple[int, float, float]:
     """Run to completion: (exit code, wall seconds, CPU seconds of the child and its reaped children)."""
     with out.open("wb") as o, err.open("wb") as e:
         start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=o, stderr=e, cwd=cwd)
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=o, stderr=e, cwd=cwd, env=env
+        )
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -279,7 +287,12 @@ class Bench:
         argv = [self.vots, "loadtest", "throughput", "--scenarios", str(self.scenarios)]
         argv += ["--host", self.nginx.url, "--out", str(self.tmp / "runs")]
         argv += ["--processes", processes, "--duration", f"{seconds}s", "--format", "json", "-q"]
-        code, wall, cpu = spawn(argv, self.tmp, out, err)
+        env = None
+        if driver == UNGUARDED:
+            from ops.loadtest.pinning import BENCH_UNGUARDED_ENV
+
+            env = {**os.environ, BENCH_UNGUARDED_ENV: "1"}
+        code, wall, cpu = spawn(argv, self.tmp, out, err, env)
         if code != 0:
             raise _fail(driver, err, f"exit {code}")
         result = json.loads(out.read_text())
@@ -337,7 +350,7 @@ def check_saturation_flag(bench: Bench, runs: list[Run]) -> list[str]:
     problems = [
         f"{r.driver}: driver_saturated is {r.driver_saturated}, expected true"
         for r in runs
-        if r.driver in (VOTS1, VOTS2) and r.driver_saturated is not True
+        if r.driver in (VOTS1, VOTS2, UNGUARDED) and r.driver_saturated is not True
     ]
 
     class Slow(http.server.BaseHTTPRequestHandler):
@@ -398,7 +411,7 @@ def main() -> int:
     if not 1 <= args.rounds <= 7 or not 2 <= args.seconds <= 60 or not 1 <= args.users <= 512:
         parser.error("keep it bounded: 1-7 rounds of 2-60 s, 1-512 users")
 
-    drivers = [STOCK, VOTS1, VOTS2, WRK]
+    drivers = [STOCK, VOTS1, VOTS2, UNGUARDED, WRK]
     tmp = Path(tempfile.mkdtemp(prefix="vots-bench-loadtest-"))
     nginx = Nginx(tmp / "nginx")
     print(
@@ -435,7 +448,7 @@ def main() -> int:
             f"median {driver:<13} {medians[driver]:9.1f} req/s  (driver {cores:4.2f} cores "
             f"over its wall time, nginx {nginx_cpu:4.0%} of its one core)"
         )
-    for driver in (STOCK, VOTS1, VOTS2):
+    for driver in (STOCK, VOTS1, VOTS2, UNGUARDED):
         mine = [r for r in runs if r.driver == driver]
         overhead = statistics.median(r.overhead_s for r in mine)
         walls = statistics.median(r.wall_s for r in mine)
@@ -455,6 +468,11 @@ def main() -> int:
     print(f"ratio requests/s {VOTS2} / {WRK}: {medians[VOTS2] / medians[WRK]:.2f}x")
     print(
         f"ratio requests/s {VOTS2} / {STOCK}: {medians[VOTS2] / medians[STOCK]:.2f}x (goal >= 6x)"
+    )
+    guard = medians[VOTS2] / medians[UNGUARDED]
+    print(
+        f"ratio requests/s {VOTS2} / {UNGUARDED}: {guard:.3f}x, the connect-time guard costs "
+        f"{max(0.0, 1 - guard):.1%} (goal < 2%)"
     )
     for problem in flag_problems:
         print(f"FAIL saturation flag: {problem}")

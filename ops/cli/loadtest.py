@@ -121,7 +121,12 @@ class _Progress:
     "--allow-host",
     multiple=True,
     metavar="HOST",
-    help="Also allow load on this host name or address (loopback, this machine and the stack's domain always are). Repeatable.",
+    help="Allow load on this host name or address, which is not this machine (loopback and this machine always are; the stack's domain is not). Repeatable.",
+)
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Do not verify the target's TLS certificate (verified by default, except on loopback).",
 )
 @click.option(
     "--users", type=FiniteInt(1, 100_000), default=None, help="Override the scenario's users."
@@ -231,6 +236,7 @@ def loadtest(
     list_only: bool,
     host: str | None,
     allow_host: tuple[str, ...],
+    insecure: bool,
     users: int | None,
     spawn_rate: float | None,
     duration: float | None,
@@ -252,8 +258,10 @@ def loadtest(
     """Run a Locust scenario headless and judge its SLOs.
 
     \b
-    Sends load only to loopback, this machine, the domain in stack.yaml, or a
-    host given with --allow-host; checks that the target answers first. Writes
+    Sends load only to loopback, this machine, or a host given with
+    --allow-host (the stack's domain too); every Locust process connects only
+    to the addresses checked. Verifies TLS certificates except on loopback
+    (--insecure skips it). Checks that the target answers first. Writes
     a run directory (result.json, report.html, locust.html, locust.log).
     Exit 0 when every SLO holds, 1 on a breach or regression, 2 on bad input
     or an unreachable target, 3 when Locust fails while running.
@@ -317,6 +325,7 @@ def loadtest(
             stack_path=Path(stack_path),
             host=host,
             allow_hosts=allow_host,
+            insecure=insecure,
             overrides=Overrides(users, spawn_rate, duration, arrival_rate, max_requests),
             processes=processes,
             mode=mode,
@@ -376,6 +385,7 @@ FLAGS = {
     "host": "--host URL",
     "stack_path": "--stack FILE",
     "allow_hosts": "--allow-host HOST",
+    "insecure": "--insecure",
     "users": "--users",
     "spawn_rate": "--spawn-rate",
     "duration": "--duration",

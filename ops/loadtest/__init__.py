@@ -105,6 +105,7 @@ def run_scenario(
     stack_path: Path | None = Path("stack.yaml"),
     host: str | None = None,
     allow_hosts: tuple[str, ...] = (),
+    insecure: bool = False,
     overrides: Overrides = Overrides(),
     processes: int | None = None,
     mode: Mode = "local",
@@ -133,16 +134,15 @@ def run_scenario(
     """
     require("locust", "loadtest", "loadtest")
     from ops.loadtest import runner, verdict
-    from ops.loadtest.safety import check_allowed, preflight
+    from ops.loadtest.safety import check_target, preflight
     from ops.loadtest.scenario import load_scenarios
 
     scenarios_path = scenarios_path or default_scenarios()
     loaded = load_scenarios(scenarios_path)
     scenario = apply_overrides(loaded.get(name), overrides)
-    stack_names: set[str] | None = None  # None: stack.yaml not read (yet)
     target = (host or scenario.host or "").rstrip("/")
     if not target:
-        stack_host, stack_names = default_host(stack_path)
+        stack_host, _ = default_host(stack_path)
         target = (stack_host or "").rstrip("/")
     if not target:
         raise SpecError(
@@ -167,16 +167,10 @@ def run_scenario(
         from ops.loadtest.scenario import OVERALL, parse_threshold
 
         scenario = scenario.model_copy(update={"slo": {OVERALL: [parse_threshold(DEFAULT_SLO)]}})
-    try:
-        reason = check_allowed(target, {*(stack_names or ()), *allow_hosts})
-    except TargetRefused:
-        if stack_names is not None:
-            raise
-        # Perhaps the stack's own domain: only now is stack.yaml needed.
-        _, stack_names = default_host(stack_path)
-        if not stack_names:
-            raise
-        reason = check_allowed(target, {*stack_names, *allow_hosts})
+    # Whatever named the host (--host, the scenario, the stack's domain), one
+    # that is not this machine needs allow_hosts; its addresses are pinned.
+    checked = check_target(target, {*scenario.allow_hosts, *allow_hosts})
+    reason = checked.reason
     base = verdict.load_baseline(baseline) if baseline is not None else None
     mismatch: list[str] = []
     if base is not None:
@@ -192,7 +186,7 @@ def run_scenario(
             raise SpecError(
                 "the baseline run completed no requests; pick a complete run", path=where
             )
-    preflight(target)
+    preflight(target, verify=checked.verify_tls(insecure))
     nprocs = processes or os.cpu_count() or 1
     opts = runner.RunOptions(
         host=target,
@@ -202,6 +196,8 @@ def run_scenario(
         master_host=master_host,
         master_port=master_port,
         master_bind_host=master_bind_host,
+        addresses=checked.addresses,
+        verify_tls=checked.verify_tls(insecure),
     )
     staging, final = new_run_dir(runs_dir, name)
     if on_start is not None:
@@ -223,7 +219,8 @@ def run_scenario(
         _keep_failed(staging, final)
         raise TargetRefused(
             f"stopped: a request went to {out.raw.get('foreign_url')}, outside {target} "
-            "(an absolute URL in the locustfile, or a redirect a non-VotsUser class followed)"
+            "(an absolute URL, a followed redirect, a proxy or a client pointed elsewhere "
+            "in the locustfile)"
         )
     if not out.raw:
         failed = _keep_failed(staging, final)
@@ -242,6 +239,7 @@ def run_scenario(
         mode=mode,
         interrupted=out.interrupted,
     )
+    result["tls"] = checked.tls(insecure)
     verdict.extra_percentiles(result, out.raw, scenario)
     result["slos"] = verdict.judge(result, scenario)
     if default_slo:

@@ -25,14 +25,16 @@ import sys
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import gevent
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
-from ops.loadtest import driver, users
+from ops.loadtest import driver, pinning, users
 from ops.loadtest.hdr import HIGHEST_US, LOWEST_US, Histogram, decode, encode, new
 from ops.loadtest.result import RawEntry, RawError, RawRun, Status
+from ops.loadtest.safety import same_origin, split_host
 
 CONFIG: dict[str, Any] = json.loads(os.environ.get("VOTS_OPS_LOADTEST", "{}"))
 RATE: float | None = CONFIG.get("arrival_rate")
@@ -113,10 +115,9 @@ def _on_request(
         service_us = HIGHEST_US
     late = context.get("vots_late_us", 0) if context else 0
     RECORDER.record(f"{request_type} {name}", service_us, late)
-    if not (url or _HOST).startswith(_HOST) or not (
-        getattr(response, "url", None) or _HOST
-    ).startswith(_HOST):
-        _foreign(str(getattr(response, "url", None) or url))
+    foreign = _foreign_url(url, response)
+    if foreign is not None:
+        _foreign(foreign)
     if _SHARE:
         _COUNT[0] += 1
         if _COUNT[0] >= _SHARE and not _COUNT[1]:
@@ -125,6 +126,48 @@ def _on_request(
             STATE["stop_reason"] = "max_requests"
             if STATE["env"] is not None and STATE["env"].runner is not None:
                 gevent.spawn(_stop_self, STATE["env"].runner)
+
+
+def _foreign_url(url: str | None, response: Any) -> str | None:
+    """The second line behind the connect-time pin: a URL (requested, or where a redirect
+    ended) whose origin is not the target's. Relative URLs are the target's."""
+    if not _HOST:
+        return None
+    final = getattr(response, "url", None)
+    for candidate in (final, url):  # where the response came from is what matters most
+        if not candidate:
+            continue
+        text = str(candidate)
+        # Fast path for every request: the authority ends at the first "/".
+        if text.startswith(_ORIGIN_PREFIX) or (text.startswith("/") and not text.startswith("//")):
+            continue
+        if not same_origin(text, _HOST):
+            return text
+    return None
+
+
+def _origin_prefix(base: str) -> str:
+    parts = urlsplit(base)
+    return f"{parts.scheme}://{parts.netloc}/" if parts.scheme and parts.netloc else "\0"
+
+
+_ORIGIN_PREFIX = _origin_prefix(_HOST)
+
+
+def _pin_connections() -> None:
+    """Resolve nothing again: connect only to the addresses the CLI checked, before any locustfile runs."""
+    addresses = CONFIG.get("addresses")
+    if not _HOST or not addresses:
+        return
+    _scheme, host, port = split_host(_HOST)
+    if not pinning.install(host, port, addresses, _refused):
+        sys.stderr.write("vots-ops: the connect-time guard is off (benchmark only)\n")
+    if "verify_tls" in CONFIG:
+        pinning.configure_tls(bool(CONFIG["verify_tls"]))
+
+
+def _refused(where: str) -> None:
+    _foreign(f"{where} (refused at connect: nothing was sent)")
 
 
 def _foreign(url: str) -> None:
@@ -422,3 +465,7 @@ def _on_quit(exit_code: int, **_: Any) -> None:
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(raw, f)
     os.replace(tmp, out)
+
+
+# Before Locust imports the locustfile (the next -f): nothing it does connects elsewhere.
+_pin_connections()

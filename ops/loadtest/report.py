@@ -72,6 +72,8 @@ def tables(result: LoadtestResult) -> list[Any]:
     intended = result["latency_basis"] == "intended"
     title = f"{result['scenario']} → {result['host']}  ({result['measured_s']:.1f} s measured"
     title += ", latency from intended start)" if intended else ", service time)"
+    if result.get("tls"):
+        title += f"  TLS certificates {result.get('tls')}"
     t = Table(title=title, title_justify="left")
     t.add_column("endpoint")
     for col in ("requests", "failures", "req/s", *_LAT):
@@ -177,7 +179,9 @@ def verdict_section(result: LoadtestResult) -> str:
         f"<style>{_CSS}</style>",
         f"<h1>{'PASS' if ok else 'FAIL'}: {_e(result['scenario'])} → {_e(result['host'])}</h1>",
         f"<p>{_e(result['measured_s'])} s measured, stop: {_e(result['stop_reason'])}, "
-        f"latency basis: {_e(result['latency_basis'])}. Percentiles are exact (HdrHistogram); "
+        f"latency basis: {_e(result['latency_basis'])}"
+        + (f", TLS certificates {_e(result.get('tls'))}" if result.get("tls") else "")
+        + ". Percentiles are exact (HdrHistogram); "
         "Locust's own tables below round them.</p>",
         "<table id='vots-endpoints'><tr><th>endpoint</th><th>requests</th><th>failures</th><th>req/s</th>"
         + "".join(f"<th>{k}</th>" for k in _LAT)

@@ -188,6 +188,8 @@ class LoadtestResult(TypedDict):
     errors: list[ErrorRow]
     exceptions: list[ExceptionRow]
     hdr_counts_match: bool
+    # https: "verified", "not verified (loopback)" or "not verified (--insecure)"; None for http
+    tls: NotRequired[str | None]
     #: a process generating load sat at a full core: the latencies include its queueing
     driver_saturated: bool
     driver: Driver

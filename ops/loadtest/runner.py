@@ -50,6 +50,9 @@ class RunOptions:
     master_host: str = "127.0.0.1"
     master_port: int = 5557
     master_bind_host: str = "*"
+    # The target's checked addresses: each Locust process connects to these alone.
+    addresses: tuple[str, ...] = ()
+    verify_tls: bool = False
 
 
 @dataclass
@@ -149,6 +152,8 @@ def run_locust(
             math.ceil(scenario.max_requests / opts.processes) if opts.mode == "local" else 0
         ),
         "host": opts.host,
+        "addresses": list(opts.addresses),
+        "verify_tls": opts.verify_tls,
         "locustfile": locustfile.name,  # for Locust's report, which names the first -f file
     }
     env = {**os.environ, "VOTS_OPS_LOADTEST": json.dumps(config), "PYTHONUNBUFFERED": "1"}

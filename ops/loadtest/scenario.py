@@ -230,6 +230,8 @@ class Scenario(_Model):
     locustfile: Locustfile
     user_classes: list[ClassName] = Field(default_factory=list)
     host: Host | None = None
+    # Hosts that are not this machine this scenario may load (as --allow-host).
+    allow_hosts: list[str] = Field(default_factory=list)
     users: int = Field(ge=1, le=MAX_USERS, strict=True)
     spawn_rate: float | None = Field(default=None, gt=0, le=MAX_USERS)
     duration: RunTime

@@ -12,7 +12,9 @@ instead of silently lowering the offered load.
 
 One task iteration is one scheduled arrival; write one request per task for
 figures that mean what they say. Redirects are not followed: a 3xx is the
-response, so load never follows a Location header to another host.
+response, so load never follows a Location header to another host. (Any
+user class, this one or a plain Locust one, can connect only to the target's
+checked addresses: ``ops.loadtest.pinning``.)
 """
 
 from __future__ import annotations

@@ -659,8 +659,10 @@ def test_a_request_to_another_host_stops_the_run(
     )
     assert proc.returncode == 2, proc.stderr
     line = proc.stderr.strip().splitlines()[-1]
+    # Refused where the connection is made: nothing reached 127.0.0.2:9.
     assert line.startswith(
-        "error: stopped: a request went to http://127.0.0.2:9/elsewhere, outside "
+        "error: stopped: a request went to 127.0.0.2:9 (refused at connect: nothing was sent), "
+        "outside "
     )
 
 

@@ -5,15 +5,18 @@ from __future__ import annotations
 import http.server
 import ipaddress
 import socket
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import psutil
 import pytest
 
 from ops.errors import TargetRefused, TargetUnreachable
-from ops.loadtest.safety import check_allowed, preflight
+from ops.loadtest.safety import check_allowed, check_target, preflight, same_origin
 from ops.proc import free_port
 
 
@@ -49,10 +52,100 @@ def test_other_hosts_are_refused_with_the_way_out(url: str) -> None:
     assert info.value.fields == ("allow_hosts",) and "--" not in message and "\n" not in message
 
 
-def test_allow_host_and_the_stack_domain_permit_a_host_without_resolving_it() -> None:
+def test_an_allowed_host_is_permitted_and_its_addresses_are_pinned() -> None:
     assert "allowed" in check_allowed("http://192.0.2.10:80", {"192.0.2.10"})
-    assert "allowed" in check_allowed("https://vots.example.com", {"vots.example.com"})
-    assert "allowed" in check_allowed("https://VOTS.example.com.", {"vots.example.com"})
+    target = check_target("https://[2001:db8::1]:8443", {"2001:db8::1"})
+    assert target.reason == "2001:db8::1 is an allowed host"
+    assert (target.host, target.port, target.addresses) == ("2001:db8::1", 8443, ("2001:db8::1",))
+
+
+def test_an_allowed_name_is_still_resolved_so_it_can_be_pinned() -> None:
+    # Allowing a name does not skip the look-up: its addresses are what Locust may reach.
+    with pytest.raises(TargetUnreachable, match="cannot resolve"):
+        check_target("https://vots.invalid", {"vots.invalid"})
+
+
+def test_a_name_is_pinned_to_the_addresses_it_was_checked_at() -> None:
+    target = check_target("http://localhost:8080")
+    assert target.addresses and all(ipaddress.ip_address(a).is_loopback for a in target.addresses)
+    assert target.reason == "localhost is loopback" and target.loopback
+
+
+@pytest.mark.parametrize(
+    ("url", "target"),
+    [
+        ("http://127.0.0.1:18001/x", "http://127.0.0.1:1800"),  # a text prefix, another port
+        ("https://DOMAIN.evil.net/", "https://DOMAIN"),  # a text prefix, another host
+        ("http://127.0.0.1:1800@127.0.0.2:2900/", "http://127.0.0.1:1800"),  # userinfo
+        ("http://u@127.0.0.1:1800/", "http://127.0.0.1:1800"),  # userinfo, same host
+        ("http://domain/", "https://domain"),  # another scheme
+        ("https://domain:8443/", "https://domain"),  # another port
+    ],
+)
+def test_origins_are_compared_parsed_not_as_text(url: str, target: str) -> None:
+    assert not same_origin(url, target)
+
+
+@pytest.mark.parametrize(
+    "url", ["/api/v1/search?q=x", "https://Domain/a", "https://domain:443/", "https://domain./"]
+)
+def test_relative_urls_and_the_same_origin_spelled_otherwise_are_the_targets(url: str) -> None:
+    assert same_origin(url, "https://domain")
+
+
+def test_userinfo_in_the_target_itself_is_refused() -> None:
+    with pytest.raises(TargetRefused, match="no credentials in the URL"):
+        check_allowed("http://127.0.0.1:1800@127.0.0.2:2900/")
+
+
+def test_the_stack_domain_is_not_allowed_by_being_the_stacks() -> None:
+    """Any host that is not this machine needs allow_hosts, whatever named it."""
+    with pytest.raises(TargetRefused, match="not this machine and not an allowed host"):
+        check_allowed("https://203.0.113.9")
+
+
+def test_certificates_are_verified_except_on_loopback_or_when_told() -> None:
+    own = next(
+        a.address
+        for addrs in psutil.net_if_addrs().values()
+        for a in addrs
+        if a.family == socket.AF_INET and not ipaddress.ip_address(a.address).is_loopback
+    )
+    mine = check_target(f"https://{own}:8443")
+    assert mine.verify_tls() and mine.tls() == "verified"
+    assert not mine.verify_tls(insecure=True) and mine.tls(True) == "not verified (--insecure)"
+    local = check_target("https://127.0.0.1:8443")
+    assert not local.verify_tls() and local.tls() == "not verified (loopback)"
+    assert check_target("http://127.0.0.1:80").tls() is None
+
+
+@pytest.fixture
+def self_signed(tmp_path: Path) -> Iterator[str]:
+    """A TLS listener on loopback with a self-signed certificate (made by openssl)."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(cert), "-days", "1", "-subj", "/CN=localhost"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_preflight_refuses_an_unverifiable_certificate_when_verifying(self_signed: str) -> None:
+    with pytest.raises(TargetUnreachable, match="the certificate was not accepted") as info:
+        preflight(self_signed, verify=True)
+    assert info.value.fields == ("insecure",)
+    assert preflight(self_signed, verify=False) == 503
 
 
 def test_a_name_that_does_not_resolve_is_unreachable() -> None:
