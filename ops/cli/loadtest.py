@@ -312,6 +312,15 @@ def loadtest(
     if not scenario:
         raise click.UsageError("give a SCENARIO (see --list)")
     mode: Mode = "master" if master else "worker" if worker else "local"
+    import os
+
+    from ops.loadtest.pinning import BENCH_UNGUARDED_ENV
+
+    if os.environ.get(BENCH_UNGUARDED_ENV) == "1":
+        console.alert(
+            f"{BENCH_UNGUARDED_ENV}=1: the connect-time target guard is off (for bench/ only); "
+            "the URL check still stops a run that leaves the target"
+        )
     progress = _Progress(
         console,
         worker=f"{master_host}:{master_port}" if worker else None,

@@ -488,3 +488,21 @@ def test_the_stacks_domain_is_not_a_default_target_off_this_machine(
     assert "not an allowed host (staging.vots.test)" in line
     assert line.endswith("[--allow-host HOST]")
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_benchs_switch_that_turns_the_guard_off_is_said_out_loud(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """Only bench/ sets it; exported anywhere else, every run says the guard is off."""
+    proc = cli.run(
+        "loadtest",
+        "smoke",
+        "--host",
+        "http://127.0.0.1:9",  # nothing listens: the run stops at its probe
+        "--out",
+        str(tmp_path / "runs"),
+        env={"VOTS_OPS_BENCH_UNGUARDED": "1"},
+    )
+    assert proc.returncode == 2, proc.stderr
+    first = proc.stderr.splitlines()[0]
+    assert "VOTS_OPS_BENCH_UNGUARDED=1: the connect-time target guard is off" in first, first
