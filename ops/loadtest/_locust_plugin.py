@@ -19,6 +19,7 @@ Locust, so the CLI process never imports it.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -37,7 +38,6 @@ from ops.loadtest.result import RawEntry, RawError, RawRun, Status
 from ops.loadtest.safety import same_origin, split_host
 
 CONFIG: dict[str, Any] = json.loads(os.environ.get("VOTS_OPS_LOADTEST", "{}"))
-RATE: float | None = CONFIG.get("arrival_rate")
 _HOST: str = str(CONFIG.get("host") or "")
 
 
@@ -60,13 +60,15 @@ class _Recorder:
     def __init__(self) -> None:
         self.service: dict[str, Histogram] = {}
         self.intended: dict[str, Histogram] = {}
+        # Set at test start from the pacing the master decided (users.pacing).
+        self.paced = False
 
     def record(self, key: str, service_us: int, late_us: int) -> None:
         h = self.service.get(key)
         if h is None:
             h = self.service[key] = new()
         h.record_value(service_us)
-        if RATE is not None:
+        if self.paced:
             g = self.intended.get(key)
             if g is None:
                 g = self.intended[key] = new()
@@ -315,16 +317,34 @@ def _on_worker_report(client_id: str, data: dict[str, Any]) -> None:
             gevent.spawn(STATE["env"].runner.quit)
 
 
+@_on(events.init_command_line_parser)
+def _on_parser(parser: Any) -> None:
+    # Custom arguments reach every worker with Locust's spawn message: the
+    # master's pacing (after --users/--arrival-rate) is the one workers use.
+    hidden = {"include_in_web_ui": False, "help": argparse.SUPPRESS}
+    parser.add_argument("--vots-arrival-rate", type=float, default=0.0, **hidden)
+    parser.add_argument("--vots-users", type=int, default=0, **hidden)
+
+
+def _unpaceable(environment: Any) -> str | None:
+    """Why this run's user classes cannot be paced at its arrival rate (None: they can)."""
+    if users.pacing(environment) is None:
+        return None
+    plain = [c.__name__ for c in environment.user_classes if not issubclass(c, users.VotsUser)]
+    if not plain:
+        return None
+    return (
+        "vots-ops: arrival_rate needs user classes derived from ops.loadtest.users.VotsUser "
+        f"(not: {', '.join(plain)})"
+    )
+
+
 @_on(events.init)
 def _on_init(environment: Any, **_: Any) -> None:
-    if RATE is not None:
-        plain = [c.__name__ for c in environment.user_classes if not issubclass(c, users.VotsUser)]
-        if plain:
-            sys.stderr.write(
-                "vots-ops: arrival_rate needs user classes derived from ops.loadtest.users.VotsUser "
-                f"(not: {', '.join(plain)})\n"
-            )
-            sys.exit(2)
+    why = _unpaceable(environment)
+    if why:
+        sys.stderr.write(why + "\n")
+        sys.exit(2)
     STATE["env"] = environment
     _name_the_users_locustfile(environment)
     _start_sampling(environment)
@@ -336,6 +356,14 @@ def _on_init(environment: Any, **_: Any) -> None:
 def _on_test_start(environment: Any, **_: Any) -> None:
     if STATE["started"] is None:
         STATE["started"] = time.time()
+    RECORDER.paced = users.pacing(environment) is not None
+    why = _unpaceable(environment) if isinstance(environment.runner, WorkerRunner) else None
+    if why:
+        # Paced by a master elsewhere: refused here, before any user starts.
+        sys.stderr.write(why + "\n")
+        environment.process_exit_code = 2
+        environment.runner.quit()
+        return
     expected = CONFIG.get("host")
     if isinstance(environment.runner, WorkerRunner) and expected and environment.host != expected:
         # A master elsewhere could point this worker at another host; only the

@@ -4,7 +4,7 @@ A subprocess, not Locust as a library, because Locust monkey-patches the whole
 interpreter with gevent on import and forks its workers itself
 (``--processes``); neither belongs in the CLI's own process. The cost is
 start-up and shut-down, paid once per run (``bench/loadtest_throughput.py``):
-about 1.5 s with one process and 4 s with a master and two workers, most of it
+about 0.7 s with one process and 3.3 s with a master and two workers, most of it
 Locust's own waits for its workers to report in and to send their last stats.
 
 The child gets an argument list (never a shell string), its own session so a
@@ -98,6 +98,10 @@ def locust_argv(scenario: Scenario, locustfile: Path, opts: RunOptions, workdir:
         "--loglevel",
         "INFO",
     ]
+    if scenario.arrival_rate:
+        # Read by users.pacing in every process; Locust passes them to workers.
+        argv += ["--vots-arrival-rate", repr(float(scenario.arrival_rate))]
+        argv += ["--vots-users", str(scenario.users)]
     if opts.mode == "master":
         argv += [
             "--master",

@@ -34,9 +34,22 @@ _CONFIG: dict[str, Any] = json.loads(os.environ.get("VOTS_OPS_LOADTEST", "{}"))
 BUDGET_SPENT = [False]
 
 
-def _pacing_interval() -> float | None:
-    rate, users = _CONFIG.get("arrival_rate"), _CONFIG.get("users")
-    return float(users) / float(rate) if rate and users else None
+def pacing(environment: Any) -> tuple[float, int] | None:
+    """(arrival rate, users) this run is paced at, or None without an arrival rate.
+
+    The master decides: it passes both as Locust arguments (``--vots-arrival-rate``,
+    ``--vots-users``, from the plugin), which Locust hands every worker with the
+    spawn message, so ``--users``/``--arrival-rate`` given to the master pace
+    workers started elsewhere from their own scenarios file. A process that
+    has no such arguments (a locustfile run by Locust alone) reads the CLI's
+    configuration.
+    """
+    opts = getattr(environment, "parsed_options", None)
+    if opts is not None and hasattr(opts, "vots_arrival_rate"):
+        rate, users = opts.vots_arrival_rate, opts.vots_users
+    else:
+        rate, users = _CONFIG.get("arrival_rate"), _CONFIG.get("users")
+    return (float(rate), int(users)) if rate and users else None
 
 
 class VotsUser(FastHttpUser):
@@ -44,10 +57,11 @@ class VotsUser(FastHttpUser):
 
     abstract = True
     think_time: tuple[float, float] = (0.0, 0.0)
-    _interval: float | None = _pacing_interval()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        paced = pacing(self.environment)
+        self._interval: float | None = paced[1] / paced[0] if paced else None
         # Redirects are answers, not instructions: a 301 to https:// or an SSO
         # login page elsewhere must not carry the load to a host nobody allowed.
         # geventhttpclient declares the set a ClassVar but reads it through self,

@@ -550,6 +550,43 @@ def test_master_and_worker_on_loopback(cli: Cli, standin: Standin, tmp_path: Pat
 
 
 @pytest.mark.slow
+def test_workers_pace_at_the_rate_their_master_was_given(
+    cli: Cli, standin: Standin, tmp_path: Path
+) -> None:
+    """--users/--arrival-rate on the master pace a worker whose scenario has no rate.
+
+    The worker reads the same scenarios file, where `pass` has no arrival rate
+    and no think time: left to its own figures it would send thousands of
+    requests a second. Paced by the master, 4 users send 10 a second.
+    """
+    port = free_port()
+    common = ["pass", "--scenarios", str(SCENARIOS), "--host", standin.url]
+    common += ["--master-port", str(port)]
+    master = cli.start(
+        "loadtest", *common, "--master", "--master-bind-host", "127.0.0.1", "--expect-workers", "1",
+        "--users", "4", "--arrival-rate", "10/s", "--format", "json", "--out", str(tmp_path / "runs"),
+    )  # fmt: skip
+    worker = cli.start(
+        "loadtest", *common, "--worker", "--master-host", "127.0.0.1", "--processes", "1",
+    )  # fmt: skip
+    try:
+        out, err = master.communicate(timeout=RUN_TIMEOUT_S)
+        _, worker_err = worker.communicate(timeout=60)
+    finally:
+        stop_process(master)
+        stop_process(worker)
+    assert worker.returncode == 0, worker_err
+    result = json.loads(out)
+    assert result["planned"]["arrival_rate"] == 10 and result["planned"]["users"] == 4, err
+    # Latency from intended start exists only where the worker paced its users.
+    assert result["latency_basis"] == "intended", result
+    overall = result["overall"]
+    # 10 arrivals a second over the measured span, plus each user's first task
+    # at once: a count, not a timing (a slow machine only sends fewer).
+    assert 0 < overall["requests"] <= 10 * result["measured_s"] + 4 + 2, overall
+
+
+@pytest.mark.slow
 def test_live_progress_on_a_terminal(cli: Cli, standin: Standin, tmp_path: Path) -> None:
     import pty
 
