@@ -158,7 +158,7 @@ def test_sighup_stops_sampling_like_sigterm_and_the_target_runs_on(
     assert not alive, f"the profiler kept running: {alive}"
     assert proc.returncode == 0, err
     result = json.loads(out)
-    assert result["meta"]["interrupted"] is True and result["samples"] > 0
+    assert result["meta"]["interrupted"] is True and result["samples"] > 0, (result["meta"], err)
     assert result["duration_s"] < 60
     states = _running_after(alpha.pid)
     assert not {"T", "t"} & set(states), f"the target is stopped: {states}"

@@ -24,6 +24,7 @@ signals, and every wait has a generous timeout that only a hung command hits.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -77,6 +78,18 @@ def argv(
     return [*prefix, *(program or PROGRAM), *args]
 
 
+#: Signals vots-ops handles: a test's command starts with them at their defaults.
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def default_signals() -> None:
+    """``preexec_fn``: what the caller ignored (nohup's SIGHUP, a CI runner's SIGINT)
+    is not passed on, so a test sees what a command started from a terminal does; a
+    test of an ignored signal passes its own ``preexec_fn``."""
+    for sig in HANDLED_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def run(
     *args: str,
     cwd: Path,
@@ -97,6 +110,7 @@ def run(
         env=cli_env() if env is None else env,
         input=input,
         check=False,
+        preexec_fn=default_signals,
     )
 
 
@@ -105,6 +119,7 @@ def start(
 ) -> subprocess.Popen[str]:
     popen.setdefault("stdout", subprocess.PIPE)
     popen.setdefault("stderr", subprocess.PIPE)
+    popen.setdefault("preexec_fn", default_signals)
     if popen.get("env") is None:
         popen["env"] = cli_env()
     return subprocess.Popen(argv(*args, program=program), text=True, cwd=cwd, **popen)
