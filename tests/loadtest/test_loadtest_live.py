@@ -517,21 +517,16 @@ def test_the_bundled_smoke_scenario_through_the_rendered_nginx(
     assert result["host"] == edge.https
 
 
-@pytest.mark.slow
-def test_master_and_worker_on_loopback(cli: Cli, standin: Standin, tmp_path: Path) -> None:
-    port = free_port()
-    common = [
-        "pass",
-        "--scenarios",
-        str(SCENARIOS),
-        "--host",
-        standin.url,
-        "--master-port",
-        str(port),
-    ]
+def _master_and_worker(
+    cli: Cli, standin: Standin, tmp_path: Path, *master_args: str
+) -> tuple[int, str, str, int, str]:
+    """Scenario `pass` through a master and one worker on loopback:
+    (master's exit code, its stdout and stderr, the worker's exit code and stderr)."""
+    common = ["pass", "--scenarios", str(SCENARIOS), "--host", standin.url]
+    common += ["--master-port", str(free_port())]
     master = cli.start(
         "loadtest", *common, "--master", "--master-bind-host", "127.0.0.1", "--expect-workers", "1",
-        "--format", "json", "--out", str(tmp_path / "runs"),
+        *master_args, "--format", "json", "--out", str(tmp_path / "runs"),
     )  # fmt: skip
     worker = cli.start(
         "loadtest", *common, "--worker", "--master-host", "127.0.0.1", "--processes", "1",
@@ -542,8 +537,14 @@ def test_master_and_worker_on_loopback(cli: Cli, standin: Standin, tmp_path: Pat
     finally:
         stop_process(master)
         stop_process(worker)
-    assert master.returncode == 0, err
-    assert worker.returncode == 0, worker_err
+    return master.returncode, out, err, worker.returncode, worker_err
+
+
+@pytest.mark.slow
+def test_master_and_worker_on_loopback(cli: Cli, standin: Standin, tmp_path: Path) -> None:
+    code, out, err, worker_code, worker_err = _master_and_worker(cli, standin, tmp_path)
+    assert code == 0, err
+    assert worker_code == 0, worker_err
     result = json.loads(out)
     assert result["planned"]["mode"] == "master" and result["planned"]["workers"] == 1
     assert result["overall"]["requests"] > 0 and result["hdr_counts_match"] is True
@@ -559,23 +560,10 @@ def test_workers_pace_at_the_rate_their_master_was_given(
     and no think time: left to its own figures it would send thousands of
     requests a second. Paced by the master, 4 users send 10 a second.
     """
-    port = free_port()
-    common = ["pass", "--scenarios", str(SCENARIOS), "--host", standin.url]
-    common += ["--master-port", str(port)]
-    master = cli.start(
-        "loadtest", *common, "--master", "--master-bind-host", "127.0.0.1", "--expect-workers", "1",
-        "--users", "4", "--arrival-rate", "10/s", "--format", "json", "--out", str(tmp_path / "runs"),
-    )  # fmt: skip
-    worker = cli.start(
-        "loadtest", *common, "--worker", "--master-host", "127.0.0.1", "--processes", "1",
-    )  # fmt: skip
-    try:
-        out, err = master.communicate(timeout=RUN_TIMEOUT_S)
-        _, worker_err = worker.communicate(timeout=60)
-    finally:
-        stop_process(master)
-        stop_process(worker)
-    assert worker.returncode == 0, worker_err
+    _code, out, err, worker_code, worker_err = _master_and_worker(
+        cli, standin, tmp_path, "--users", "4", "--arrival-rate", "10/s"
+    )
+    assert worker_code == 0, worker_err
     result = json.loads(out)
     assert result["planned"]["arrival_rate"] == 10 and result["planned"]["users"] == 4, err
     # Latency from intended start exists only where the worker paced its users.
