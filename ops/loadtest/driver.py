@@ -7,8 +7,12 @@ its main thread every ``INTERVAL_S`` while users run: the share of wall time it
 spent on a CPU (``/proc/self/schedstat`` run time) and waiting for one (run
 queue delay, which on a shared machine is time the driver wanted but did not
 get). A process whose median sample is at or above ``SATURATED`` of a core
-was the bottleneck, whatever else competed for the cores. The machine's busy
-share comes from ``/proc/stat``.
+was the bottleneck, whatever else competed for the cores. So is one that
+spent ``WAITING`` or more of its time runnable but without a CPU (a machine
+busy with other work, or the server under test on the same cores): it then
+blocks less on responses, so its demand can stay under ``SATURATED``, but
+every timestamp it takes is late by that queueing all the same. The
+machine's busy share comes from ``/proc/stat``.
 
 This module imports neither Locust nor gevent: the plugin drives the sampler,
 ``ops.loadtest.verdict`` summarises what it found.
@@ -23,6 +27,7 @@ import time
 from ops.loadtest.result import DriverProcess
 
 SATURATED = 0.90  # of one core, median over the run's samples
+WAITING = 0.10  # of the wall time runnable but not running, median over the samples
 INTERVAL_S = 0.5
 ADVICE = "these latencies include the load generator's own queueing; add --processes or machines"
 
@@ -61,6 +66,7 @@ class Sampler:
     def __init__(self, role: str) -> None:
         self.role = role
         self.demand: list[float] = []
+        self.wait: list[float] = []
         self.cpu: list[float] = []
         self.machine: list[float] = []
         self._last: tuple[float, float, tuple[float, float] | None, tuple[float, float] | None]
@@ -82,6 +88,7 @@ class Sampler:
         self.cpu.append(used)
         if sched is not None and sched0 is not None:
             self.demand.append(((sched[0] - sched0[0]) + (sched[1] - sched0[1])) / wall)
+            self.wait.append((sched[1] - sched0[1]) / wall)
         else:
             self.demand.append(used)
         if mach is not None and mach0 is not None and mach[1] > mach0[1]:
@@ -91,14 +98,18 @@ class Sampler:
         def median(values: list[float]) -> float | None:
             return round(statistics.median(values), 3) if values else None
 
-        demand = median(self.demand)
+        demand, wait = median(self.demand), median(self.wait)
+        busy = (demand is not None and demand >= SATURATED) or (
+            wait is not None and wait >= WAITING
+        )
         return {
             "role": self.role,
             "pid": os.getpid(),
             "samples": len(self.demand),
             "core_demand": demand,
+            "cpu_wait": wait,
             "cpu": median(self.cpu),
             "cpu_max": round(max(self.cpu), 3) if self.cpu else None,
             "machine_busy": median(self.machine),
-            "saturated": self.role != "master" and demand is not None and demand >= SATURATED,
+            "saturated": self.role != "master" and busy,
         }

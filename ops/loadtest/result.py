@@ -38,6 +38,7 @@ class DriverProcess(TypedDict):
     pid: int
     samples: int  # half-second samples taken while users ran
     core_demand: float | None  # median share of a core on it or waiting for it
+    cpu_wait: float | None  # median share of the wall time runnable but waiting for a core
     cpu: float | None  # median share of a core used
     cpu_max: float | None
     machine_busy: float | None  # median share of all cores busy, as this process saw it
@@ -48,7 +49,8 @@ class Driver(TypedDict):
     processes: list[DriverProcess]
     machine_busy: float | None
     cores: int
-    threshold: float
+    threshold: float  # core_demand at which a process is saturated
+    wait_threshold: float  # cpu_wait at which it is, whatever its demand
 
 
 class RawEntry(TypedDict, total=False):

@@ -182,6 +182,7 @@ def _driver(raw: RawRun) -> Driver:
         "machine_busy": max(busy) if busy else None,
         "cores": os.cpu_count() or 1,
         "threshold": driver.SATURATED,
+        "wait_threshold": driver.WAITING,
     }
 
 

@@ -101,9 +101,14 @@ def test_a_driver_bound_run_says_so_in_result_table_html_and_verdict(
 ) -> None:
     code, result, err = saturated_run
     assert code == 0, err
-    assert result["driver_saturated"] is True, result["driver"]
+    assert result["driver_saturated"] is True, result["driver"]["processes"]
     (proc,) = [p for p in result["driver"]["processes"] if p["role"] != "master"]
-    assert proc["saturated"] and proc["core_demand"] >= result["driver"]["threshold"]
+    # At a full core; or, on a machine busy with other work (a CI machine), kept
+    # waiting for one long enough that its own timestamps are late.
+    limits = result["driver"]
+    assert proc["saturated"] and (
+        proc["core_demand"] >= limits["threshold"] or proc["cpu_wait"] >= limits["wait_threshold"]
+    ), limits
     (slo,) = result["slos"]
     assert slo["pass"] and ADVICE in slo["note"]
     html = (Path(result["run_dir"]) / "report.html").read_text(encoding="utf-8")
@@ -136,7 +141,9 @@ def test_a_run_against_a_server_slower_than_the_driver_is_not_saturated(
     assert code == 0, err
     assert result["driver_saturated"] is False, result["driver"]
     (proc,) = result["driver"]["processes"]
-    assert proc["samples"] >= 2 and proc["core_demand"] < result["driver"]["threshold"]
+    limits = result["driver"]
+    assert proc["samples"] >= 2 and proc["core_demand"] < limits["threshold"], limits
+    assert proc["cpu_wait"] < limits["wait_threshold"], limits
     assert all("saturated" not in s.get("note", "") for s in result["slos"])
     html = (Path(result["run_dir"]) / "report.html").read_text(encoding="utf-8")
     assert html_escape(ADVICE) not in html
