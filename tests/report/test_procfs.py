@@ -23,6 +23,7 @@ from ops.report.procfs import (
     _UseLibrary,
     collect_host,
 )
+from tests.support.cli import wait_for
 
 MiB = 1024 * 1024
 REPO = Path(__file__).resolve().parents[2]
@@ -100,6 +101,16 @@ def test_host_figures_match_proc() -> None:
     assert "lo" not in nics and not any(n.startswith(("veth", "docker")) for n in nics)
 
 
+def _asleep(pid: int, comm: str) -> bool:
+    """``pid`` runs ``comm`` (exec done) and sleeps (state S)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    name, _, rest = stat.partition("(")[2].rpartition(")")
+    return name == comm and rest.split()[0] == "S"
+
+
 @pytest.fixture
 def own_processes(tmp_path: Path) -> Iterator[list[int]]:
     """Two processes of this test's own, one with a name longer than the kernel's
@@ -112,6 +123,13 @@ def own_processes(tmp_path: Path) -> Iterator[list[int]]:
     long.symlink_to(sleep)
     procs = [subprocess.Popen([sleep, "300"]), subprocess.Popen([str(long), "300"])]
     try:
+        for proc, comm in zip(procs, ("sleep", long.name[:15]), strict=True):
+            # Compared as asleep: wait until exec is done and sleep(1) is in its
+            # nanosleep (on a busy machine a first read can catch it mid-start).
+            wait_for(
+                lambda pid=proc.pid, comm=comm: _asleep(pid, comm),
+                timeout=60, what=f"{comm} to fall asleep", proc=proc,
+            )  # fmt: skip
         yield [p.pid for p in procs]
     finally:
         for proc in procs:
