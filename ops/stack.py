@@ -458,6 +458,9 @@ class Service(_Model):
     read_only: bool | None = None
     cap_add: Annotated[list[Cap], Field(max_length=MAX_LIST)] = []
     command: Argv | None = None
+    # Where no registry is reachable: a bundled stand-in recipe (ops/images/standins)
+    # or a build context, built from Debian's packages and tagged as a stand-in.
+    offline: RelPath | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Service:
@@ -509,6 +512,7 @@ class Monitor(_Model):
     enabled: bool = True
     image: Image | None = None
     resources: Resources | None = None
+    offline: RelPath | None = None  # default: the bundled stand-in, where there is one
 
 
 def _monitor(value: Any) -> Any:
@@ -597,6 +601,7 @@ _BUILTIN: dict[str, dict[str, Any]] = {
     },
     "prometheus": {
         "image": "prom/prometheus:v2.53.2",
+        "offline": "prometheus",
         "cpu": 250,
         "mem": 512 * MiB,
         "max_mem": 4 * GiB,
@@ -606,6 +611,7 @@ _BUILTIN: dict[str, dict[str, Any]] = {
     },
     "node-exporter": {
         "image": "prom/node-exporter:v1.8.2",
+        "offline": "node-exporter",
         "cpu": 50,
         "mem": 32 * MiB,
         "max_cpu": 500,
@@ -654,6 +660,7 @@ class Workload:
     port: int | None = None
     spec: Service | None = None
     yaml_loc: tuple[str, ...] = field(default=())
+    offline: str | None = None  # a stand-in recipe or build context (ops.images)
 
 
 def _workload(name: str, svc: Service) -> Workload:
@@ -679,6 +686,7 @@ def _workload(name: str, svc: Service) -> Workload:
         port=svc.port,
         spec=svc,
         yaml_loc=("services", name),
+        offline=svc.offline,
     )
 
 
@@ -690,6 +698,7 @@ def _builtin(
     res: Resources | None,
     replicas: int = 1,
     loc: tuple[str, ...] = (),
+    offline: str | None = None,
 ) -> Workload:
     d = _BUILTIN[kind]
     r = res or Resources()
@@ -711,6 +720,7 @@ def _builtin(
         cap_add=tuple(d["caps"]),
         internal=kind in ("node-exporter", "cadvisor"),
         yaml_loc=loc,
+        offline=offline or d.get("offline"),
     )
 
 
@@ -735,7 +745,8 @@ def workloads(stack: Stack) -> list[Workload]:
     ):
         mon: Monitor = getattr(m, key)
         if mon.enabled:
-            out.append(_builtin(kind, kind, mon.image, None, mon.resources, 1, ("monitoring", key)))
+            loc = ("monitoring", key)
+            out.append(_builtin(kind, kind, mon.image, None, mon.resources, 1, loc, mon.offline))
     return out
 
 

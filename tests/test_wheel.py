@@ -21,6 +21,7 @@ pytestmark = pytest.mark.slow
 EXPECTED = (
     "docker-compose.yml",
     "nginx/nginx.conf",
+    "nginx/upstreams.conf",
     "nginx/ffdhe2048.pem",
     "prometheus/prometheus.yml",
     "prometheus/alerts.yml",

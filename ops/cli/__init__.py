@@ -40,6 +40,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Profile a Python, Go or Rust service: py-spy, pprof or perf, one output.",
     ),
     "report": ("ops.cli.report", "Sample VM and per-container utilisation, store it, and show it."),
+    "images": (
+        "ops.cli.images",
+        "Build the stack's images on a local base, with or without a registry.",
+    ),
+    "deploy": (
+        "ops.cli.deploy",
+        "Bring the planned stack up on the Docker engine, healthy and verified.",
+    ),
+    "status": (
+        "ops.cli.deploy",
+        "Show every container of the stack: health, uptime, restarts, limits vs the plan.",
+    ),
+    "down": (
+        "ops.cli.deploy",
+        "Stop and remove the stack's containers; volumes stay unless --volumes.",
+    ),
 }
 
 

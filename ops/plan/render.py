@@ -25,6 +25,7 @@ from ops.units import format_bytes, format_cpus
 OUTPUTS = (
     "docker-compose.yml",
     "nginx/nginx.conf",
+    "nginx/upstreams.conf",
     "nginx/ffdhe2048.pem",
     "prometheus/prometheus.yml",
     "prometheus/alerts.yml",
@@ -108,7 +109,8 @@ class NginxRuntime:
     status_listen: str = "8081"
     certificate: str = "/run/secrets/tls_certificate"
     key: str = "/run/secrets/tls_key"
-    dhparam: str = "/etc/nginx/ffdhe2048.pem"
+    dhparam: str = "/etc/nginx/vots/ffdhe2048.pem"
+    upstreams_file: str = "/etc/nginx/vots/upstreams.conf"
     user: str | None = "www-data"
     pid: str = "/run/nginx.pid"
     error_log: str = "/dev/stderr"
@@ -316,6 +318,7 @@ def _context(
         "cadvisor_enabled": mon.cadvisor.enabled,
         "scrape": scrape,
         "upstreams": upstreams,
+        "pinned": None,
         "routes": routes,
         "headers": headers,
         "rt": runtime,
@@ -349,12 +352,33 @@ def render_files(
     return files
 
 
+UPSTREAMS_FILE = "nginx/upstreams.conf"
+
+
+def render_upstreams(
+    loaded: LoadedStack,
+    plan: Plan,
+    out_dir: Path,
+    servers: Mapping[str, Sequence[str]],
+    pinned: str,
+) -> str:
+    """``nginx/upstreams.conf`` with the given services' servers pinned to ``servers``
+    (``host:port`` each) and the others as planned; ``pinned`` says why, in a comment."""
+    env = _env()
+    ctx = _context(loaded, plan, Path(out_dir).resolve(), NginxRuntime(upstreams=servers))
+    ctx["pinned"] = pinned
+    text: str = env.get_template("nginx_upstreams.conf.j2").render(ctx)
+    return text
+
+
 __all__ = [
     "OUTPUTS",
+    "UPSTREAMS_FILE",
     "NginxRuntime",
     "Quoted",
     "edge_context",
     "format_bytes",
     "render_files",
+    "render_upstreams",
     "templates_dir",
 ]

@@ -92,6 +92,7 @@ def local_runtime(
         certificate=str(cert),
         key=str(key),
         dhparam=str(workdir / "nginx" / "ffdhe2048.pem"),
+        upstreams_file=str(workdir / "nginx" / "upstreams.conf"),
         user=user,
         pid=str(workdir / "nginx.pid"),
         error_log=str(workdir / "logs" / "error.log"),
@@ -126,7 +127,9 @@ def verify_plan(
     try:
         files = render_files(loaded, plan, workdir)
         runtime = local_runtime(workdir, loaded)
-        files["nginx/nginx.conf"] = render_files(loaded, plan, workdir, runtime)["nginx/nginx.conf"]
+        twin = render_files(loaded, plan, workdir, runtime)
+        for name in ("nginx/nginx.conf", "nginx/upstreams.conf"):
+            files[name] = twin[name]
         write_all(workdir, files)
         results: list[CheckResult] = []
         if "nginx" in checks:

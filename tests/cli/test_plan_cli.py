@@ -39,11 +39,11 @@ def test_plan_writes_every_file_then_reports_unchanged(cli: Cli, workdir: Path) 
     for name in OUTPUTS:
         assert (workdir / name).is_file(), name
     assert "agent" in first.stdout and "total" in first.stdout
-    assert "wrote 5 file(s)" in first.stderr
+    assert "wrote 6 file(s)" in first.stderr
     before = _snapshot(workdir)
     second = cli.run("plan", cwd=workdir)
     assert second.returncode == 0
-    assert "wrote 0 file(s)" in second.stderr and "5 unchanged" in second.stderr
+    assert "wrote 0 file(s)" in second.stderr and "6 unchanged" in second.stderr
     assert _snapshot(workdir) == before
     assert not list(workdir.rglob("*.tmp")), "temp files left behind"
 

@@ -196,10 +196,14 @@ def test_the_library_result_says_what_changed(tmp_path: Path) -> None:
     before = _snapshot(tmp_path)
     check = plan_stack(stack, mode="check")
     assert check.drift and not check.written
-    assert check.changed == ("docker-compose.yml", "nginx/nginx.conf", "prometheus/prometheus.yml")
+    assert check.changed == (
+        "docker-compose.yml",
+        "nginx/upstreams.conf",
+        "prometheus/prometheus.yml",
+    )
     assert set(check.unchanged) == set(OUTPUTS) - set(check.changed)
     assert check.status()["docker-compose.yml"] == "differs"
-    assert "+++ b/nginx/nginx.conf" in check.diff
+    assert "+++ b/nginx/upstreams.conf" in check.diff
     assert _snapshot(tmp_path) == before
 
 

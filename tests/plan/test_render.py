@@ -28,7 +28,11 @@ def test_default_https_port_has_no_port_in_redirect(tmp_path: Path) -> None:
 
 
 def test_upstream_pool_scales_with_replicas(tmp_path: Path) -> None:
-    conf = _render(tmp_path)["nginx/nginx.conf"]
+    files = _render(tmp_path)
+    # nginx.conf includes the upstreams from their own file, which deploy rewrites.
+    assert "include /etc/nginx/vots/upstreams.conf;" in files["nginx/nginx.conf"]
+    assert "upstream agent {" not in files["nginx/nginx.conf"]
+    conf = files["nginx/upstreams.conf"]
     block = conf[conf.index("upstream agent {") :]
     block = block[: block.index("}")]
     assert "least_conn;" in block

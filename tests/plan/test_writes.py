@@ -57,11 +57,11 @@ def test_a_disk_that_fills_midway_leaves_every_old_file(
     assert cli.run("plan", "--stack", str(stack), "--out", str(out)).returncode == 0
     before = _snapshot(out)
 
-    # The new agent port changes the compose file first, then nginx.conf: leave
+    # The new agent port changes the compose file first, then upstreams.conf: leave
     # room for the first temp only.
     stack = _stack(tmp_path, port=8100)
     new = plan_stack(stack, out)
-    assert new.changed[:2] == ("docker-compose.yml", "nginx/nginx.conf")
+    assert new.changed[:2] == ("docker-compose.yml", "nginx/upstreams.conf")
     filler = tmpfs / "filler"
     subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=4k"], capture_output=True)
     assert os.statvfs(tmpfs).f_bavail == 0
@@ -74,9 +74,9 @@ def test_a_disk_that_fills_midway_leaves_every_old_file(
 
     assert proc.returncode == 2, proc.stderr
     (line,) = proc.stderr.splitlines()
-    assert line.startswith(f"error: cannot write {out / 'nginx' / 'nginx.conf'}: ")
+    assert line.startswith(f"error: cannot write {out / 'nginx' / 'upstreams.conf'}: ")
     assert "No space left on device" in line and line.endswith("nothing was changed")
-    assert _snapshot(out) == before, "the old compose file and nginx.conf stay a pair"
+    assert _snapshot(out) == before, "the old compose file and upstreams.conf stay a pair"
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")], "temps removed"
 
     filler.unlink()  # room again: the same command goes through
@@ -120,17 +120,17 @@ def test_a_symlinked_target_keeps_its_link_and_a_file_its_mode(tmp_path: Path) -
     shared.mkdir()
     (site / "docker-compose.yml").rename(shared / "compose.yml")
     (site / "docker-compose.yml").symlink_to("../shared/compose.yml")
-    (site / "nginx" / "nginx.conf").chmod(0o640)
+    (site / "nginx" / "upstreams.conf").chmod(0o640)
 
     stack = _stack(site, port=8100)
     result = plan_stack(stack, mode="write")
 
-    assert "docker-compose.yml" in result.changed and "nginx/nginx.conf" in result.changed
+    assert "docker-compose.yml" in result.changed and "nginx/upstreams.conf" in result.changed
     link = site / "docker-compose.yml"
     assert link.is_symlink() and os.readlink(link) == "../shared/compose.yml"
     assert (shared / "compose.yml").read_text() == result.files["docker-compose.yml"]
-    assert stat.S_IMODE((site / "nginx" / "nginx.conf").stat().st_mode) == 0o640
-    assert (site / "nginx" / "nginx.conf").read_text() == result.files["nginx/nginx.conf"]
+    assert stat.S_IMODE((site / "nginx" / "upstreams.conf").stat().st_mode) == 0o640
+    assert (site / "nginx" / "upstreams.conf").read_text() == result.files["nginx/upstreams.conf"]
     assert not list(shared.glob(".*.tmp")) and not list(site.rglob(".*.tmp"))
 
 
