@@ -129,6 +129,12 @@ class Console:
             sys.stdout.write(text)
             sys.stdout.flush()
 
+    def evidence(self, text: str) -> None:
+        """Plain text to stderr, even when quiet: what a failure message refers to
+        (a container's last log lines, its health check's output)."""
+        sys.stderr.write(text.rstrip("\n") + "\n")
+        sys.stderr.flush()
+
     def json(self, data: Any) -> None:
         """``data`` as JSON on stdout; a non-finite number is written as null, so the
         output stays JSON that jq and every other reader accept (never NaN/Infinity)."""

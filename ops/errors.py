@@ -16,6 +16,8 @@ and shows a traceback. The tree (exit code in brackets)::
     ├── OutputError [2]            an output path cannot be written
     │   └── ForeignFiles [2]       plan would replace files it did not write (ops.plan.pipeline)
     ├── CheckFailed [1]            a check the user asked for found something
+    │   └── DeployFailed [1]       a service did not become healthy, or runs unlike the
+    │                              plan (ops.deploy.run)
     ├── DriftError [1]             committed files differ from what plan renders
     ├── TargetUnreachable [2]      a load-test or profile target does not answer
     ├── TargetRefused [2]          a target load may not go to
@@ -24,6 +26,9 @@ and shows a traceback. The tree (exit code in brackets)::
     │   ├── EngineUnreachable [2]  no usable connection to the engine
     │   ├── EngineNotFound [2]     404: no such container
     │   └── EngineProtocolError [2] an answer the client cannot read
+    ├── NotDeployed [2]            status/down: no container of the project (ops.deploy.run)
+    ├── ImagesUnavailable [2]      an image the stack needs is not here and nothing can
+    │                              make it (ops.images.build)
     ├── HistoryError [2]           the report history cannot be used
     │   └── HistoryTooNewError [2] its schema is newer than this code (ops.report.history)
     ├── NoAdviceData [2]           the history holds nothing to advise on (ops.report.advice)
@@ -201,6 +206,9 @@ _ELSEWHERE = {
     "ListenError": "ops.report.serve",
     "ForeignFiles": "ops.plan.pipeline",
     "MissingExtra": "ops.extras",
+    "DeployFailed": "ops.deploy.run",
+    "NotDeployed": "ops.deploy.run",
+    "ImagesUnavailable": "ops.images.build",
 }
 
 

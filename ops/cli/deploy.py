@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ops.cli.options import format_option, quiet_option, stack_option
+from ops.cli.options import Duration, format_option, quiet_option, stack_option
 from ops.console import Console
 
 if TYPE_CHECKING:
@@ -181,17 +181,17 @@ def _result_json(result: DeployResult) -> dict[str, Any]:
 )
 @click.option(
     "--health-timeout",
-    type=click.FloatRange(min=1, max=3600),
-    default=300,
+    type=Duration(1, 3600),
+    default="300s",
     show_default=True,
-    help="Seconds each service may take to become healthy.",
+    help="How long each service may take to become healthy (e.g. 90s, 5m).",
 )
 @click.option(
     "--drain-timeout",
-    type=click.FloatRange(min=1, max=3600),
-    default=120,
+    type=Duration(1, 3600),
+    default="120s",
     show_default=True,
-    help="Seconds the edge's old workers may take to finish their requests on a reload.",
+    help="How long the edge's old workers may take to finish their requests on a reload.",
 )
 @format_option("table", "json")
 @quiet_option
@@ -250,7 +250,7 @@ def deploy(
     except DeployFailed as exc:
         line.stop()
         if exc.details:
-            console.text(exc.details)
+            console.evidence(exc.details)
         raise
     finally:
         line.stop()
@@ -290,15 +290,23 @@ def status(
     from ops.errors import CheckFailed
 
     console: Console = ctx.obj
-    d = load(stack_path, out_dir, recommendations=recommendations)
+    d = load(
+        stack_path,
+        out_dir,
+        recommendations=recommendations,
+        on_warning=console.warning,
+        refuse_drift=False,
+    )
     st = run_status(d)
     if fmt == "json":
         console.json(status_json(st))
     elif not console.quiet:
         console.print(status_table(st))
         _notes(console, st)
-    if not st.rows and not st.missing:
-        raise CheckFailed(f"no container of project {st.project!r} is running")
+    if not st.rows:
+        raise CheckFailed(
+            f"no container of project {st.project!r} is on this engine (vots-ops deploy starts it)"
+        )
     if not st.ok:
         bad = [r.container for r in st.rows if not r.ok] + list(st.missing)
         raise CheckFailed(f"not as planned: {', '.join(bad)}")
@@ -326,7 +334,8 @@ def down(
     console: Console = ctx.obj
     if not volumes:
         refuse_unused(ctx, ["yes"], "without --volumes")
-    d: Deployment = load(stack_path, out_dir)
+    # Stopping never waits for the plan: the project and the files on disk are enough.
+    d: Deployment = load(stack_path, out_dir, refuse_drift=False, on_warning=console.warning)
     if volumes and not yes:
         click.confirm(
             f"remove the volumes of project {d.project!r} (their data is lost)?",

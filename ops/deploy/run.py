@@ -225,8 +225,10 @@ def load(
     *,
     recommendations: str | Path | None = None,
     on_warning: Callable[[str], None] | None = None,
+    refuse_drift: bool = True,
 ) -> Deployment:
-    """The plan, refused when the files on disk are not what it renders.
+    """The plan, refused when the files on disk are not what it renders (unless
+    ``refuse_drift`` is false: then ``on_warning`` hears of it, for status and down).
 
     ``nginx/upstreams.conf`` pinned by deploy (its header says so: a rollout in
     progress or interrupted, or services left out) is deploy's own and not drift;
@@ -250,11 +252,18 @@ def load(
     if changed or result.stale or result.manifest_changed:
         names = ", ".join([*sorted(changed), *result.stale]) or "the manifest"
         how = "vots-ops plan" + (f" --recommendations {recommendations}" if recommendations else "")
-        raise DriftError(
-            f"{out}: {names} differ from what {result.source} renders; run `{how}` "
-            "first (deploy runs only what the plan says)",
-            result.diff,
-        )
+        if not refuse_drift:
+            if on_warning is not None:
+                on_warning(
+                    f"{out}: {names} differ from what {result.source} renders "
+                    f"(`{how}` brings them up to date); compared with what it renders now"
+                )
+        else:
+            raise DriftError(
+                f"{out}: {names} differ from what {result.source} renders; run `{how}` "
+                "first (deploy runs only what the plan says)",
+                result.diff,
+            )
     doc = yaml.safe_load(result.files[COMPOSE_FILE])
     loaded = result_loaded(stack_path, recommendations)
     return Deployment(

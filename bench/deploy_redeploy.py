@@ -1,0 +1,186 @@
+"""Bench: deploy to all-healthy (images cached, and cold), and a redeploy under load,
+`vots-ops deploy` side by side with the naive `docker-compose up -d --force-recreate`.
+
+Why: a deploy an operator waits on should be quick when nothing has to be
+built, and a redeploy must not drop requests. The stack is the bundled one made
+runnable here (tests/support/loop_site.py: stand-ins, loopback ports, what has
+no image left out).
+
+1. **Time to all-healthy**: ``vots-ops deploy`` from nothing (containers and
+   volumes removed) to every service healthy and verified, with every image
+   cached, ``--rounds`` times; with ``--cold``, once more after the stack's
+   images were removed (``docker rmi``; the Debian base and the wheelhouse
+   stay: they are downloads, not builds).
+2. **Redeploy under load**: the agent (2 replicas) gets a new environment value
+   while ``vots-ops loadtest`` sends 10 requests/s of analyses through the edge
+   (HTTPS). Each round does it both ways, the order alternating: ``vots-ops
+   deploy`` (replicas replaced one at a time, the edge pinned and reloaded) and
+   the naive way, ``docker-compose up -d --force-recreate --no-deps agent``
+   with the same files (what one types by hand; the edge is not told). Failed
+   requests and p99 (from each request's intended start) per run.
+
+The ratio printed last: naive failed requests per round, and p99 naive / ours.
+
+Run: .venv/bin/python bench/deploy_redeploy.py [--rounds 2] [--cold]
+(about 12 minutes with the defaults, plus the cold build with --cold).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from ops.proc import which  # noqa: E402
+from tests.support.cli import Cli  # noqa: E402
+from tests.support.docker import force_cleanup  # noqa: E402
+from tests.support.loop_site import WITHOUT, WITHOUT_ARGS, LoopSite, make_site  # noqa: E402
+
+
+def _vots(cli: Cli, *args: str, timeout: float = 3000) -> subprocess.CompletedProcess[str]:
+    proc = cli.run(*args, timeout=timeout)
+    if proc.returncode != 0:
+        sys.exit(f"vots-ops {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def _deploy(cli: Cli) -> dict:
+    return json.loads(_vots(cli, "deploy", "--offline", *WITHOUT_ARGS, "--format", "json").stdout)
+
+
+def _set_release(site: LoopSite, cli: Cli, release: str) -> None:
+    import yaml
+
+    path = site.root / "stack.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["services"]["agent"]["environment"]["RELEASE"] = release
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    _vots(cli, "plan", "-q")
+
+
+def _naive(site: LoopSite) -> None:
+    argv = [
+        which("docker-compose"), "-p", site.project,
+        "-f", str(site.root / "docker-compose.yml"), "-f", str(site.root / ".vots-deploy.yml"),
+        "up", "-d", "--force-recreate", "--no-deps", "--no-build", "agent",
+    ]  # fmt: skip
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=site.root, timeout=600)
+    if proc.returncode != 0:
+        sys.exit(f"docker-compose up failed:\n{proc.stderr[-3000:]}")
+
+
+def _under_load(site: LoopSite, cli: Cli, change: str, how: str) -> dict:
+    """A redeploy ``how`` ("vots-ops" or "naive") of release ``change`` during a load test."""
+    _set_release(site, cli, change)
+    runs = site.root / "runs" / f"{how}-{change}"
+    load = cli.start(
+        "loadtest", "agent-redeploy", "--host", site.https, "--duration", "90s",
+        "--format", "json", "--out", str(runs),
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not list(runs.glob("*/locust.log")):
+        if time.monotonic() > deadline or load.poll() is not None:
+            sys.exit(f"the load test did not start: {load.communicate()[1][-2000:]}")
+        time.sleep(0.5)
+    time.sleep(10)
+    start = time.monotonic()
+    if how == "vots-ops":
+        _deploy(cli)
+    else:
+        _naive(site)
+    took = time.monotonic() - start
+    out, _ = load.communicate(timeout=600)
+    if how == "naive":  # leave the stack as planned for the next round (not timed)
+        _deploy(cli)
+    result = json.loads(out)
+    overall = result["overall"]
+    return {
+        "how": how,
+        "seconds": took,
+        "requests": overall["requests"],
+        "failures": overall["failures"],
+        "p99_ms": overall["latency_from_intended_ms"]["p99"],
+        "errors": result.get("errors"),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--cold", action="store_true", help="also time a deploy with no image")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="vots-bench-deploy-"))
+    site = make_site(root, f"votsbench{uuid.uuid4().hex[:8]}")
+    cli = Cli.in_dir(root, VOTS_OPS_SCENARIOS=str(site.scenarios))
+    print(f"stack: the bundled one, without {', '.join(WITHOUT)}; project {site.project}")
+    try:
+        _vots(cli, "plan", "-q")
+        _vots(cli, "images", "build", "--offline", *WITHOUT_ARGS, "-q")
+        cached = []
+        for i in range(args.rounds):
+            if i:
+                _vots(cli, "down", "--volumes", "--yes", "-q")
+            start = time.monotonic()
+            _deploy(cli)
+            cached.append(time.monotonic() - start)
+            print(f"deploy to all-healthy, images cached: {cached[-1]:.1f}s")
+        cold = None
+        if args.cold:
+            _vots(cli, "down", "--volumes", "--yes", "-q")
+            images = json.loads(
+                _vots(cli, "images", "build", "--offline", *WITHOUT_ARGS, "--format", "json").stdout
+            )
+            refs = sorted({i["use"] for i in images} | {i["ref"] for i in images})
+            subprocess.run([which("docker"), "rmi", "--force", *refs], capture_output=True)
+            start = time.monotonic()
+            _deploy(cli)
+            cold = time.monotonic() - start
+            print(f"deploy to all-healthy, every image built: {cold:.1f}s")
+        rows = []
+        release = 0
+        for i in range(args.rounds):
+            order = ("vots-ops", "naive") if i % 2 == 0 else ("naive", "vots-ops")
+            for how in order:
+                release += 1
+                row = _under_load(site, cli, str(release), how)
+                rows.append(row)
+                print(
+                    f"round {i + 1} {how:>8}: {row['requests']} requests, "
+                    f"{row['failures']} failed, p99 {row['p99_ms']:.0f} ms, "
+                    f"change applied in {row['seconds']:.1f}s"
+                )
+                if row["failures"]:
+                    print(f"    errors: {json.dumps(row['errors'])[:400]}")
+    finally:
+        cli.run("down", "--volumes", "--yes", "-q", timeout=300)
+        force_cleanup("docker", site.project)
+    ours = [r for r in rows if r["how"] == "vots-ops"]
+    naive = [r for r in rows if r["how"] == "naive"]
+    print(f"deploy, images cached: median {statistics.median(cached):.1f}s over {len(cached)}")
+    if cold is not None:
+        print(f"deploy, cold: {cold:.1f}s ({cold / statistics.median(cached):.1f}x the cached)")
+    p99_ours = statistics.median(r["p99_ms"] for r in ours)
+    p99_naive = statistics.median(r["p99_ms"] for r in naive)
+    print(
+        f"failed requests per redeploy: vots-ops {[r['failures'] for r in ours]}, "
+        f"naive {[r['failures'] for r in naive]}"
+    )
+    print(
+        f"p99 during the redeploy (median): vots-ops {p99_ours:.0f} ms, naive {p99_naive:.0f} ms; "
+        f"ratio naive/vots-ops {p99_naive / p99_ours:.2f}x"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
