@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Literal
 
 from ops.errors import ExternalToolError, OpsError
+from ops.images.python import image_id
 from ops.proc import which
 from ops.stack import LoadedStack, Workload, workloads
 
@@ -90,17 +91,6 @@ def bundled_standins() -> list[str]:
 
 def _docker() -> str:
     return which("docker")
-
-
-def image_id(ref: str) -> str | None:
-    proc = subprocess.run(  # noqa: S603 - an argument list, never a shell
-        [_docker(), "image", "inspect", "--format", "{{.Id}}", ref],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    return proc.stdout.strip() or None if proc.returncode == 0 else None
 
 
 def image_labels(ref: str) -> dict[str, str]:
