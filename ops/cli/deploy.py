@@ -233,6 +233,7 @@ def deploy(
             f"{name}: {action}, healthy in {s:.1f}s"
         ),
         note=console.info,
+        warning=console.warning,
     )
     try:
         result = run_deploy(

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ops.deploy.compose import Compose
+from ops.deploy.inplace import State
 from ops.deploy.inspect import (
     Container,
     Difference,
@@ -44,7 +45,7 @@ from ops.deploy.inspect import (
     verify,
 )
 from ops.engine import Engine, SdkEngine, connect
-from ops.errors import CheckFailed, DriftError, OpsError
+from ops.errors import CheckFailed, DriftError, ExternalToolError, OpsError
 from ops.images.build import ImageResult, build_order
 from ops.plan.capacity import Allocation
 from ops.plan.pipeline import PlanResult
@@ -57,7 +58,7 @@ PINNED_MARK = "Pinned by `vots-ops deploy`"
 DEFAULT_HEALTH_TIMEOUT = 300.0
 POLL = 0.5
 
-Action = Literal["created", "unchanged", "rolled", "recreated", "reloaded", "omitted"]
+Action = Literal["created", "unchanged", "updated", "rolled", "recreated", "reloaded", "omitted"]
 
 
 class DeployFailed(CheckFailed):
@@ -146,10 +147,17 @@ class Events:
     service_progress: Callable[[str, int, int], None] | None = None  # name, ready, wanted
     service_done: Callable[[str, str, float], None] | None = None
     note: Callable[[str], None] | None = None
+    warning: Callable[[str], None] | None = None
 
     def say(self, line: str) -> None:
         if self.note:
             self.note(line)
+
+    def warn(self, line: str) -> None:
+        if self.warning:
+            self.warning(line)
+        else:
+            self.say(line)
 
 
 # --------------------------------------------------------------------------- the plan
@@ -438,7 +446,8 @@ def _start(
     d: Deployment,
     compose: Compose,
     service: str,
-    wanted_hash: str | None,
+    wanted: Wanted,
+    state: State,
     edge: str | None,
     left_out: set[str],
     health_timeout: float,
@@ -447,20 +456,56 @@ def _start(
     rollouts: dict[str, Any],
 ) -> str:
     """Bring one service to the plan without waiting for it; what was done, in words."""
-    from ops.deploy import rollout
+    from ops.deploy import inplace, rollout
 
     replicas = _plan_replicas(d, service)
     current = [c for c in project_containers(api, d.project) if c.service == service]
-    stale = [c for c in current if c.config_hash != wanted_hash]
+    stale = [c for c in current if state.effective_hash(c) != wanted.hash]
+    alloc = d.allocations.get(service)
     if not current:
         action = "created"
     elif not stale and len(current) == replicas and all(c.running for c in current):
         action = "unchanged"
+        if alloc is not None and any(
+            inplace.Limits.applied(c) != inplace.Limits.of(alloc) for c in current
+        ):
+            # The configuration is the plan's, the limits are not (``docker update``
+            # by hand, say): put the plan's back, in place.
+            stale = list(current)
+            action = "updated"
+    elif (
+        stale
+        and alloc is not None
+        and wanted.hash is not None
+        and len(current) == replicas
+        and all(c.running for c in current)
+        and all(
+            state.fingerprint_of(c) == wanted.fingerprint
+            and (wanted.image_id is None or c.image_id == wanted.image_id)
+            for c in stale
+        )
+    ):
+        action = "updated"
     elif stale and replicas >= 2 and _stateless(d, service) and any(c.ready for c in current):
         action = "rolled"
     else:
         action = "recreated"
-    if events.service_start:
+    if action == "updated" and alloc is not None and wanted.hash is not None:
+        if events.service_start:
+            events.service_start(service, action, replicas)
+        try:
+            for c in stale:
+                inplace.apply(api, c, inplace.Limits.of(alloc))
+                state.record(c, wanted.hash, wanted.fingerprint)
+        except ExternalToolError as exc:
+            events.warn(f"{service}: {exc}; replacing its containers instead")
+            if replicas >= 2 and _stateless(d, service) and any(c.ready for c in current):
+                action = "rolled"
+            else:
+                action = "recreated"
+        else:
+            return f"limits updated in place on {len(stale)} container(s)"
+    elif events.service_start:
         events.service_start(service, action, replicas)
     if action == "rolled":
         result = rollout.roll(
@@ -482,6 +527,16 @@ def _start(
     return action
 
 
+@dataclass(frozen=True)
+class Wanted:
+    """What one service's containers must match: compose's config hash, the
+    configuration's fingerprint without the limits, and the image."""
+
+    hash: str | None
+    fingerprint: str
+    image_id: str | None
+
+
 def deploy(
     stack_path: str | Path = "stack.yaml",
     out_dir: str | Path | None = None,
@@ -497,8 +552,9 @@ def deploy(
     on_warning: Callable[[str], None] | None = None,
 ) -> DeployResult:
     """Bring the planned stack up (or up to date) and verify it; see the module doc."""
-    from ops.deploy import rollout
+    from ops.deploy import inplace, rollout
     from ops.images.build import resolve
+    from ops.images.python import image_id
 
     events = events or Events()
     start = time.monotonic()
@@ -528,49 +584,70 @@ def deploy(
     actions: dict[str, str] = {}
     healthy_after: dict[str, float] = {}
     rollouts: dict[str, Any] = {}
+    state = inplace.State.load(d.out)
     try:
         waves = _waves(d, left_out)
         hashes = compose.config_hashes([n for wave in waves for n in wave])
+        specs = d.services()
+        uses = {img.service: img for img in images}
+        wanted: dict[str, Wanted] = {}
+        for service in hashes:
+            img = uses.get(service)
+            iid = image_id(img.use) if img else None
+            spec = {**specs[service], "image": img.use if img else specs[service].get("image")}
+            if img and img.standin_for:
+                spec["standin"] = img.standin_for
+            wanted[service] = Wanted(hashes[service], inplace.fingerprint(spec, iid), iid)
         edge = d.edge_name()
         from ops.deploy.rollout import write_upstreams
 
         write_upstreams(d)  # as planned, with the services left out marked down
-        for wave in waves:
-            started: dict[str, float] = {}
-            for service in wave:
-                action = _start(
-                    api,
-                    d,
-                    compose,
-                    service,
-                    hashes.get(service),
-                    edge,
-                    left_out,
-                    health_timeout,
-                    drain_timeout,
-                    events,
-                    rollouts,
-                )
-                actions[service] = action
-                started[service] = time.monotonic()
-            for service in wave:  # they start together; waiting in turn costs the slowest
-                wait_healthy(
-                    api,
-                    d,
-                    service,
-                    _plan_replicas(d, service),
-                    timeout=health_timeout,
-                    events=events,
-                )
-                healthy_after[service] = time.monotonic() - started[service]
-                if events.service_done:
-                    events.service_done(service, actions[service], healthy_after[service])
-        if edge and edge not in left_out and actions.get(edge) == "unchanged":
+        try:
+            for wave in waves:
+                started: dict[str, float] = {}
+                for service in wave:
+                    action = _start(
+                        api,
+                        d,
+                        compose,
+                        service,
+                        wanted.get(service) or Wanted(hashes.get(service), "", None),
+                        state,
+                        edge,
+                        left_out,
+                        health_timeout,
+                        drain_timeout,
+                        events,
+                        rollouts,
+                    )
+                    actions[service] = action
+                    started[service] = time.monotonic()
+                for service in wave:  # they start together; waiting in turn costs the slowest
+                    wait_healthy(
+                        api,
+                        d,
+                        service,
+                        _plan_replicas(d, service),
+                        timeout=health_timeout,
+                        events=events,
+                    )
+                    healthy_after[service] = time.monotonic() - started[service]
+                    if events.service_done:
+                        events.service_done(service, actions[service], healthy_after[service])
+        finally:
+            # What was updated in place must be known next time, even after a failure.
+            _remember(api, d, wanted, state)
+        edge_action = actions.get(edge or "", "")
+        if (
+            edge
+            and edge not in left_out
+            and (edge_action == "unchanged" or edge_action.startswith("limits"))
+        ):
             # nginx.conf may have changed (a bind-mounted file is not in compose's hash),
             # a recreated service has new addresses, and nginx resolves upstream names
             # only when it starts or reloads: reload it (gracefully) on every deploy.
             rollout.reload_edge(api, d, edge, drain_timeout=drain_timeout, events=events)
-            actions[edge] = "unchanged, reloaded"
+            actions[edge] = f"{edge_action}, reloaded"
         st = status(d, engine=api, omitted=left_out, usage=False)
     finally:
         if own_engine:
@@ -585,6 +662,27 @@ def deploy(
     return DeployResult(
         tuple(images), actions, healthy_after, st, time.monotonic() - start, rollouts
     )
+
+
+def _remember(
+    api: Engine | SdkEngine, d: Deployment, wanted: Mapping[str, Wanted], state: State
+) -> None:
+    """Record every container now as planned in the state (``ops.deploy.inplace``);
+    best effort: a state not written only means the next deploy replaces rather
+    than updates."""
+    try:
+        containers = project_containers(api, d.project)
+        for c in containers:
+            w = wanted.get(c.service)
+            if w is None or w.hash is None:
+                continue
+            if state.effective_hash(c) == w.hash and (
+                w.image_id is None or c.image_id == w.image_id
+            ):
+                state.record(c, w.hash, w.fingerprint)
+        state.save([c.id for c in containers])
+    except (OpsError, OSError):
+        return
 
 
 # --------------------------------------------------------------------------- status

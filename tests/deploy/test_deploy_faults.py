@@ -232,6 +232,102 @@ def test_a_changed_service_is_rolled_and_the_unchanged_one_left(site: Site) -> N
     assert len(store) == 1  # the datastore kept its container
 
 
+def _limits(c: dict[str, Any]) -> tuple[int, int, int, int, int]:
+    h = c["HostConfig"]
+    return (h["NanoCpus"], h["Memory"], h["MemoryReservation"], h["CpuShares"], h["PidsLimit"])
+
+
+def _planned(a: Any) -> tuple[int, int, int, int, int]:
+    return (a.cpu_limit * 1_000_000, a.mem_limit, a.mem_reservation, a.cpu_shares, a.pids)
+
+
+def test_changed_limits_are_set_on_the_running_containers(site: Site) -> None:
+    assert site.deploy().returncode == 0
+    before = {c["Id"]: c for c in site.containers()}
+    site.write(
+        web={"resources": {"cpu": {"min": 0.1, "max": 0.4}, "memory": {"min": "24M", "max": "96M"}}}
+    )
+    assert site.vots("plan").returncode == 0
+    plan = fit(load_stack(site.root / "stack.yaml")).by_name()
+    assert _planned(plan["web"]) != _limits(next(iter(before.values())))
+    proc = site.deploy("--format", "json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    actions = json.loads(proc.stdout)["actions"]
+    assert actions["web"] == "limits updated in place on 2 container(s)", actions
+    after = site.containers()
+    # The same containers, never restarted, with the new plan's limits.
+    assert {c["Id"] for c in after} == set(before)
+    for c in after:
+        old = before[c["Id"]]
+        assert c["State"]["StartedAt"] == old["State"]["StartedAt"]
+        assert c["RestartCount"] == 0
+        service = c["Config"]["Labels"]["com.docker.compose.service"]
+        assert _limits(c) == _planned(plan[service])
+    # Known as planned now: the next deploy leaves everything alone.
+    again = site.deploy("--format", "json")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert set(json.loads(again.stdout)["actions"].values()) == {"unchanged"}
+    assert site.vots("status").returncode == 0
+
+
+def test_limits_changed_by_hand_are_put_back_by_deploy(site: Site) -> None:
+    assert site.deploy().returncode == 0
+    victim = site.containers("web")[0]
+    ok(["docker", "update", "--cpus", "0.2", victim["Id"]])
+    proc = site.deploy("--format", "json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout)["actions"]["web"] == "limits updated in place on 2 container(s)"
+    plan = fit(load_stack(site.root / "stack.yaml")).by_name()
+    assert _limits(site.containers("web")[0]) == _planned(plan["web"])
+
+
+def test_limits_are_not_lowered_under_what_a_container_uses(site: Site) -> None:
+    # A real working set: 40 MiB written to the container's tmpfs /tmp, charged to
+    # its memory cgroup. On cgroup v2 a limit below it would OOM-kill the server.
+    assert site.deploy().returncode == 0
+    before = {c["Id"] for c in site.containers("web")}
+    for cid in before:
+        ok(
+            [
+                "docker",
+                "exec",
+                cid,
+                "/bin/busybox",
+                "dd",
+                "if=/dev/zero",
+                "of=/tmp/fill",
+                "bs=1M",
+                "count=40",
+            ]
+        )
+    site.write(
+        web={"resources": {"cpu": {"min": 0.1, "max": 0.5}, "memory": {"min": "16M", "max": "40M"}}}
+    )
+    assert site.vots("plan").returncode == 0
+    proc = site.deploy("--format", "json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout)["actions"]["web"] == "rolled 2 replica(s), one at a time"
+    assert "is not set on it while it runs; replacing its containers instead" in proc.stderr
+    web = site.containers("web")
+    assert not {c["Id"] for c in web} & before
+    assert all(not c["State"]["OOMKilled"] for c in web)
+
+
+def test_without_the_state_a_limit_change_replaces_the_containers(site: Site) -> None:
+    # What deploy does not know it made, it does not update in place.
+    assert site.deploy().returncode == 0
+    before = {c["Id"] for c in site.containers("web")}
+    (site.root / ".vots-deploy.state.json").unlink()
+    site.write(
+        web={"resources": {"cpu": {"min": 0.1, "max": 0.4}, "memory": {"min": "24M", "max": "96M"}}}
+    )
+    assert site.vots("plan").returncode == 0
+    proc = site.deploy("--format", "json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout)["actions"]["web"] == "rolled 2 replica(s), one at a time"
+    assert not {c["Id"] for c in site.containers("web")} & before
+
+
 def test_bootstrap_reuses_the_base_it_finds(site: Site) -> None:
     from tests.support.base_image import IMAGE, debian_base_image
 

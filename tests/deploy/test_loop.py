@@ -13,9 +13,10 @@ what has no image here is left out with ``--without``, each with its reason:
   bind needs one; a VM's systemd makes ``/`` shared, this sandbox does not).
 
 The module deploys once; the tests run in order and each leaves the stack as
-the next expects. The last one redeploys the 2-replica agent with the limits
-``report recommend`` advised while a load test runs through the edge: the
-goal is 0 failed requests. Everything is removed at the end, volumes too.
+the next expects. Two redeploy under a load test through the edge, with the
+goal of 0 failed requests: a new agent release (its replicas replaced one at
+a time), then the limits ``report recommend`` advised (set on the running
+containers). Everything is removed at the end, volumes too.
 """
 
 from __future__ import annotations
@@ -277,15 +278,14 @@ def test_an_agent_change_is_redeployed_under_load_without_a_failed_request(site:
     assert "server agent:8000" in upstreams and "rolling agent" not in upstreams
 
 
-def test_recommended_limits_are_applied(site: Site) -> None:
+def test_recommended_limits_are_applied_under_load_without_a_failed_request(site: Site) -> None:
     # The advice lowers the agent's limits, and the water-fill hands what it frees
-    # to the others: every service's limits move, so the single-replica services and
-    # the edge are recreated in place (a short outage), the agent rolled. Hence no
-    # load here; the redeploy under load is the test above.
+    # to the others: every service's limits move and nothing else does, so deploy
+    # sets them on the running containers (docker update) and replaces none.
     db = site.root / "history.sqlite3"
     # KRR wants 100 CPU and 100 memory points: 60 samples of the two agent replicas
     # (cron would take an hour at one a minute; the figures are the same kind).
-    load = site.cli.start(
+    sampling = site.cli.start(
         "loadtest", "through-edge", "--host", site.https, "--duration", "60s", "--format", "json"
     )
     try:
@@ -294,7 +294,7 @@ def test_recommended_limits_are_applied(site: Site) -> None:
             assert sampled.returncode in (0, 1), sampled.stderr
             time.sleep(0.3)
     finally:
-        load.communicate(timeout=300)
+        sampling.communicate(timeout=300)
     advice = site.root / "recommendations.yaml"
     rec = site.vots(
         "report", "recommend", "--db", str(db), "--project", site.project,
@@ -308,22 +308,46 @@ def test_recommended_limits_are_applied(site: Site) -> None:
     from ops.report.advice import apply_recommendations, load_recommendations
 
     advised, _ = apply_recommendations(loaded, load_recommendations(advice), str(advice))
-    planned = fit(advised).by_name()["agent"]
-    old = site.of("agent")
-    assert old[0]["HostConfig"]["NanoCpus"] != planned.cpu_limit * 1_000_000 or (
-        old[0]["HostConfig"]["Memory"] != planned.mem_limit
+    planned = fit(advised).by_name()
+    old = {c["Id"]: c for c in site.containers()}
+    agent_old = site.of("agent")
+    assert agent_old[0]["HostConfig"]["NanoCpus"] != planned["agent"].cpu_limit * 1_000_000 or (
+        agent_old[0]["HostConfig"]["Memory"] != planned["agent"].mem_limit
     ), "the advice changes nothing for the agent: the redeploy would not be exercised"
-    redeploy = site.deploy("--recommendations", str(advice), "--format", "json")
+    runs = site.root / "runs-limits"
+    load = site.cli.start(
+        "loadtest", "limits-redeploy", "--host", site.https, "--format", "json",
+        "--out", str(runs),
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60  # until the load is flowing
+        while not list(runs.glob("*/locust.log")):
+            assert time.monotonic() < deadline and load.poll() is None
+            time.sleep(0.5)
+        time.sleep(5)
+        redeploy = site.deploy("--recommendations", str(advice), "--format", "json")
+    finally:
+        out, err = load.communicate(timeout=600)
     assert redeploy.returncode == 0, redeploy.stderr[-5000:]
     deployed = json.loads(redeploy.stdout)
-    assert deployed["actions"]["agent"].startswith("rolled 2 replica(s)"), deployed["actions"]
+    assert deployed["actions"]["agent"] == "limits updated in place on 2 container(s)", deployed[
+        "actions"
+    ]
     assert deployed["status"]["ok"]
-    new = site.of("agent")
-    assert not {c["Id"] for c in new} & {c["Id"] for c in old}
+    # Every container is the one that was there, never restarted, with the new limits.
+    new = site.containers()
+    assert {c["Id"] for c in new} == set(old), deployed["actions"]
     for c in new:
-        assert c["HostConfig"]["NanoCpus"] == planned.cpu_limit * 1_000_000
-        assert c["HostConfig"]["Memory"] == planned.mem_limit
-        assert c["HostConfig"]["MemoryReservation"] == planned.mem_reservation
+        assert c["State"]["StartedAt"] == old[c["Id"]]["State"]["StartedAt"]
+        service = c["Config"]["Labels"]["com.docker.compose.service"]
+        if service in planned:
+            assert c["HostConfig"]["NanoCpus"] == planned[service].cpu_limit * 1_000_000
+            assert c["HostConfig"]["Memory"] == planned[service].mem_limit
+            assert c["HostConfig"]["MemoryReservation"] == planned[service].mem_reservation
+    result = json.loads(out)
+    overall = result["overall"]
+    assert overall["requests"] > 500, overall
+    assert overall["failures"] == 0, (result["errors"], err[-2000:])
 
 
 # --------------------------------------------------------------------------- 6. down

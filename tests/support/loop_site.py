@@ -53,6 +53,16 @@ scenarios:
     arrival_rate: 10/s
     slo:
       overall: ["error_rate < 0.01%"]
+  limits-redeploy:
+    description: agent and rag through the edge while every service gets new limits.
+    locustfile: vots.py
+    user_classes: [AgentUser, RagUser]
+    users: 8
+    spawn_rate: 8
+    duration: 120s
+    arrival_rate: 10/s
+    slo:
+      overall: ["error_rate < 0.01%"]
 """
 
 
