@@ -48,6 +48,53 @@ class StatusLine:
             self.live = None
 
 
+class StatusBoard:
+    """Live rows on stderr, one per key (a service), each with a spinner and the
+    seconds since it appeared: redrawn on a terminal, nothing elsewhere (the
+    caller prints each row's outcome as a line)."""
+
+    def __init__(self, console: Console) -> None:
+        self.rows: dict[str, tuple[str, float]] = {}
+        self.live: Any = None
+        if not console.quiet and sys.stderr.isatty():
+            from rich.live import Live
+
+            self.live = Live(
+                get_renderable=self._render,
+                console=console.err,
+                refresh_per_second=4,
+                transient=True,
+            )
+            self.live.start()
+
+    def _render(self) -> Any:
+        from rich.spinner import Spinner
+        from rich.table import Table
+
+        grid = Table.grid(padding=(0, 1))
+        now = time.monotonic()
+        for key, (text, since) in self.rows.items():
+            grid.add_row(Spinner("dots"), f"{key}: {text}", f"{now - since:.0f}s")
+        return grid
+
+    def set(self, key: str, text: str) -> None:
+        """Show ``text`` on ``key``'s row (added at the bottom when new)."""
+        since = self.rows.get(key, ("", time.monotonic()))[1]
+        self.rows[key] = (text, since)
+        if self.live is not None:
+            self.live.refresh()
+
+    def drop(self, key: str) -> None:
+        self.rows.pop(key, None)
+        if self.live is not None:
+            self.live.refresh()
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+
 class Console:
     """Thin wrapper over two Rich consoles; pass it around via ``ctx.obj``."""
 
@@ -116,6 +163,10 @@ class Console:
     def status_line(self, plain_every: float | None = None) -> StatusLine:
         """A live progress line on stderr (see StatusLine); call ``stop()`` when done."""
         return StatusLine(self, plain_every)
+
+    def status_board(self) -> StatusBoard:
+        """Live progress rows on stderr, one per service (see StatusBoard)."""
+        return StatusBoard(self)
 
     def print(self, renderable: Any) -> None:
         """A result (table, text) to stdout."""

@@ -220,18 +220,25 @@ def deploy(
     from ops.deploy.run import deploy as run_deploy
 
     console: Console = ctx.obj
-    line = console.status_line()
-    events = Events(
-        image_start=lambda w, what: line.update(f"{w.name}: {what}"),
-        image_done=lambda r: console.info(
+    board = console.status_board()
+
+    def image_done(r: Any) -> None:
+        board.drop(r.service)
+        console.info(
             f"{r.service}: image {r.use} {r.action.replace('-', ' ')}"
             + (f" in {r.seconds:.1f}s" if r.did_work else "")
-        ),
-        service_start=lambda name, action, n: line.update(f"{name}: {action}, {n} replica(s)"),
-        service_progress=lambda name, ready, n: line.update(f"{name}: {ready}/{n} healthy"),
-        service_done=lambda name, action, s: console.success(
-            f"{name}: {action}, healthy in {s:.1f}s"
-        ),
+        )
+
+    def service_done(name: str, action: str, seconds: float) -> None:
+        board.drop(name)
+        console.success(f"{name}: {action}, healthy in {seconds:.1f}s")
+
+    events = Events(
+        image_start=lambda w, what: board.set(w.name, what),
+        image_done=image_done,
+        service_start=lambda name, action, n: board.set(name, f"{action}, {n} replica(s)"),
+        service_progress=lambda name, ready, n: board.set(name, f"{ready}/{n} healthy"),
+        service_done=service_done,
         note=console.info,
         warning=console.warning,
     )
@@ -249,12 +256,12 @@ def deploy(
             on_warning=console.warning,
         )
     except DeployFailed as exc:
-        line.stop()
+        board.stop()
         if exc.details:
             console.evidence(exc.details)
         raise
     finally:
-        line.stop()
+        board.stop()
     if fmt == "json":
         console.json(_result_json(result))
         return

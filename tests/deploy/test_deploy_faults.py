@@ -9,6 +9,7 @@ deploys has a project of its own and removes it, volumes too.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -124,6 +125,49 @@ def test_deploy_status_down(site: Site) -> None:
     volumes = ok(["docker", "volume", "ls", "-q", "--filter", f"name={site.project}_"]).split()
     assert f"{site.project}_store.data" in volumes
     ok(["docker", "volume", "rm", *volumes])
+
+
+def test_progress_rows_on_a_terminal(site: Site) -> None:
+    """On a terminal, a live row per service (spinner, state, seconds), redrawn;
+    then a line per service with its outcome."""
+    import os
+    import pty
+    import select
+
+    primary, secondary = pty.openpty()
+    try:
+        proc = site.cli.start(
+            "deploy", "--offline", "--without", "nginx",
+            stderr=secondary, env={"TERM": "xterm", "COLUMNS": "120"},
+        )  # fmt: skip
+        os.close(secondary)
+        secondary = -1
+        seen = b""
+        while True:  # until the child closes the terminal (pytest's timeout for a hang)
+            if not select.select([primary], [], [], 1.0)[0]:
+                if proc.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+        proc.communicate(timeout=300)
+    finally:
+        os.close(primary)
+        if secondary != -1:
+            os.close(secondary)
+    assert proc.returncode == 0
+    screen = seen.decode(errors="replace")
+    # The rows, each with its elapsed seconds, for both waves.
+    assert re.search(r"store: created, 1 replica\(s\) +\d+s", screen), screen[-2000:]
+    assert re.search(r"web: (created, 2 replica\(s\)|[012]/2 healthy) +\d+s", screen), screen[
+        -2000:
+    ]
+    assert re.search(r"web: created, healthy in [\d.]+s", screen), screen[-2000:]
 
 
 def test_status_finds_a_container_docker_update_changed(site: Site) -> None:
