@@ -366,8 +366,13 @@ def test_memory_near_the_limit_is_said_once_then_again_then_resolved(
     (line,) = _lines(first, name)
     assert line.startswith(f"over-limit {name}: memory at 9") and "of 32M) (new)" in line
     again = cli.run(*cron)
-    assert again.returncode == 1 and _lines(again, name) == []
-    assert [f["state"] for f in _ours(again, name)] == ["ongoing"]
+    # Silence while it holds. The kernel's own pages move the figure by a percent or
+    # two between samples (and report reads a little under what the holder aimed
+    # at), so a sample may cross into the next band (95%): that is said once, "worse".
+    said = _lines(again, name)
+    assert again.returncode == 1 and len(said) <= 1, again.stderr
+    assert all(line.endswith("(worse)") for line in said), said
+    assert [f["state"] for f in _ours(again, name)] == (["worse"] if said else ["ongoing"])
     time.sleep(4.5)  # past the repeat interval (a lower bound, never an upper one)
     repeat = cli.run(*cron)
     (line,) = _lines(repeat, name)
