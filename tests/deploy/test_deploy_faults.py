@@ -70,6 +70,7 @@ class Site:
         self.project = f"votsdeploy{uuid.uuid4().hex[:10]}"
         self.image = busybox_image()
         self.cli = Cli.in_dir(root)
+        self.last_stderr = ""  # of the last deploy _new_web_limits ran
 
     def write(self, **changes: Any) -> None:
         _stack(self.root, self.project, self.image, **changes)
@@ -285,18 +286,30 @@ def _planned(a: Any) -> tuple[int, int, int, int, int]:
     return (a.cpu_limit * 1_000_000, a.mem_limit, a.mem_reservation, a.cpu_shares, a.pids)
 
 
+def _new_web_limits(site: Site, cpu_max: float, mem_min: str, mem_max: str) -> dict[str, str]:
+    """Give web new limits, plan, deploy; what deploy did to each service."""
+    site.write(
+        web={
+            "resources": {
+                "cpu": {"min": 0.1, "max": cpu_max},
+                "memory": {"min": mem_min, "max": mem_max},
+            }
+        }
+    )
+    assert site.vots("plan").returncode == 0
+    proc = site.deploy("--format", "json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    site.last_stderr = proc.stderr
+    actions: dict[str, str] = json.loads(proc.stdout)["actions"]
+    return actions
+
+
 def test_changed_limits_are_set_on_the_running_containers(site: Site) -> None:
     assert site.deploy().returncode == 0
     before = {c["Id"]: c for c in site.containers()}
-    site.write(
-        web={"resources": {"cpu": {"min": 0.1, "max": 0.4}, "memory": {"min": "24M", "max": "96M"}}}
-    )
-    assert site.vots("plan").returncode == 0
+    actions = _new_web_limits(site, 0.4, "24M", "96M")
     plan = fit(load_stack(site.root / "stack.yaml")).by_name()
     assert _planned(plan["web"]) != _limits(next(iter(before.values())))
-    proc = site.deploy("--format", "json")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    actions = json.loads(proc.stdout)["actions"]
     assert actions["web"] == "limits updated in place on 2 container(s)", actions
     after = site.containers()
     # The same containers, never restarted, with the new plan's limits.
@@ -344,14 +357,9 @@ def test_limits_are_not_lowered_under_what_a_container_uses(site: Site) -> None:
                 "count=40",
             ]
         )
-    site.write(
-        web={"resources": {"cpu": {"min": 0.1, "max": 0.5}, "memory": {"min": "16M", "max": "40M"}}}
-    )
-    assert site.vots("plan").returncode == 0
-    proc = site.deploy("--format", "json")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads(proc.stdout)["actions"]["web"] == "rolled 2 replica(s), one at a time"
-    assert "is not set on it while it runs; replacing its containers instead" in proc.stderr
+    actions = _new_web_limits(site, 0.5, "16M", "40M")
+    assert actions["web"] == "rolled 2 replica(s), one at a time"
+    assert "is not set on it while it runs; replacing its containers instead" in site.last_stderr
     web = site.containers("web")
     assert not {c["Id"] for c in web} & before
     assert all(not c["State"]["OOMKilled"] for c in web)
@@ -362,13 +370,7 @@ def test_without_the_state_a_limit_change_replaces_the_containers(site: Site) ->
     assert site.deploy().returncode == 0
     before = {c["Id"] for c in site.containers("web")}
     (site.root / ".vots-deploy.state.json").unlink()
-    site.write(
-        web={"resources": {"cpu": {"min": 0.1, "max": 0.4}, "memory": {"min": "24M", "max": "96M"}}}
-    )
-    assert site.vots("plan").returncode == 0
-    proc = site.deploy("--format", "json")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads(proc.stdout)["actions"]["web"] == "rolled 2 replica(s), one at a time"
+    assert _new_web_limits(site, 0.4, "24M", "96M")["web"] == "rolled 2 replica(s), one at a time"
     assert not {c["Id"] for c in site.containers("web")} & before
 
 
