@@ -29,7 +29,7 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 COMMANDS: dict[str, tuple[str, str]] = {
     "plan": (
         "ops.cli.plan",
-        "Fit resources to the VM and render docker-compose.yml, nginx/ and prometheus/.",
+        "Fit resources to the VM and render the files for compose, a swarm or Kubernetes.",
     ),
     "loadtest": (
         "ops.cli.loadtest",

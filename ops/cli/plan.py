@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import click
 
@@ -23,6 +23,15 @@ if TYPE_CHECKING:
     help="Write the files under DIRECTORY instead of next to the stack file.",
 )
 @click.option(
+    "--target",
+    type=click.Choice(["compose", "swarm", "k8s"]),
+    default="compose",
+    show_default=True,
+    help="compose: docker-compose.yml for one VM; swarm: docker-stack.yml for `docker stack "
+    "deploy`; k8s: manifests under k8s/ with a kustomization.yaml. Each target keeps its "
+    "own files; what it cannot carry as planned is said in a warning.",
+)
+@click.option(
     "--check",
     is_flag=True,
     help="Write nothing; exit 1 with a unified diff if the files on disk drift.",
@@ -40,9 +49,11 @@ if TYPE_CHECKING:
 @click.option(
     "--verify",
     is_flag=True,
-    help="Also check what was rendered with nginx -t, promtool (when Prometheus is on), the "
-    "compose-spec schema and docker-compose config, and warn about every file the stack "
-    "references (TLS certificate and key, secrets, build contexts) that does not exist.",
+    help="Also check what was rendered with the real tools: nginx -t, promtool (when "
+    "Prometheus is on) and the compose-spec schema and docker-compose config (compose), "
+    "docker stack config (swarm), or the Kubernetes schemas of two versions in strict mode "
+    "and cross-object checks (k8s); and warn about every file the stack references (TLS "
+    "certificate and key, secrets, build contexts) that does not exist.",
 )
 @click.option(
     "--strict",
@@ -62,6 +73,7 @@ def plan(
     ctx: click.Context,
     stack_path: str,
     out_dir: str | None,
+    target: str,
     check: bool,
     dry_run: bool,
     recommendations: str | None,
@@ -70,7 +82,11 @@ def plan(
     force: bool,
     fmt: str,
 ) -> None:
-    """Fit resources to the VM and render docker-compose.yml, nginx/ and prometheus/.
+    """Fit resources to the VM and render the files for compose, a swarm or Kubernetes.
+
+    The default target renders docker-compose.yml, nginx/ and prometheus/;
+    --target swarm renders swarm/docker-stack.yml and the files its configs
+    carry; --target k8s renders k8s/ with a kustomization.yaml.
 
     Reads the stack file, gives every container CPU and memory reservations and
     limits that fill the host without overcommitting it, and renders the files
@@ -81,7 +97,7 @@ def plan(
     from pathlib import Path
 
     from ops.errors import DriftError, SpecError
-    from ops.plan.pipeline import ForeignFiles, plan_stack
+    from ops.plan.pipeline import ForeignFiles, Target, plan_stack
 
     console: Console = ctx.obj
     if check and dry_run:
@@ -109,11 +125,12 @@ def plan(
             strict=strict,
             force=force,
             on_warning=console.warning,
+            target=cast(Target, target),
         )
     except ForeignFiles as exc:
         raise ForeignFiles(exc.paths, f"--force replaces {exc.them}") from None
     if result.verify is not None:
-        ran = ", ".join(_CHECK_NAMES.get(n, n) for n in result.verify.ran)
+        ran = ", ".join(_check_name(n) for n in result.verify.ran)
         console.success(f"{ran} accept the files")
     for swept in result.swept:
         console.info(f"removed {swept}, left by an interrupted run")
@@ -123,7 +140,7 @@ def plan(
 
     if mode == "check":
         if result.drift:
-            fix = _fix_command(ctx, stack_path, out_dir, recommendations)
+            fix = _fix_command(ctx, stack_path, out_dir, recommendations, target)
             message = f"{result.drift_summary(stack_path)}; run `{fix}` to update"
             if result.foreign:
                 names = ", ".join(result.foreign)
@@ -161,11 +178,24 @@ _CHECK_NAMES = {
     "promtool": "promtool",
     "compose-schema": "compose schema",
     "docker-compose": "docker-compose config",
+    "docker-stack": "docker stack config",
+    "k8s-kustomization": "the kustomization check",
+    "k8s-cross-check": "the cross-object checks",
 }
 
 
+def _check_name(name: str) -> str:
+    if name.startswith("k8s-schema-"):
+        return f"the Kubernetes {name.removeprefix('k8s-schema-')} schemas (strict)"
+    return _CHECK_NAMES.get(name, name)
+
+
 def _fix_command(
-    ctx: click.Context, stack_path: str, out_dir: str | None, recommendations: str | None
+    ctx: click.Context,
+    stack_path: str,
+    out_dir: str | None,
+    recommendations: str | None,
+    target: str = "compose",
 ) -> str:
     """The command that brings the files up to date: this run's inputs, quoted for a shell."""
     import shlex
@@ -175,6 +205,8 @@ def _fix_command(
         argv += ["--stack", stack_path]
     if out_dir is not None:
         argv += ["--out", out_dir]
+    if target != "compose":
+        argv += ["--target", target]
     if recommendations is not None:
         argv += ["--recommendations", recommendations]
     return " ".join(shlex.quote(a) for a in argv)

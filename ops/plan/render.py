@@ -187,6 +187,7 @@ class _Route(TypedDict):
 
     path: str
     upstream: str
+    port: int | None
     zone: str
     rate: str | None
     burst: int
@@ -197,7 +198,7 @@ class _Route(TypedDict):
 
 
 def _context(
-    loaded: LoadedStack, plan: Plan, out_dir: Path, runtime: NginxRuntime
+    loaded: LoadedStack, plan: Plan, out_dir: Path, runtime: NginxRuntime, target: str = "compose"
 ) -> dict[str, Any]:
     stack = loaded.stack
     base = loaded.path.resolve().parent
@@ -263,6 +264,7 @@ def _context(
                 {
                     "path": r.path,
                     "upstream": w.name,
+                    "port": w.port,
                     "zone": f"{w.name}_{i}",
                     "rate": r.rate_limit,
                     "burst": r.burst if r.burst is not None else max(1, int((rate_per_s or 0) * 2)),
@@ -317,6 +319,10 @@ def _context(
         "node_exporter_enabled": mon.node_exporter.enabled,
         "cadvisor_enabled": mon.cadvisor.enabled,
         "scrape": scrape,
+        # Swarm answers `tasks.<service>` with every task's address (the plain name
+        # is the service's one virtual IP); compose answers the plain name so.
+        "sd_prefix": "tasks." if target == "swarm" else "",
+        "swarm_dns": target == "swarm",
         "upstreams": upstreams,
         "pinned": None,
         "routes": routes,
@@ -336,12 +342,19 @@ def render_files(
     plan: Plan,
     out_dir: Path,
     runtime: NginxRuntime | None = None,
+    target: str = "compose",
 ) -> dict[str, str]:
-    """Render every output file for ``plan``; paths inside are relative to ``out_dir``."""
+    """Render every output file for ``plan``; paths inside are relative to ``out_dir``.
+    ``target="swarm"`` renders the files the stack file's configs carry (no
+    docker-compose.yml; Prometheus finds each task by ``tasks.<service>``)."""
     env = _env()
-    ctx = _context(loaded, plan, Path(out_dir).resolve(), runtime or NginxRuntime())
+    ctx = _context(loaded, plan, Path(out_dir).resolve(), runtime or NginxRuntime(), target)
     files = {}
     for name in OUTPUTS:
+        if name == "docker-compose.yml" and target != "compose":
+            continue
+        if name == UPSTREAMS_FILE and target == "swarm":  # nginx resolves the tasks itself
+            continue
         if name.startswith("prometheus/") and not loaded.stack.monitoring.prometheus.enabled:
             continue
         template = "ffdhe2048.pem" if name.endswith(".pem") else name.replace("/", "_") + ".j2"

@@ -23,6 +23,7 @@ from ops.proc import free_port, run, which
 from ops.stack import LoadedStack, workloads
 
 CHECKS = ("nginx", "promtool", "compose-schema", "docker-compose")
+SWARM_CHECKS = ("nginx", "promtool", "docker-stack")
 
 
 @dataclass(frozen=True)
@@ -114,22 +115,34 @@ def verify_plan(
     plan: Plan,
     workdir: Path | None = None,
     checks: Iterable[str] = CHECKS,
+    target: str = "compose",
 ) -> list[CheckResult]:
     """Render into ``workdir`` (a temp dir by default) and run each real checker on it."""
     checks = list(checks)
     for check in checks:
-        if check not in CHECKS:
+        if check not in (*CHECKS, *SWARM_CHECKS):
             raise ValueError(f"unknown check {check!r}")
     tmp = None
     if workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="vots-ops-verify-")
         workdir = Path(tmp.name)
     try:
-        files = render_files(loaded, plan, workdir)
         runtime = local_runtime(workdir, loaded)
-        twin = render_files(loaded, plan, workdir, runtime)
+        if target == "swarm":
+            from ops.plan.swarm import DIR, render_swarm
+
+            # Checked with swarm/ flattened: the nginx twin reads its files from workdir.
+            def flat(rendered: dict[str, str]) -> dict[str, str]:
+                return {n.removeprefix(f"{DIR}/"): t for n, t in rendered.items()}
+
+            files = flat(render_swarm(loaded, plan, workdir).files)
+            twin = flat(render_swarm(loaded, plan, workdir, runtime).files)
+        else:
+            files = render_files(loaded, plan, workdir)
+            twin = render_files(loaded, plan, workdir, runtime)
         for name in ("nginx/nginx.conf", "nginx/upstreams.conf"):
-            files[name] = twin[name]
+            if name in twin:  # a swarm's nginx resolves its upstreams itself
+                files[name] = twin[name]
         write_all(workdir, files)
         results: list[CheckResult] = []
         if "nginx" in checks:
@@ -161,6 +174,17 @@ def verify_plan(
             results.append(
                 _result("promtool", [which("promtool"), "check", "rules", str(prom / "alerts.yml")])
             )
+        if "docker-stack" in checks:
+            # The docker CLI's own stack loader (Docker 23+): it needs no swarm, and it
+            # refuses what `docker stack deploy` refuses (forbidden properties, schema).
+            stack_file = workdir / "docker-stack.yml"
+            results.append(
+                _result(
+                    "docker-stack",
+                    [which("docker"), "stack", "config", "--compose-file", str(stack_file)],
+                    cwd=workdir,
+                )
+            )
         if "compose-schema" in checks:
             results.append(_compose_schema(workdir / "docker-compose.yml"))
         if "docker-compose" in checks:
@@ -181,6 +205,11 @@ def verify_plan(
     finally:
         if tmp is not None:
             tmp.cleanup()
+
+
+def verify_swarm(loaded: LoadedStack, plan: Plan, workdir: Path | None = None) -> list[CheckResult]:
+    """``--target swarm --verify``: nginx -t, promtool and ``docker stack config``."""
+    return verify_plan(loaded, plan, workdir, SWARM_CHECKS, target="swarm")
 
 
 def missing_references(loaded: LoadedStack) -> list[str]:
