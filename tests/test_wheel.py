@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ops.plan import fit
+from ops.plan import fit, plan_stack
 from ops.plan.render import OUTPUTS, render_files
 from ops.stack import load_stack
 from tests.support.cli import Cli
@@ -58,6 +58,36 @@ def test_wheel_plan_matches_checkout(installed: Installed, cli: Cli, tmp_path: P
 
     # A second run finds nothing to change.
     installed.run(cli, "plan", "--out", str(out), "--check", cwd=work)
+
+
+def test_wheel_renders_the_swarm_and_k8s_targets_as_the_checkout(
+    installed: Installed, cli: Cli, tmp_path: Path
+) -> None:
+    work = tmp_path / "site"
+    work.mkdir()
+    shutil.copyfile(BUNDLED, work / "stack.yaml")
+    loaded = load_stack(work / "stack.yaml")
+    for target, directory in (("swarm", "swarm"), ("k8s", "k8s")):
+        out = tmp_path / f"out-{target}"
+        verify = ["--verify"] if target == "swarm" else []  # k8s's needs the verify extra
+        installed.run(cli, "plan", "--out", str(out), "--target", target, *verify, cwd=work)
+        want = plan_stack(work / "stack.yaml", out, mode="check", target=target).files
+        got = {
+            str(p.relative_to(out)): p.read_text(encoding="utf-8")
+            for p in (out / directory).rglob("*")
+            if p.is_file()
+        }
+        assert got == want, target
+    # The k8s checks need the verify extra; the wheel without it says which, writes nothing.
+    proc = installed.run(
+        cli, "plan", "--out", str(tmp_path / "k8s-verify"), "--target", "k8s", "--verify",
+        cwd=work, ok=(2,),
+    )  # fmt: skip
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        "error: plan --target k8s --verify needs kubernetes-validate: pip install 'vots-ops[verify]'"
+    ]
+    assert not (tmp_path / "k8s-verify").exists()
 
 
 def test_wheel_ships_templates_as_package_data(

@@ -117,7 +117,7 @@ def _validator() -> Any:
     require(
         "kubernetes_validate",
         "verify",
-        "checking Kubernetes manifests",
+        "plan --target k8s --verify",
         package="kubernetes-validate",
     )
     return importlib.import_module("kubernetes_validate.utils")

@@ -6,7 +6,6 @@ it created; the node label datastores need is added and removed again.
 ``swarm_site`` is the bundled ``stack.yaml`` with what this machine needs:
 a project name of its own, a self-signed certificate, the edge on free ports
 (Swarm publishes on every interface; nothing but loopback is ever sent load),
-a host that fits this machine's 2 CPUs (Swarm places tasks by reservation),
 the images this engine has (the offline stand-ins' tags), and no dashboard
 (its Next.js build needs the npm registry).
 """
@@ -128,7 +127,6 @@ def swarm_site(
     cert, key = self_signed_cert(root / "tls", data["domain"])
     ports = {"http": free_port(), "https": free_port()}
     data["project"] = project
-    data["host"] = {"cpus": 2, "memory": "12G", "reserve": {"cpus": 0.25, "memory": "1G"}}
     data["tls"] = {"certificate": str(cert), "key": str(key)}
     data["edge"].update(bind="0.0.0.0", http_port=ports["http"], https_port=ports["https"])
     data["monitoring"].update(node_exporter=False, cadvisor=False)
