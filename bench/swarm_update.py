@@ -13,8 +13,13 @@ and the time from the update's start to its completion.
 The ratio printed last: stop-first failed requests per round, and p99
 stop-first / start-first.
 
-Run: .venv/bin/python bench/swarm_update.py [--rounds 2] (about 6 minutes per
-round, plus the images' build the first time on a machine).
+With several replicas both orders keep serving (nginx retries a refused
+connection on another task); with one replica only start-first does, so
+``--replicas 2,1`` runs the rounds at each count.
+
+Run: .venv/bin/python bench/swarm_update.py [--rounds 2] [--replicas 2,1]
+(about 7 minutes per round and count, plus the images' build the first time on
+a machine).
 """
 
 from __future__ import annotations
@@ -89,11 +94,19 @@ def _update(site: SwarmSite, cli: Cli, release: int, order: str | None) -> dict[
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument(
+        "--replicas",
+        default="2",
+        help="the agent's replica counts to run the rounds at, comma-separated (e.g. 2,1)",
+    )
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="vots-bench-swarm-"))
     images = build_images(root)
     project = f"votsbench{uuid.uuid4().hex[:6]}"
-    results: dict[str, list[dict[str, Any]]] = {"start-first": [], "stop-first": []}
+    counts = [int(n) for n in args.replicas.split(",")]
+    results: dict[tuple[int, str], list[dict[str, Any]]] = {
+        (n, kind): [] for n in counts for kind in ("start-first", "stop-first")
+    }
     with one_node_swarm(f"{project}.datastores"):
         (root / "site").mkdir()
         site = swarm_site(root / "site", project, images, duration="120s")
@@ -105,40 +118,47 @@ def main() -> None:
             deploy(site)
             wait_converged(site, NAMES, 600)
             release = 1
-            for r in range(args.rounds):
-                order = ["start-first", "stop-first"]
-                if r % 2:
-                    order.reverse()
-                for kind in order:
-                    release += 1
-                    res = _update(site, cli, release, None if kind == "start-first" else kind)
-                    results[kind].append(res)
-                    print(
-                        f"round {r + 1} {kind:11s}: {res['failures']:4d} failed of "
-                        f"{res['requests']:5d}, p99 {res['p99_ms']:8.0f} ms, "
-                        f"update {res['update_s']:5.1f} s",
-                        flush=True,
-                    )
+            for n in counts:
+                docker("service", "scale", "--detach", f"{site.service('agent')}={n}")
+                wait_converged(site, ["agent"], 600)
+                for r in range(args.rounds):
+                    order = ["start-first", "stop-first"]
+                    if r % 2:
+                        order.reverse()
+                    for kind in order:
+                        release += 1
+                        res = _update(site, cli, release, None if kind == "start-first" else kind)
+                        results[(n, kind)].append(res)
+                        print(
+                            f"{n} replica(s), round {r + 1} {kind:11s}: {res['failures']:4d} "
+                            f"failed of {res['requests']:5d}, p99 {res['p99_ms']:8.0f} ms, "
+                            f"update {res['update_s']:5.1f} s",
+                            flush=True,
+                        )
         finally:
             left = remove(site)
             if left:
                 print(f"left behind: {left}")
-    ours, naive = results["start-first"], results["stop-first"]
-    print(
-        "medians: start-first "
-        f"{statistics.median(r['failures'] for r in ours):.0f} failed, "
-        f"p99 {statistics.median(r['p99_ms'] for r in ours):.0f} ms; stop-first "
-        f"{statistics.median(r['failures'] for r in naive):.0f} failed, "
-        f"p99 {statistics.median(r['p99_ms'] for r in naive):.0f} ms"
-    )
-    failed = ",".join(str(r["failures"]) for r in naive)
-    ratio = statistics.median(r["p99_ms"] for r in naive) / max(
-        1.0, statistics.median(r["p99_ms"] for r in ours)
-    )
-    print(
-        f"ratio: stop-first failed {failed} vs start-first "
-        f"{','.join(str(r['failures']) for r in ours)}; p99 stop-first/start-first {ratio:.1f}x"
-    )
+    for n in counts:
+        ours, naive = results[(n, "start-first")], results[(n, "stop-first")]
+        print(
+            f"{n} replica(s), medians: start-first "
+            f"{statistics.median(r['failures'] for r in ours):.0f} failed, "
+            f"p99 {statistics.median(r['p99_ms'] for r in ours):.0f} ms; stop-first "
+            f"{statistics.median(r['failures'] for r in naive):.0f} failed, "
+            f"p99 {statistics.median(r['p99_ms'] for r in naive):.0f} ms"
+        )
+    for n in counts:
+        ours, naive = results[(n, "start-first")], results[(n, "stop-first")]
+        ratio = statistics.median(r["p99_ms"] for r in naive) / max(
+            1.0, statistics.median(r["p99_ms"] for r in ours)
+        )
+        print(
+            f"ratio, {n} replica(s): stop-first failed "
+            f"{','.join(str(r['failures']) for r in naive)} vs start-first "
+            f"{','.join(str(r['failures']) for r in ours)}; p99 stop-first/start-first "
+            f"{ratio:.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -155,6 +155,16 @@ def _label(value: str, what: str, max_len: int = 63) -> str:
     return value
 
 
+def _named(
+    loaded: LoadedStack, value: str, what: str, loc: tuple[str, ...], max_len: int = 63
+) -> str:
+    """``_label``, refused as bad input at the stack's line and key (exit 2)."""
+    try:
+        return _label(value, what, max_len)
+    except RenderError as exc:
+        raise loaded.error(f"{exc} (--target k8s)", loc) from None
+
+
 def _object_name(value: str, what: str, max_len: int = 63) -> str:
     """A stack name as a Kubernetes object name: ``_`` becomes ``-``."""
     return _label(value.replace("_", "-"), what, max_len)
@@ -243,13 +253,13 @@ class _Ctx:
         stack = loaded.stack
         self.stack = stack
         self.source = loaded.path.name
-        self.project = _label(stack.project, "project")
+        self.project = _named(loaded, stack.project, "the project name", ("project",))
         self.namespace = self.project
         self.alloc = plan.by_name()
         self.items = [w for w in workloads(stack) if w.kind in ("app", "datastore")]
         self.by_name = {w.name: w for w in self.items}
         for w in self.items:
-            _label(w.name, f"service name (services.{w.name})", MAX_SERVICE_NAME)
+            _named(loaded, w.name, "the service name", ("services", w.name), MAX_SERVICE_NAME)
             if w.name not in self.alloc:
                 raise RenderError(f"the plan has no allocation for services.{w.name}")
         self.tls_secret = f"{self.project}-tls"

@@ -13,7 +13,7 @@ cannot carry in ``SwarmRender.notes`` (the CLI prints them as warnings):
   nobody watches), ``pids_limit`` -> ``deploy.resources.limits.pids``,
   ``tmpfs`` -> ``type: tmpfs`` mounts;
 * every service is ``endpoint_mode: dnsrr``: its name resolves to its healthy
-  tasks, and the edge's nginx asks Docker's resolver again every 5 s (no
+  tasks, and the edge's nginx asks Docker's resolver again every second (no
   upstreams.conf), so it follows a rolling update without a reload;
 * the nginx and Prometheus files -> swarm configs, named by a digest of their
   text (configs are immutable; a changed file is a new config and a rolling

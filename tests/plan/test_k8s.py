@@ -619,15 +619,17 @@ def test_names_kubernetes_cannot_hold_are_refused(tmp_path: Path, name: str) -> 
     data = minimal()
     data["services"][name] = data["services"].pop("agent")
     loaded = parse_stack(yaml.safe_dump(data), tmp_path / "stack.yaml")  # the stack allows it
-    with pytest.raises(RenderError, match="not a valid Kubernetes name"):
+    with pytest.raises(SpecError, match="not a valid Kubernetes name") as caught:
         render_k8s(loaded, fit(loaded))
+    # Bad input (exit 2) at the stack's line and key, not a rendering fault.
+    assert caught.value.key == f"services.{name}" and caught.value.line is not None
 
 
 def test_a_long_name_is_refused(tmp_path: Path) -> None:
     data = minimal()
     data["services"]["a" * 60] = data["services"].pop("agent")
     loaded = parse_stack(yaml.safe_dump(data), tmp_path / "stack.yaml")
-    with pytest.raises(RenderError, match="at most 52"):
+    with pytest.raises(SpecError, match="at most 52"):
         render_k8s(loaded, fit(loaded))
 
 
