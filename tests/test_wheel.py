@@ -66,7 +66,6 @@ def test_wheel_renders_the_swarm_and_k8s_targets_as_the_checkout(
     work = tmp_path / "site"
     work.mkdir()
     shutil.copyfile(BUNDLED, work / "stack.yaml")
-    loaded = load_stack(work / "stack.yaml")
     for target, directory in (("swarm", "swarm"), ("k8s", "k8s")):
         out = tmp_path / f"out-{target}"
         verify = ["--verify"] if target == "swarm" else []  # k8s's needs the verify extra
