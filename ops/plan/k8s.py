@@ -849,11 +849,50 @@ def _external_secrets(ctx: _Ctx) -> list[tuple[str, str]]:
     return sorted(out)
 
 
+def k8s_notes(loaded: LoadedStack, plan: Plan) -> tuple[str, ...]:
+    """What ``--target k8s`` cannot carry as planned, one line each (the CLI's warnings)."""
+    ctx = _Ctx(loaded, plan)
+    notes = [
+        "the edge becomes ingress-nginx Ingresses, and Prometheus, node-exporter and cAdvisor "
+        "are left to the cluster's own monitoring: none of them is rendered",
+        "pids limits are not carried: Kubernetes has no per-container pids limit (it is the "
+        "kubelet's podPidsLimit)",
+        "the edge's response headers (Content-Security-Policy, HSTS and the rest) are "
+        "ingress-nginx controller settings (its ConfigMap's add-headers and hsts keys), "
+        "not rendered",
+    ]
+    for w in ctx.items:
+        assert w.spec is not None
+        if w.image and image_user(w.image) is None:
+            notes.append(
+                f"{w.name}: the user of {w.image} is not known here; runAsNonRoot needs the "
+                "image to declare a numeric non-root USER, or the kubelet refuses to start it"
+            )
+        for route in w.spec.routes:
+            if route.cache:
+                notes.append(f"{route.path}: the microcache ({route.cache}) is not carried")
+            if route.immutable:
+                notes.append(f"{route.path}: immutable caching is not carried")
+            if route.rate_limit:
+                n_text, unit = route.rate_limit.split("r/")
+                n = int(n_text)
+                per_s = n if unit == "s" else n / 60
+                burst = route.burst if route.burst is not None else max(1, int(per_s * 2))
+                got = n * max(1, burst // n)
+                if got != burst:
+                    notes.append(
+                        f"{route.path}: burst {burst} at {route.rate_limit} becomes {got}: "
+                        "ingress-nginx takes the burst as a whole multiple of the rate"
+                    )
+    return tuple(notes)
+
+
 def _kustomization(ctx: _Ctx, files: list[str]) -> str:
     resources = [path.removeprefix(f"{K8S_DIR}/") for path in files if path != KUSTOMIZATION]
     comments = [
         "Apply with `kubectl apply -k k8s/`. Secrets these files reference but do not",
-        "contain; create each in the namespace first (values never go into these files):",
+        "contain (values never go into these files): create each after `kubectl apply -f",
+        "k8s/namespace.yaml` and before the rest, from the stack file's directory:",
     ]
     comments += [f"{EXTERNAL_SECRET_MARK[2:]}{name}: {cmd}" for name, cmd in _external_secrets(ctx)]
     doc = {
@@ -888,6 +927,7 @@ __all__ = [
     "cpu_quantity",
     "header",
     "image_user",
+    "k8s_notes",
     "memory_quantity",
     "render_k8s",
     "service_port",

@@ -472,9 +472,12 @@ def _render(
         for note in swarm.notes:
             warn(note)
         return swarm.files
-    from ops.plan.k8s import render_k8s
+    from ops.plan.k8s import k8s_notes, render_k8s
 
-    return render_k8s(loaded, fitted)
+    files = render_k8s(loaded, fitted)
+    for note in k8s_notes(loaded, fitted):
+        warn(note)
+    return files
 
 
 def _verify(

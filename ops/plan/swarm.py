@@ -176,7 +176,6 @@ def render_swarm(
     files = render_files(loaded, plan, out_dir, runtime, target="swarm")
     alloc = plan.by_name()
     items = workloads(stack)
-    notes: list[str] = []
 
     configs: dict[str, Any] = {}
 
@@ -189,6 +188,7 @@ def render_swarm(
         return key
 
     secrets: dict[str, Any] = {}
+    notes: list[str] = []
 
     def secret(key: str, file: str) -> None:
         path = Path(file) if file.startswith("/") else base / file
@@ -196,6 +196,12 @@ def render_swarm(
         shown = file if file.startswith("/") else _rel(path, out_dir)
         entry: dict[str, Any] = {"file": shown}
         entry["name"] = f"{project}_{key}_{digest}" if digest else f"{project}_{key}"
+        if digest is None:
+            notes.append(
+                f"{file}: no such file here, so the swarm secret {entry['name']} carries no "
+                "digest of its content; render on the machine that holds the file, or a "
+                "changed file will be refused as an update of a secret in use"
+            )
         secrets[key] = entry
 
     secret("tls_certificate", stack.tls.certificate)
@@ -287,7 +293,9 @@ def render_swarm(
                 "start_period": "30s",
             }
         elif w.kind == "node-exporter":
-            # Swarm has no `pid: host`; the host's /proc is read under /host instead.
+            notes.append(
+                "node-exporter: Swarm has no `pid: host`; it reads the host's /proc under /host"
+            )
             entry["command"] = ["--path.rootfs=/host"]
             mounts.append({"type": "bind", "source": "/", "target": "/host", "read_only": True,
                            "bind": {"propagation": "rslave"}})  # fmt: skip
@@ -361,6 +369,14 @@ def render_swarm(
         deploy["rollback_config"] = rollback
         if _stateful(w):
             deploy["placement"] = {"constraints": [f"node.labels.{project}.datastores == true"]}
+            if a.replicas > 1 and mounts and any(m["type"] == "volume" for m in mounts):
+                # A local volume is per node: one task per node, each with its own.
+                deploy["placement"]["max_replicas_per_node"] = 1
+                notes.append(
+                    f"{w.name}: {a.replicas} replicas with volumes run one per node (each "
+                    f"node's volume is its own), so they need {a.replicas} nodes labelled "
+                    f"{project}.datastores=true"
+                )
         elif not global_mode:
             # Replicas spread over the zones when nodes carry a zone label; the
             # scheduler spreads them over nodes in any case.

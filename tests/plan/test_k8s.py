@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, assume, given, settings
 
 from ops.errors import CapacityError, RenderError, SpecError
 from ops.plan.capacity import Plan, fit
-from ops.plan.k8s import DEFAULT_VOLUME_SIZE, KUSTOMIZATION, render_k8s
+from ops.plan.k8s import DEFAULT_VOLUME_SIZE, KUSTOMIZATION, k8s_notes, render_k8s
 from ops.plan.k8s_check import (
     check_kustomization,
     cross_check,
@@ -25,7 +25,7 @@ from ops.plan.k8s_check import (
     verify_k8s,
 )
 from ops.stack import LoadedStack, load_stack, parse_stack
-from tests.support.stacks import BUNDLED, minimal, stacks
+from tests.support.stacks import BUNDLED, minimal, stacks, write_stack
 
 Docs = list[dict[str, Any]]
 ANN = "nginx.ingress.kubernetes.io/"
@@ -696,3 +696,21 @@ def test_an_unsupported_kubernetes_version_is_a_failed_result(files: dict[str, s
     (result, _) = validate_schemas({"k8s/namespace.yaml": files["k8s/namespace.yaml"]}, ("1.99.0",))
     assert not result.ok
     assert "no schemas for Kubernetes 1.99" in result.output
+
+
+def test_what_the_target_cannot_carry_is_said(tmp_path: Path) -> None:
+    data = minimal()
+    data["services"]["agent"]["routes"] = [
+        {"path": "/api/v1/", "rate_limit": "20r/s", "burst": 30},
+        {"path": "/ingest/", "rate_limit": "300r/m", "burst": 7},
+        {"path": "/docs/", "cache": "5s"},
+    ]
+    loaded = load_stack(write_stack(tmp_path, data))
+    notes = k8s_notes(loaded, fit(loaded))
+    assert (
+        "/api/v1/: burst 30 at 20r/s becomes 20: ingress-nginx takes the burst as a whole multiple of the rate"
+        in notes
+    )
+    assert any(n.startswith("/ingest/: burst 7 at 300r/m becomes 300") for n in notes)
+    assert "/docs/: the microcache (5s) is not carried" in notes
+    assert any(n.startswith("pids limits are not carried") for n in notes)

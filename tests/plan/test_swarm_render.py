@@ -197,3 +197,24 @@ def test_a_refused_bind_raises_a_spec_error_in_the_library(tmp_path: Path) -> No
     loaded = load_stack(write_stack(tmp_path, data))
     with pytest.raises(SpecError, match=r"edge\.bind"):
         render_swarm(loaded, fit(loaded), tmp_path)
+
+
+def test_a_secret_file_missing_here_is_said_to_leave_its_name_without_a_digest(
+    tmp_path: Path,
+) -> None:
+    data = minimal()
+    data["secrets"] = {"api_key": {"file": "./api_key"}}
+    data["services"]["agent"]["secrets"] = ["api_key"]
+    doc, notes = _render(tmp_path, data)
+    assert doc["secrets"]["api_key"]["name"] == "vots_api_key"
+    assert any(n.startswith("./api_key: no such file here") for n in notes), notes
+
+
+def test_replicas_of_a_volume_owner_run_one_per_node_and_say_so(tmp_path: Path) -> None:
+    data = yaml.safe_load(BUNDLED.read_text())
+    data["services"]["rag"]["replicas"] = 3
+    doc, notes = _render(tmp_path, data)
+    placement = doc["services"]["rag"]["deploy"]["placement"]
+    assert placement["max_replicas_per_node"] == 1
+    assert any(n.startswith("rag: 3 replicas with volumes run one per node") for n in notes)
+    assert "max_replicas_per_node" not in doc["services"]["redis"]["deploy"]["placement"]
