@@ -22,7 +22,7 @@ from ops.errors import OpsError
 EXTRAS = {
     "loadtest": ("locust", "hdrhistogram"),
     "profile": ("py-spy", "httpx"),
-    "verify": ("check-jsonschema",),
+    "verify": ("check-jsonschema", "kubernetes-validate"),
     "remote": ("docker",),
 }
 

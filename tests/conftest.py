@@ -22,6 +22,7 @@ names unmarked ones that took longer than ``SLOW_S`` (setup included).
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,13 @@ import pytest
 
 from tests.support.cli import Cli
 from tests.support.stacks import BUNDLED, REPO
+
+# A suite started as `cmd &` from a script (POSIX shells ignore SIGINT in such
+# jobs) or by a CI runner that ignores it would pass the ignored SIGINT on to this
+# process and every child: Ctrl-C tests would see nothing. Tests get SIGINT as a
+# terminal delivers it; a test of an ignored signal sets that up itself.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # What the test process pins for in-process code (Rich tables, time formatting).
 PINNED = {"NO_COLOR": "1", "COLUMNS": "120", "TZ": "UTC"}
