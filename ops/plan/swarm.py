@@ -141,6 +141,17 @@ def _update(order: str, monitor: float) -> tuple[dict[str, Any], dict[str, Any]]
     return update, rollback
 
 
+def _check(test: list[str], interval: str, start_period: str) -> dict[str, Any]:
+    """A built-in service's healthcheck, as the compose template gives it."""
+    return {
+        "test": test,
+        "interval": interval,
+        "timeout": "5s",
+        "retries": 3,
+        "start_period": start_period,
+    }
+
+
 def _escape(value: Any) -> Any:
     """``$`` doubled in every string: the stack loader interpolates ``$VAR``."""
     if isinstance(value, str):
@@ -250,8 +261,8 @@ def render_swarm(
                 {"source": config(f), "target": t, "mode": 0o444} for f, t in EDGE_CONFIGS
             ]
             networks = ["frontend"]
-            health = {
-                "test": [
+            health = _check(
+                [
                     "CMD",
                     "curl",
                     "-fsS",
@@ -259,11 +270,9 @@ def render_swarm(
                     "/dev/null",
                     "http://127.0.0.1:8081/nginx_status",
                 ],
-                "interval": "15s",
-                "timeout": "5s",
-                "retries": 3,
-                "start_period": "10s",
-            }
+                "15s",
+                "10s",
+            )
         elif w.kind == "prometheus":
             mon = stack.monitoring
             entry["command"] = [
@@ -285,13 +294,11 @@ def render_swarm(
                 {"source": config(f), "target": t, "mode": 0o444} for f, t in PROMETHEUS_CONFIGS
             ]
             networks = ["frontend", "backend"]
-            health = {
-                "test": ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:9090/-/healthy"],
-                "interval": "30s",
-                "timeout": "5s",
-                "retries": 3,
-                "start_period": "30s",
-            }
+            health = _check(
+                ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:9090/-/healthy"],
+                "30s",
+                "30s",
+            )
         elif w.kind == "node-exporter":
             notes.append(
                 "node-exporter: Swarm has no `pid: host`; it reads the host's /proc under /host"
@@ -299,13 +306,9 @@ def render_swarm(
             entry["command"] = ["--path.rootfs=/host"]
             mounts.append({"type": "bind", "source": "/", "target": "/host", "read_only": True,
                            "bind": {"propagation": "rslave"}})  # fmt: skip
-            health = {
-                "test": ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:9100/"],
-                "interval": "30s",
-                "timeout": "5s",
-                "retries": 3,
-                "start_period": "10s",
-            }
+            health = _check(
+                ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:9100/"], "30s", "10s"
+            )
         elif w.kind == "cadvisor":
             entry["command"] = ["--docker_only=true", "--housekeeping_interval=15s"]
             for src, dst in (
@@ -315,8 +318,8 @@ def render_swarm(
                 ("/var/lib/docker/", "/var/lib/docker"),
             ):
                 mounts.append({"type": "bind", "source": src, "target": dst, "read_only": True})
-            health = {
-                "test": [
+            health = _check(
+                [
                     "CMD",
                     "wget",
                     "--quiet",
@@ -324,11 +327,9 @@ def render_swarm(
                     "--spider",
                     "http://127.0.0.1:8080/healthz",
                 ],
-                "interval": "30s",
-                "timeout": "5s",
-                "retries": 3,
-                "start_period": "10s",
-            }
+                "30s",
+                "10s",
+            )
         for t in w.tmpfs:
             mounts.append({"type": "tmpfs", "target": t})
         if ports:
