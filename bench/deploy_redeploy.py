@@ -121,16 +121,7 @@ def _under_load(site: LoopSite, cli: Cli, kind: str, change: str, how: str) -> d
         _set_limits(site, cli, change)
     runs = site.root / "runs" / f"{how}-{kind}-{change}"
     scenario = "agent-redeploy" if kind == "release" else "limits-redeploy"
-    load = cli.start(
-        "loadtest", scenario, "--host", site.https, "--duration", "90s",
-        "--format", "json", "--out", str(runs),
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not list(runs.glob("*/locust.log")):
-        if time.monotonic() > deadline or load.poll() is not None:
-            sys.exit(f"the load test did not start: {load.communicate()[1][-2000:]}")
-        time.sleep(0.5)
-    time.sleep(10)
+    load = cli.start_load(scenario, site.https, runs, "--duration", "90s", settle=10)
     start = time.monotonic()
     actions = {}
     if how == "vots-ops":

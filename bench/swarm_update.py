@@ -57,16 +57,7 @@ NAMES = ("agent", "rag", "redis", "chroma", "nginx", "prometheus")
 
 def _update(site: SwarmSite, cli: Cli, release: int, order: str | None) -> dict[str, Any]:
     runs = site.root / f"runs-{release}"
-    load = cli.start(
-        "loadtest", "swarm-update", "--host", site.https, "--duration", "120s",
-        "--format", "json", "--out", str(runs),
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not list(runs.glob("*/locust.log")):
-        if time.monotonic() > deadline or load.poll() is not None:
-            raise SystemExit("the load did not start")
-        time.sleep(0.5)
-    time.sleep(10)
+    load = cli.start_load("swarm-update", site.https, runs, "--duration", "120s", settle=10)
     argv = ["service", "update", "--detach", "--env-add", f"RELEASE={release}"]
     if order:
         argv += ["--update-order", order]

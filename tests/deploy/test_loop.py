@@ -247,16 +247,8 @@ def test_an_agent_change_is_redeployed_under_load_without_a_failed_request(site:
     plan = site.vots("plan", timeout=120)
     assert plan.returncode == 0, plan.stderr
     old = site.of("agent")
-    load = site.cli.start(
-        "loadtest", "agent-redeploy", "--host", site.https, "--format", "json",
-        "--out", str(site.root / "runs"),
-    )  # fmt: skip
+    load = site.cli.start_load("agent-redeploy", site.https, site.root / "runs")
     try:
-        deadline = time.monotonic() + 60  # until the load is flowing
-        while not list((site.root / "runs").glob("*/locust.log")):
-            assert time.monotonic() < deadline and load.poll() is None
-            time.sleep(0.5)
-        time.sleep(5)
         redeploy = site.deploy("--drain-timeout", "60s", "--format", "json")
     finally:
         out, err = load.communicate(timeout=600)
@@ -315,16 +307,8 @@ def test_recommended_limits_are_applied_under_load_without_a_failed_request(site
         agent_old[0]["HostConfig"]["Memory"] != planned["agent"].mem_limit
     ), "the advice changes nothing for the agent: the redeploy would not be exercised"
     runs = site.root / "runs-limits"
-    load = site.cli.start(
-        "loadtest", "limits-redeploy", "--host", site.https, "--format", "json",
-        "--out", str(runs),
-    )  # fmt: skip
+    load = site.cli.start_load("limits-redeploy", site.https, runs)
     try:
-        deadline = time.monotonic() + 60  # until the load is flowing
-        while not list(runs.glob("*/locust.log")):
-            assert time.monotonic() < deadline and load.poll() is None
-            time.sleep(0.5)
-        time.sleep(5)
         redeploy = site.deploy("--recommendations", str(advice), "--format", "json")
     finally:
         out, err = load.communicate(timeout=600)

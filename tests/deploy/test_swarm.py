@@ -187,16 +187,8 @@ def test_a_new_agent_release_rolls_out_under_load_without_a_failed_request(site:
     site.plan()
     old = {c["Id"] for c in task_containers(site.where, "agent")}
     runs = site.where.root / "runs"
-    load = site.cli.start(
-        "loadtest", "swarm-update", "--host", site.where.https, "--format", "json",
-        "--out", str(runs),
-    )  # fmt: skip
+    load = site.cli.start_load("swarm-update", site.where.https, runs)
     try:
-        deadline = time.monotonic() + 60  # until the load is flowing
-        while not list(runs.glob("*/locust.log")):
-            assert time.monotonic() < deadline and load.poll() is None
-            time.sleep(0.5)
-        time.sleep(5)
         before = update_started(site.where, "agent")
         deploy(site.where)
         deadline = time.monotonic() + CONVERGE_TIMEOUT

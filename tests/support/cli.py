@@ -237,3 +237,21 @@ class Cli:
         return start(
             *args, cwd=cwd or self.cwd, env=self.env(**(env or {})), program=program, **popen
         )
+
+    def start_load(
+        self, scenario: str, host: str, runs: Path, *extra: str, settle: float = 5.0
+    ) -> subprocess.Popen[str]:
+        """``vots-ops loadtest SCENARIO --host HOST --format json --out RUNS`` running,
+        returned once its Locust is sending (its log exists) and ``settle`` seconds more;
+        AssertionError if it ended or did not start within a minute."""
+        load = self.start(
+            "loadtest", scenario, "--host", host, *extra, "--format", "json", "--out", str(runs)
+        )
+        deadline = time.monotonic() + 60
+        while not list(runs.glob("*/locust.log")):
+            if load.poll() is not None or time.monotonic() > deadline:
+                err = load.communicate()[1] if load.poll() is not None else ""
+                raise AssertionError(f"the load test did not start: {err[-2000:]}")
+            time.sleep(0.5)
+        time.sleep(settle)
+        return load
